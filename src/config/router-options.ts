@@ -1,0 +1,88 @@
+/**
+ * `switchyard serve` flags: SGLang router's names and defaults (launch_router), plus ours where marked.
+ * See ../shared/reference/sgl-router.md. Flags that belong to later features are parsed and validated here
+ * so that scripts written for sgl-router keep working; docs/configuration.md says what each one does.
+ */
+import { parseOptions, type OptionSpec } from './options.js';
+
+const G_SERVER = 'Server';
+const G_POLICY = 'Routing policy';
+const G_WORKERS = 'Workers and health';
+const G_LIMITS = 'Limits and timeouts';
+const G_RETRY = 'Retries and circuit breaker';
+const G_OBS = 'Observability';
+const G_SIM = 'Embedded simulated fleet (when no --worker-urls)';
+
+export const POLICY_NAMES = ['random', 'round_robin', 'power_of_two', 'cache_aware', 'shortest_queue', 'marginal_utility'] as const;
+
+export const ROUTER_OPTION_SPECS = [
+  // server
+  { name: 'host', type: 'string', default: '0.0.0.0', help: 'address to listen on', group: G_SERVER },
+  { name: 'port', type: 'integer', default: 30000, min: 0, max: 65535, help: 'port to listen on (0 = ephemeral)', group: G_SERVER },
+  { name: 'api-key', type: 'string', help: 'require `Authorization: Bearer KEY` on data routes', group: G_SERVER },
+  { name: 'cors-allowed-origins', type: 'list', default: [], help: 'origins allowed by CORS (empty = CORS off)', group: G_SERVER },
+  { name: 'request-id-headers', type: 'list', default: ['x-request-id', 'x-correlation-id', 'x-trace-id', 'request-id'], help: 'headers read, in order, for the request id', group: G_SERVER },
+  // policy
+  { name: 'policy', type: 'string', default: 'cache_aware', help: 'routing policy', group: G_POLICY, metavar: 'NAME' },
+  { name: 'cache-threshold', type: 'number', default: 0.3, min: 0, max: 1, help: 'cache_aware: min match rate to follow the cache', group: G_POLICY },
+  { name: 'balance-abs-threshold', type: 'integer', default: 64, min: 0, help: 'cache_aware: load gap that counts as imbalanced', group: G_POLICY },
+  { name: 'balance-rel-threshold', type: 'number', default: 1.5, min: 1, help: 'cache_aware: load ratio that counts as imbalanced', group: G_POLICY },
+  { name: 'eviction-interval-secs', type: 'integer', default: 120, min: 1, help: 'cache_aware: tree eviction interval', group: G_POLICY },
+  { name: 'max-tree-size', type: 'integer', default: 2 ** 26, min: 1, help: 'cache_aware: characters kept per worker', group: G_POLICY },
+  { name: 'policy-shards', type: 'integer', default: 1, min: 1, max: 64, help: 'policy actors sharing the tree by prefix hash (ours)', group: G_POLICY },
+  { name: 'policy-module', type: 'string', help: 'load a user policy plugin from this file (ours)', group: G_POLICY, metavar: 'FILE' },
+  { name: 'seed', type: 'integer', help: 'seed for randomised policies (default: random)', group: G_POLICY },
+  { name: 'dp-aware', type: 'boolean', default: false, help: 'route to data-parallel ranks of each worker', group: G_POLICY },
+  // workers
+  { name: 'worker-urls', type: 'list', default: [], help: 'worker base URLs (none: start an embedded simulated fleet)', group: G_WORKERS, metavar: 'URL...' },
+  { name: 'worker-node-ids', type: 'list', default: [], help: 'node/GPU id per worker URL, in order (default: by port order)', group: G_WORKERS },
+  { name: 'worker-startup-timeout-secs', type: 'integer', default: 600, min: 0, help: 'how long to wait for workers at start', group: G_WORKERS },
+  { name: 'health-failure-threshold', type: 'integer', default: 3, min: 1, help: 'consecutive failed checks before a worker is unhealthy', group: G_WORKERS },
+  { name: 'health-success-threshold', type: 'integer', default: 2, min: 1, help: 'consecutive good checks before it is healthy again', group: G_WORKERS },
+  { name: 'health-check-timeout-secs', type: 'number', default: 5, min: 0.01, help: 'timeout of one health check', group: G_WORKERS },
+  { name: 'health-check-interval-secs', type: 'number', default: 60, min: 0.01, help: 'interval between health checks', group: G_WORKERS },
+  { name: 'health-check-endpoint', type: 'string', default: '/health', help: 'worker path probed by health checks', group: G_WORKERS },
+  { name: 'load-poll-interval-secs', type: 'number', default: 1, min: 0, help: 'interval of /get_load polling (0 = off) (ours)', group: G_WORKERS },
+  { name: 'allowed-worker-hosts', type: 'list', default: ['127.0.0.1', 'localhost', '::1'], help: 'hosts /add_worker may add (ours; * = any)', group: G_WORKERS },
+  // limits
+  { name: 'max-payload-size', type: 'integer', default: 512 * 1024 * 1024, min: 1, help: 'largest request body in bytes', group: G_LIMITS },
+  { name: 'request-timeout-secs', type: 'number', default: 1800, min: 0.001, help: 'upstream request timeout', group: G_LIMITS },
+  { name: 'max-concurrent-requests', type: 'integer', default: -1, min: -1, help: 'concurrency limit (-1 = off)', group: G_LIMITS },
+  { name: 'queue-size', type: 'integer', default: 100, min: 0, help: 'requests waiting for a slot beyond the limit', group: G_LIMITS },
+  { name: 'queue-timeout-secs', type: 'number', default: 60, min: 0, help: 'longest wait in the queue (408 after)', group: G_LIMITS },
+  { name: 'rate-limit-tokens-per-second', type: 'integer', help: 'token-bucket request rate limit', group: G_LIMITS },
+  { name: 'shutdown-grace-period-secs', type: 'number', default: 180, min: 0, help: 'time in-flight requests get on SIGTERM', group: G_LIMITS },
+  // retries / breaker
+  { name: 'retry-max-retries', type: 'integer', default: 5, min: 0, help: 'retries per request', group: G_RETRY },
+  { name: 'retry-initial-backoff-ms', type: 'integer', default: 50, min: 0, help: 'first backoff', group: G_RETRY },
+  { name: 'retry-max-backoff-ms', type: 'integer', default: 30000, min: 0, help: 'largest backoff', group: G_RETRY },
+  { name: 'retry-backoff-multiplier', type: 'number', default: 1.5, min: 1, help: 'backoff growth', group: G_RETRY },
+  { name: 'retry-jitter-factor', type: 'number', default: 0.2, min: 0, max: 1, help: 'backoff jitter', group: G_RETRY },
+  { name: 'disable-retries', type: 'boolean', default: false, help: 'never retry', group: G_RETRY },
+  { name: 'cb-failure-threshold', type: 'integer', default: 10, min: 1, help: 'failures that open a breaker', group: G_RETRY },
+  { name: 'cb-success-threshold', type: 'integer', default: 3, min: 1, help: 'successes that close it', group: G_RETRY },
+  { name: 'cb-timeout-duration-secs', type: 'number', default: 60, min: 0, help: 'time a breaker stays open', group: G_RETRY },
+  { name: 'disable-circuit-breaker', type: 'boolean', default: false, help: 'no circuit breakers', group: G_RETRY },
+  // observability
+  { name: 'prometheus-host', type: 'string', default: '127.0.0.1', help: 'metrics listen address', group: G_OBS },
+  { name: 'prometheus-port', type: 'integer', default: 29000, min: 0, max: 65535, help: 'metrics port', group: G_OBS },
+  { name: 'log-level', type: 'string', default: 'info', choices: ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'], help: 'log level', group: G_OBS },
+  { name: 'log-dir', type: 'string', help: 'write logs to a file in this directory instead of stdout', group: G_OBS },
+  // embedded fleet
+  { name: 'sim-workers', type: 'integer', default: 4, min: 1, max: 256, help: 'simulated workers started when no --worker-urls', group: G_SIM },
+  { name: 'sim-base-port', type: 'integer', default: 30001, min: 0, max: 65535, help: 'first port of the embedded fleet (0 = ephemeral)', group: G_SIM },
+  { name: 'sim-time-scale', type: 'number', default: 1, min: 0.0001, help: 'time scale of the embedded fleet', group: G_SIM },
+  { name: 'model-path', type: 'string', default: 'switchyard/sim-8b', help: 'model name the embedded fleet reports', group: G_SIM },
+] as const satisfies readonly OptionSpec[];
+
+export type RouterOptions = ReturnType<typeof parseRouterOptions>;
+
+export function parseRouterOptions(argv: readonly string[], env?: NodeJS.ProcessEnv) {
+  return parseOptions(ROUTER_OPTION_SPECS, argv, {
+    command: 'serve',
+    summary:
+      'Run the Switchyard router: a drop-in for SGLang\'s router (same flags, endpoints and metrics).\n' +
+      'With no --worker-urls it starts an embedded fleet of simulated SGLang workers.',
+    ...(env === undefined ? {} : { env }),
+  });
+}

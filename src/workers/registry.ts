@@ -1,0 +1,181 @@
+/**
+ * The fleet's membership on the main thread: worker URL <-> worker-table slot, node/GPU ids, and one
+ * keep-alive upstream pool per worker. Policies and actors learn membership through change listeners;
+ * per-worker counters live in the shared WorkerTable.
+ */
+import { Pool } from 'undici';
+import { SwitchyardError } from '../errors.js';
+import { Field, type SlotRef, type WorkerTable } from '../actors/worker-table.js';
+import type { WorkerInfo } from '../policies/types.js';
+
+export interface WorkerEntry extends WorkerInfo {
+  readonly ref: SlotRef;
+  readonly pool: Pool;
+  readonly host: string;
+  readonly port: number;
+  readonly addedAt: number;
+}
+
+export interface RegistryOptions {
+  /** Sockets per worker; requests beyond wait in the pool's queue. */
+  connectionsPerWorker?: number;
+  /** Upstream headers/body timeouts. */
+  requestTimeoutMs: number;
+  /** A new worker's health before its first check (true: optimistic, as when started by us). */
+  initiallyHealthy?: boolean;
+}
+
+export type MembershipListener = (workers: readonly WorkerEntry[]) => void;
+
+/** Normalise and validate a worker base URL (http/https, no path beyond '/', no credentials). */
+export function normalizeWorkerUrl(raw: string): { url: string; host: string; port: number } {
+  let u: URL;
+  try {
+    u = new URL(raw.includes('://') ? raw : `http://${raw}`);
+  } catch {
+    throw new SwitchyardError('invalid_worker_url', `not a valid worker URL: ${JSON.stringify(raw)}`);
+  }
+  if (u.protocol !== 'http:' && u.protocol !== 'https:') {
+    throw new SwitchyardError('invalid_worker_url', `worker URL must be http or https: ${raw}`);
+  }
+  if (u.username !== '' || u.password !== '') throw new SwitchyardError('invalid_worker_url', 'worker URL must not carry credentials');
+  if ((u.pathname !== '/' && u.pathname !== '') || u.search !== '' || u.hash !== '') {
+    throw new SwitchyardError('invalid_worker_url', `worker URL must be a base URL without path or query: ${raw}`);
+  }
+  const port = u.port === '' ? (u.protocol === 'https:' ? 443 : 80) : Number(u.port);
+  const host = u.hostname.startsWith('[') ? u.hostname.slice(1, -1) : u.hostname;
+  return { url: `${u.protocol}//${u.host}`, host, port };
+}
+
+export class WorkerRegistry {
+  private readonly entries: WorkerEntry[] = [];
+  private readonly byUrlMap = new Map<string, WorkerEntry>();
+  private readonly bySlotMap = new Map<number, WorkerEntry>();
+  private readonly listeners: MembershipListener[] = [];
+  private readonly draining = new Set<Pool>();
+
+  constructor(
+    readonly table: WorkerTable,
+    private readonly options: RegistryOptions,
+  ) {}
+
+  /**
+   * Add workers in one go; node ids come from `nodeIds` (same order) or else from port order
+   * (seed 000: the lowest port is GPU 0), continuing after the ids already in use.
+   */
+  addMany(urls: readonly string[], nodeIds: readonly number[] = []): WorkerEntry[] {
+    const parsed = urls.map((u) => normalizeWorkerUrl(u));
+    const seen = new Set<string>();
+    for (const p of parsed) {
+      if (seen.has(p.url) || this.byUrlMap.has(p.url)) throw new SwitchyardError('worker_exists', `worker already registered: ${p.url}`);
+      seen.add(p.url);
+    }
+    const order = parsed.map((p, i) => ({ p, i })).sort((a, b) => a.p.port - b.p.port || a.p.host.localeCompare(b.p.host));
+    const ids = new Array<number>(parsed.length);
+    let next = this.nextNodeId();
+    for (const { i } of order) ids[i] = nodeIds[i] ?? next++;
+    const added = parsed.map((p, i) => this.insert(p, ids[i] as number));
+    this.emit();
+    return added;
+  }
+
+  add(url: string, nodeId?: number): WorkerEntry {
+    const p = normalizeWorkerUrl(url);
+    if (this.byUrlMap.has(p.url)) throw new SwitchyardError('worker_exists', `worker already registered: ${p.url}`);
+    const entry = this.insert(p, nodeId ?? this.nextNodeId());
+    this.emit();
+    return entry;
+  }
+
+  /** Remove a worker: no new decisions reach it; in-flight requests finish on its pool, then the pool closes. */
+  remove(url: string): WorkerEntry {
+    let key: string;
+    try {
+      key = normalizeWorkerUrl(url).url;
+    } catch {
+      key = url;
+    }
+    const entry = this.byUrlMap.get(key);
+    if (entry === undefined) throw new SwitchyardError('worker_not_found', `no such worker: ${url}`);
+    this.byUrlMap.delete(key);
+    this.bySlotMap.delete(entry.slot);
+    this.entries.splice(this.entries.indexOf(entry), 1);
+    this.table.release(entry.slot);
+    this.draining.add(entry.pool);
+    entry.pool.close().then(
+      () => this.draining.delete(entry.pool),
+      () => this.draining.delete(entry.pool),
+    );
+    this.emit();
+    return entry;
+  }
+
+  get(url: string): WorkerEntry | undefined {
+    return this.byUrlMap.get(url);
+  }
+
+  bySlot(slot: number): WorkerEntry | undefined {
+    return this.bySlotMap.get(slot);
+  }
+
+  list(): readonly WorkerEntry[] {
+    return this.entries;
+  }
+
+  get size(): number {
+    return this.entries.length;
+  }
+
+  healthyCount(): number {
+    let n = 0;
+    for (const e of this.entries) if (this.table.get(e.slot, Field.Healthy) === 1) n++;
+    return n;
+  }
+
+  onChange(listener: MembershipListener): void {
+    this.listeners.push(listener);
+  }
+
+  async close(): Promise<void> {
+    const pools = [...this.entries.map((e) => e.pool), ...this.draining];
+    await Promise.all(pools.map((p) => p.destroy().catch(() => undefined)));
+  }
+
+  private nextNodeId(): number {
+    let max = -1;
+    for (const e of this.entries) if (e.nodeId > max) max = e.nodeId;
+    return max + 1;
+  }
+
+  private insert(p: { url: string; host: string; port: number }, nodeId: number): WorkerEntry {
+    const ref = this.table.allocate({ healthy: this.options.initiallyHealthy ?? false, nodeId });
+    const pool = new Pool(p.url, {
+      connections: this.options.connectionsPerWorker ?? 2048,
+      pipelining: 1,
+      keepAliveTimeout: 30_000,
+      keepAliveMaxTimeout: 600_000,
+      headersTimeout: this.options.requestTimeoutMs,
+      bodyTimeout: this.options.requestTimeoutMs,
+      connectTimeout: 5_000,
+    });
+    const entry: WorkerEntry = {
+      slot: ref.slot,
+      generation: ref.generation,
+      url: p.url,
+      nodeId,
+      ref,
+      pool,
+      host: p.host,
+      port: p.port,
+      addedAt: Date.now(),
+    };
+    this.entries.push(entry);
+    this.byUrlMap.set(p.url, entry);
+    this.bySlotMap.set(ref.slot, entry);
+    return entry;
+  }
+
+  private emit(): void {
+    for (const l of this.listeners) l(this.entries);
+  }
+}
