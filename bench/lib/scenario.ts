@@ -25,6 +25,26 @@ export interface BenchContext {
   /** Repetitions of each measured run; figures report the median and the spread. */
   readonly runs: number;
   log(message: string): void;
+  /**
+   * Record that part of the scenario could not be measured here (e.g. "e2e.stream.router.*", "router not
+   * built yet"); the runner lists it as skipped beside the figures. Optional so that a hand-made context
+   * (a test calling run() directly) need not provide it: call it through reportSkip().
+   */
+  skip?(what: string, reason: string): void;
+}
+
+/** Thrown by run() when the whole scenario cannot run on this machine: reported as skipped, not failed. */
+export class ScenarioSkipped extends Error {
+  constructor(reason: string) {
+    super(reason);
+    this.name = 'ScenarioSkipped';
+  }
+}
+
+/** ctx.skip when the runner provides it, else a log line. */
+export function reportSkip(ctx: BenchContext, what: string, reason: string): void {
+  if (ctx.skip !== undefined) ctx.skip(what, reason);
+  else ctx.log(`skipped ${what}: ${reason}`);
 }
 
 export interface Scenario {
