@@ -10,6 +10,7 @@ interface CommandModule {
 
 const COMMANDS: Record<string, { summary: string; load: () => Promise<CommandModule> }> = {
   // Each command registers here: name -> summary and a lazy import of src/cli/<name>.ts.
+  serve: { summary: 'run the router (embedded simulated fleet when no --worker-urls)', load: () => import('./serve.js') },
 };
 
 function usage(): string {

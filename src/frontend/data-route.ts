@@ -1,0 +1,365 @@
+/**
+ * The hot path: one data request (/generate, /v1/chat/completions, /v1/completions, pass-through POSTs)
+ * from the uWS handler to the upstream worker and back, with one completion record at the end.
+ */
+import { performance } from 'node:perf_hooks';
+import { SwitchyardError } from '../errors.js';
+import { Exchange, parseContentLength, parseJsonObject, type HttpRequest, type HttpResponse } from './http.js';
+import { extractFeatures, generateRequestId, isValidRequestId, type ExtractedFeatures } from './features.js';
+import { relay, type RelayOutcome } from '../proxy/relay.js';
+import { readTokenCounts } from '../proxy/sse-scanner.js';
+import type { CompletionRecord } from '../proxy/completion.js';
+import type { Decision, RequestFeatures, RouteKind } from '../policies/types.js';
+import type { WorkerEntry } from '../workers/registry.js';
+import type { RouterContext } from './context.js';
+import { checkBearer } from './auth.js';
+
+const now = (): number => performance.now();
+const MAX_REDECIDE = 3;
+
+interface InFlight {
+  ex: Exchange;
+  route: RouteKind;
+  path: string;
+  requestId: string;
+  features: RequestFeatures;
+  body: Buffer;
+  arrivedAt: number;
+  timestamp: number;
+  decidedAt: number;
+  sentAt: number;
+  attempts: number;
+  decision: Decision | undefined;
+  worker: WorkerEntry | undefined;
+  /** Workers that failed at the connection level for this request (not retried on). */
+  failedSlots: number[];
+  traceparent: string;
+  authorization: string;
+}
+
+export function handleDataRequest(ctx: RouterContext, res: HttpResponse, req: HttpRequest, route: RouteKind, path: string): void {
+  const ex = new Exchange(res);
+  const arrivedAt = now();
+  // uWS: the request object is only valid now, read everything needed synchronously.
+  const declaredLength = parseContentLength(req.getHeader('content-length'));
+  const contentType = req.getHeader('content-type');
+  const authorization = req.getHeader('authorization');
+  const traceparent = req.getHeader('traceparent');
+  let headerId = '';
+  for (const h of ctx.settings.requestIdHeaders) {
+    const v = req.getHeader(h);
+    if (v !== '') {
+      headerId = v;
+      break;
+    }
+  }
+  const s = ctx.settings;
+  if (s.apiKey !== undefined && !checkBearer(authorization, s.apiKey)) {
+    ex.fail('unauthorized', 'missing or invalid API key (Authorization: Bearer <key>)', { 'www-authenticate': 'Bearer' });
+    return;
+  }
+  if (contentType !== '' && !/^application\/([a-z.+-]*\+)?json\b/i.test(contentType)) {
+    ex.fail('unsupported_media_type', `content-type must be application/json, got ${contentType.slice(0, 100)}`);
+    return;
+  }
+  if (ctx.shuttingDown) {
+    ex.fail('shutting_down', 'the router is shutting down');
+    return;
+  }
+  if (headerId !== '' && !isValidRequestId(headerId)) {
+    ex.fail('invalid_request_id', 'request id must be 1-128 characters of [A-Za-z0-9._:-]');
+    return;
+  }
+  ctx.counters.requests++;
+  ctx.counters.active++;
+  ex.readBody(s.maxPayloadSize, declaredLength, (err, body) => {
+    if (err !== null) {
+      ctx.counters.active--;
+      ctx.counters.failed++;
+      return;
+    }
+    onBody(ctx, ex, route, path, body, headerId, arrivedAt, traceparent, authorization);
+  });
+}
+
+function onBody(ctx: RouterContext, ex: Exchange, route: RouteKind, path: string, raw: Buffer, headerId: string, arrivedAt: number, traceparent: string, authorization: string): void {
+  const parsed = parseJsonObject(raw);
+  if (parsed instanceof SwitchyardError) return reject(ctx, ex, parsed);
+  const extracted = extractFeatures(route, parsed);
+  if (extracted instanceof SwitchyardError) return reject(ctx, ex, extracted);
+  let requestId = headerId;
+  if (requestId === '' && extracted.rid !== undefined) {
+    if (!isValidRequestId(extracted.rid)) return reject(ctx, ex, new SwitchyardError('invalid_request_id', '`rid` must be 1-128 characters of [A-Za-z0-9._:-]'));
+    requestId = extracted.rid;
+  }
+  if (requestId === '') requestId = generateRequestId();
+  const body = route === 'generate' ? withRid(raw, parsed, extracted, requestId) : raw;
+  const features: RequestFeatures = {
+    requestId,
+    route,
+    text: extracted.text,
+    inputTokens: extracted.inputTokens,
+    maxNewTokens: extracted.maxNewTokens,
+    stream: extracted.stream,
+    model: extracted.model,
+  };
+  const state: InFlight = {
+    ex,
+    route,
+    path,
+    requestId,
+    features,
+    body,
+    arrivedAt,
+    timestamp: Date.now() - (now() - arrivedAt),
+    decidedAt: 0,
+    sentAt: 0,
+    attempts: 0,
+    decision: undefined,
+    worker: undefined,
+    failedSlots: [],
+    traceparent,
+    authorization,
+  };
+  decideAndSend(ctx, state, 0);
+}
+
+/**
+ * /generate: the worker must see the same request id as the client and the traces. When the body has no
+ * rid, splice `"rid":"<id>",` after the opening brace instead of re-serialising the whole body. Batch
+ * requests (text/input_ids lists) keep their own rids.
+ */
+function withRid(raw: Buffer, parsed: Record<string, unknown>, f: ExtractedFeatures, requestId: string): Buffer {
+  if (f.rid === requestId) return raw;
+  const text = parsed['text'];
+  const ids = parsed['input_ids'];
+  const isBatch = Array.isArray(text) || (Array.isArray(ids) && ids.length > 0 && Array.isArray(ids[0]));
+  if (isBatch) return raw;
+  if (!('rid' in parsed)) {
+    const open = raw.indexOf(0x7b); // '{'
+    if (open !== -1) {
+      const close = raw.lastIndexOf(0x7d);
+      let empty = true;
+      for (let i = open + 1; i < close; i++) {
+        const c = raw[i]!;
+        if (c !== 0x20 && c !== 0x0a && c !== 0x0d && c !== 0x09) {
+          empty = false;
+          break;
+        }
+      }
+      const insert = Buffer.from(`"rid":${JSON.stringify(requestId)}${empty ? '' : ','}`);
+      return Buffer.concat([raw.subarray(0, open + 1), insert, raw.subarray(open + 1)]);
+    }
+  }
+  return Buffer.from(JSON.stringify({ ...parsed, rid: requestId }));
+}
+
+function reject(ctx: RouterContext, ex: Exchange, err: SwitchyardError): void {
+  ctx.counters.active--;
+  ctx.counters.failed++;
+  ex.error(err);
+}
+
+function decideAndSend(ctx: RouterContext, st: InFlight, redecides: number): void {
+  if (st.ex.aborted) return finishWithoutWorker(ctx, st, 'aborted', 0, undefined);
+  ctx.policy.decide(st.features, (err, decision) => {
+    if (st.ex.aborted) return finishWithoutWorker(ctx, st, 'aborted', 0, undefined);
+    if (err !== null) {
+      ctx.log.error({ err, request_id: st.requestId }, 'policy failed');
+    }
+    if (decision === null || decision === undefined || st.failedSlots.includes(decision.slot)) {
+      const alt = decision !== null && decision !== undefined ? leastLoadedExcluding(ctx, st.failedSlots) : undefined;
+      if (alt === undefined) {
+        const e = new SwitchyardError('no_healthy_workers', ctx.registry.size === 0 ? 'no workers are registered' : 'no healthy worker is available');
+        st.ex.error(e);
+        return finishWithoutWorker(ctx, st, 'failed', e.status, e);
+      }
+      decision = alt;
+    }
+    const worker = ctx.registry.bySlot(decision.slot);
+    if (worker === undefined || worker.generation !== decision.generation || !ctx.table.acquire(worker.ref, st.features.inputTokens)) {
+      // The worker was removed between decision and dispatch: decide again.
+      if (redecides < MAX_REDECIDE) return decideAndSend(ctx, st, redecides + 1);
+      const e = new SwitchyardError('no_healthy_workers', 'workers changed too quickly to route the request');
+      st.ex.error(e);
+      return finishWithoutWorker(ctx, st, 'failed', e.status, e);
+    }
+    st.decision = decision;
+    st.worker = worker;
+    st.decidedAt = now();
+    st.attempts++;
+    if (st.attempts === 1) {
+      ctx.log.info(
+        { event: 'routing.decision', request_id: st.requestId, worker: worker.url, node_id: worker.nodeId, policy: ctx.policy.name, reason: decision.reason, input_tokens: st.features.inputTokens, route: st.route },
+        'routing.decision',
+      );
+    }
+    send(ctx, st, worker);
+  });
+}
+
+function leastLoadedExcluding(ctx: RouterContext, excluded: readonly number[]): Decision | undefined {
+  let best: WorkerEntry | undefined;
+  let bestLoad = Infinity;
+  for (const w of ctx.registry.list()) {
+    if (excluded.includes(w.slot) || !ctx.table.isAvailable(w.slot)) continue;
+    const load = ctx.table.load(w.slot);
+    if (load < bestLoad) {
+      best = w;
+      bestLoad = load;
+    }
+  }
+  if (best === undefined) return undefined;
+  return { slot: best.slot, generation: best.generation, url: best.url, reason: `retry: least loaded (${bestLoad}) after a connection failure` };
+}
+
+function send(ctx: RouterContext, st: InFlight, worker: WorkerEntry): void {
+  const headers: Record<string, string> = { 'content-type': 'application/json', 'x-request-id': st.requestId };
+  if (st.traceparent !== '') headers['traceparent'] = st.traceparent;
+  if (st.authorization !== '' && ctx.settings.apiKey === undefined) headers['authorization'] = st.authorization;
+  st.sentAt = now();
+  relay(
+    st.ex,
+    worker.pool,
+    {
+      method: 'POST',
+      path: st.path,
+      headers,
+      body: st.body,
+      responseHeaders: [
+        ['x-request-id', st.requestId],
+        ['X-SGLang-Worker', worker.url],
+      ],
+      timeoutMs: ctx.settings.requestTimeoutMs,
+      deferConnectErrors: ctx.settings.retryConnectFailures && st.attempts === 1,
+    },
+    now,
+    (outcome) => onRelayFinished(ctx, st, worker, outcome),
+  );
+}
+
+function onRelayFinished(ctx: RouterContext, st: InFlight, worker: WorkerEntry, outcome: RelayOutcome): void {
+  const completed = outcome.kind === 'completed' && outcome.status < 400;
+  ctx.table.releaseLoad(worker.ref, st.features.inputTokens, completed);
+  if (outcome.connectionFailure) ctx.monitor.reportConnectionFailure(worker, outcome.error?.message ?? 'connection failure');
+  if (outcome.retryable && !st.ex.aborted) {
+    // Nothing reached the client: try once more on another worker.
+    ctx.counters.retries++;
+    st.failedSlots.push(worker.slot);
+    ctx.log.warn({ event: 'routing.retry', request_id: st.requestId, worker: worker.url, error: outcome.error?.message }, 'retrying on another worker');
+    decideAndSend(ctx, st, 0);
+    return;
+  }
+  let input = st.features.inputTokens;
+  let output = 0;
+  let cached = 0;
+  let queueTime: number | undefined;
+  const scanner = outcome.scanner;
+  const counts = readTokenCounts(scanner !== undefined ? scanner.lastEvent() : outcome.body !== undefined && outcome.status < 400 ? safeParse(outcome.body) : undefined);
+  if (counts !== undefined) {
+    if (counts.promptTokens > 0) input = counts.promptTokens;
+    output = counts.completionTokens;
+    cached = counts.cachedTokens;
+    queueTime = counts.queueTime;
+  } else if (scanner !== undefined) {
+    output = scanner.contentEvents;
+  }
+  let firstTokenAt = outcome.firstByteAt;
+  if (scanner !== undefined) firstTokenAt = scanner.firstContentAt;
+  const status = outcome.kind === 'completed' ? (outcome.status < 400 ? 'completed' : 'failed') : outcome.kind;
+  const rec: CompletionRecord = {
+    requestId: st.requestId,
+    route: st.route,
+    stream: st.features.stream,
+    workerUrl: worker.url,
+    slot: worker.slot,
+    nodeId: worker.nodeId,
+    policy: ctx.policy.name,
+    reason: st.decision?.reason ?? '',
+    scores: st.decision?.scores,
+    status,
+    httpStatus: outcome.status,
+    errorCode: outcome.error?.code ?? (status === 'failed' ? `http_${outcome.status}` : undefined),
+    errorMessage: outcome.error?.message,
+    timestamp: st.timestamp,
+    arrivedAt: st.arrivedAt,
+    decidedAt: st.decidedAt,
+    sentAt: st.sentAt,
+    firstTokenAt,
+    finishedAt: outcome.finishedAt,
+    inputTokens: input,
+    outputTokens: output,
+    cachedTokens: cached,
+    queueTime,
+    itl: scanner?.gaps,
+    attempts: st.attempts,
+  };
+  finishRecord(ctx, rec);
+  ctx.policy.observe({
+    requestId: st.requestId,
+    url: worker.url,
+    slot: worker.slot,
+    success: status === 'completed',
+    sentAt: st.sentAt,
+    firstTokenAt,
+    finishedAt: outcome.finishedAt,
+    inputTokens: input,
+    outputTokens: output,
+    cachedTokens: cached,
+    queueTime,
+  });
+}
+
+function finishWithoutWorker(ctx: RouterContext, st: InFlight, status: 'failed' | 'aborted', httpStatus: number, err: SwitchyardError | undefined): void {
+  const t = now();
+  finishRecord(ctx, {
+    requestId: st.requestId,
+    route: st.route,
+    stream: st.features.stream,
+    workerUrl: '',
+    slot: -1,
+    nodeId: -1,
+    policy: ctx.policy.name,
+    reason: '',
+    scores: undefined,
+    status,
+    httpStatus,
+    errorCode: err?.code,
+    errorMessage: err?.message,
+    timestamp: st.timestamp,
+    arrivedAt: st.arrivedAt,
+    decidedAt: st.decidedAt,
+    sentAt: 0,
+    firstTokenAt: 0,
+    finishedAt: t,
+    inputTokens: st.features.inputTokens,
+    outputTokens: 0,
+    cachedTokens: 0,
+    queueTime: undefined,
+    itl: undefined,
+    attempts: st.attempts,
+  });
+}
+
+function finishRecord(ctx: RouterContext, rec: CompletionRecord): void {
+  const c = ctx.counters;
+  c.active--;
+  if (rec.status === 'completed') c.completed++;
+  else if (rec.status === 'failed') c.failed++;
+  else c.aborted++;
+  for (const sink of ctx.sinks) {
+    try {
+      sink.record(rec);
+    } catch (err) {
+      ctx.log.error({ err }, 'completion sink failed');
+    }
+  }
+}
+
+function safeParse(body: Buffer): unknown {
+  try {
+    return JSON.parse(body.toString('utf8'));
+  } catch {
+    return undefined;
+  }
+}

@@ -1,0 +1,56 @@
+/**
+ * The router's uWS application: data routes, control routes, and JSON errors for wrong methods and
+ * unknown routes.
+ */
+import { createApp, Exchange, type TemplatedApp } from './http.js';
+import { handleDataRequest } from './data-route.js';
+import { registerControlRoutes } from './control-routes.js';
+import type { RouterContext } from './context.js';
+import type { RouteKind } from '../policies/types.js';
+
+/** POST routes forwarded to one worker; text for routing is taken per route kind. */
+export const DATA_ROUTES: readonly [string, RouteKind][] = [
+  ['/generate', 'generate'],
+  ['/v1/chat/completions', 'chat'],
+  ['/v1/completions', 'completions'],
+  // pass-through data routes of SGLang's server
+  ['/v1/embeddings', 'other'],
+  ['/v1/rerank', 'other'],
+  ['/rerank', 'other'],
+  ['/v1/score', 'other'],
+  ['/encode', 'other'],
+  ['/classify', 'other'],
+  ['/v1/classify', 'other'],
+  ['/v1/responses', 'other'],
+  ['/v1/tokenize', 'other'],
+  ['/v1/detokenize', 'other'],
+];
+
+const GET_ROUTES = ['/liveness', '/health', '/readiness', '/health_generate', '/v1/models', '/get_model_info', '/get_server_info', '/list_workers', '/get_loads'];
+const POST_ROUTES = ['/add_worker', '/remove_worker', '/flush_cache'];
+
+export function createRouterApp(ctx: RouterContext, extra?: (app: TemplatedApp) => void): TemplatedApp {
+  const app = createApp();
+  for (const [path, kind] of DATA_ROUTES) {
+    app.post(path, (res, req) => handleDataRequest(ctx, res, req, kind, path));
+    if (path === '/generate') app.put(path, (res, req) => handleDataRequest(ctx, res, req, kind, path));
+  }
+  registerControlRoutes(app, ctx);
+  extra?.(app);
+  // Wrong methods on known routes: 405 with Allow (method-specific handlers take precedence over any()).
+  for (const [path] of DATA_ROUTES) methodNotAllowed(app, path, path === '/generate' ? 'POST, PUT' : 'POST');
+  for (const path of GET_ROUTES) methodNotAllowed(app, path, 'GET');
+  for (const path of POST_ROUTES) methodNotAllowed(app, path, 'POST');
+  app.any('/*', (res, req) => {
+    const ex = new Exchange(res);
+    ex.fail('not_found', `no route for ${req.getCaseSensitiveMethod()} ${req.getUrl()}`);
+  });
+  return app;
+}
+
+function methodNotAllowed(app: TemplatedApp, path: string, allow: string): void {
+  app.any(path, (res, req) => {
+    const ex = new Exchange(res);
+    ex.fail('method_not_allowed', `${req.getCaseSensitiveMethod()} is not allowed on ${path}; use ${allow}`, { allow });
+  });
+}

@@ -1,0 +1,166 @@
+/**
+ * Wires a router together: worker table and registry, health/load monitor, policy host, the uWS front
+ * end, and (with no worker URLs) an embedded simulated fleet in its own thread. Used by `switchyard serve`
+ * and by tests, which start it on port 0.
+ */
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Logger } from 'pino';
+import { WorkerTable } from './actors/worker-table.js';
+import { WorkerRegistry } from './workers/registry.js';
+import { WorkerMonitor } from './workers/monitor.js';
+import { createPolicyHost, type PolicyHost } from './policies/host.js';
+import { createRouterApp } from './frontend/router-app.js';
+import { listen, closeListenSocket, type ListenSocket, type TemplatedApp } from './frontend/http.js';
+import { createLogger } from './util/log.js';
+import type { RouterOptions } from './config/router-options.js';
+import type { RouterContext } from './frontend/context.js';
+import type { CompletionSink } from './proxy/completion.js';
+import type { SimFleet } from './sim/fleet.js';
+
+export interface StartedRouter {
+  readonly port: number;
+  readonly url: string;
+  readonly ctx: RouterContext;
+  /** The embedded simulated fleet, when no worker URLs were given. */
+  readonly fleet: SimFleet | undefined;
+  /** Stop accepting, wait for in-flight requests up to the grace period, release everything. */
+  close(graceMs?: number): Promise<void>;
+}
+
+export interface StartRouterDeps {
+  logger?: Logger;
+  sinks?: CompletionSink[];
+  /** Register extra routes (tests, later features) before the catch-all. */
+  extraRoutes?: (app: TemplatedApp, ctx: RouterContext) => void;
+}
+
+const TABLE_CAPACITY = 1024;
+
+export async function startRouter(opts: RouterOptions, deps: StartRouterDeps = {}): Promise<StartedRouter> {
+  const log = deps.logger ?? makeLogger(opts);
+  let fleet: SimFleet | undefined;
+  let workerUrls = opts.workerUrls;
+  if (workerUrls.length === 0) {
+    // Loaded only when needed: a router in front of real workers never imports the simulator.
+    const { startSimFleetInThread } = await import('./sim/fleet.js');
+    fleet = await startSimFleetInThread({
+      count: opts.simWorkers,
+      host: '127.0.0.1',
+      port: opts.simBasePort,
+      timeScale: opts.simTimeScale,
+      modelPath: opts.modelPath,
+    });
+    workerUrls = fleet.urls;
+    log.info({ event: 'sim.embedded', urls: fleet.urls }, `embedded simulated fleet of ${fleet.urls.length} workers`);
+  }
+
+  const nodeIds = opts.workerNodeIds.map((v) => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < 0) throw new Error(`--worker-node-ids: '${v}' is not a non-negative integer`);
+    return n;
+  });
+  if (nodeIds.length > 0 && nodeIds.length !== workerUrls.length) {
+    throw new Error(`--worker-node-ids has ${nodeIds.length} ids for ${workerUrls.length} worker URLs`);
+  }
+
+  const requestTimeoutMs = Math.round(opts.requestTimeoutSecs * 1000);
+  const table = WorkerTable.create(TABLE_CAPACITY);
+  const registry = new WorkerRegistry(table, { requestTimeoutMs, initiallyHealthy: false });
+  let policy: PolicyHost | undefined;
+  let monitor: WorkerMonitor | undefined;
+  try {
+    registry.addMany(workerUrls, nodeIds);
+    monitor = new WorkerMonitor(
+      registry,
+      {
+        endpoint: opts.healthCheckEndpoint,
+        intervalMs: Math.round(opts.healthCheckIntervalSecs * 1000),
+        timeoutMs: Math.round(opts.healthCheckTimeoutSecs * 1000),
+        failureThreshold: opts.healthFailureThreshold,
+        successThreshold: opts.healthSuccessThreshold,
+        loadPollIntervalMs: Math.round(opts.loadPollIntervalSecs * 1000),
+      },
+      log,
+    );
+    await monitor.initialCheck();
+    monitor.start();
+
+    policy = createPolicyHost(
+      opts.policy,
+      {
+        seed: opts.seed,
+        cacheThreshold: opts.cacheThreshold,
+        balanceAbsThreshold: opts.balanceAbsThreshold,
+        balanceRelThreshold: opts.balanceRelThreshold,
+        evictionIntervalSecs: opts.evictionIntervalSecs,
+        maxTreeSize: opts.maxTreeSize,
+      },
+      table,
+      log,
+    );
+    const host = policy;
+    host.setWorkers(registry.list());
+    registry.onChange((ws) => host.setWorkers(ws));
+  } catch (err) {
+    await Promise.allSettled([monitor?.close(), policy?.close(), registry.close(), fleet?.close()]);
+    throw err;
+  }
+
+  const ctx: RouterContext = {
+    settings: {
+      policyName: opts.policy,
+      maxPayloadSize: opts.maxPayloadSize,
+      requestTimeoutMs,
+      requestIdHeaders: opts.requestIdHeaders.map((h) => h.toLowerCase()),
+      apiKey: opts.apiKey,
+      corsAllowedOrigins: opts.corsAllowedOrigins,
+      allowedWorkerHosts: opts.allowedWorkerHosts,
+      retryConnectFailures: !opts.disableRetries,
+    },
+    registry,
+    table,
+    monitor,
+    policy,
+    log,
+    sinks: deps.sinks ?? [],
+    counters: { requests: 0, completed: 0, failed: 0, aborted: 0, retries: 0, active: 0 },
+    shuttingDown: false,
+  };
+  const app = createRouterApp(ctx, deps.extraRoutes === undefined ? undefined : (a) => deps.extraRoutes!(a, ctx));
+  let socket: ListenSocket | undefined;
+  let port: number;
+  try {
+    ({ socket, port } = await listen(app, opts.host, opts.port));
+  } catch (err) {
+    await Promise.allSettled([monitor.close(), policy.close(), registry.close(), fleet?.close()]);
+    throw err;
+  }
+  const shownHost = opts.host === '0.0.0.0' || opts.host === '::' ? '127.0.0.1' : opts.host;
+  const url = `http://${shownHost.includes(':') ? `[${shownHost}]` : shownHost}:${port}`;
+  log.info(
+    { event: 'router.ready', url, port, policy: policy.name, placement: policy.placement, workers: registry.list().map((w) => w.url), healthy_workers: registry.healthyCount() },
+    `switchyard listening on ${url}`,
+  );
+
+  let closing: Promise<void> | undefined;
+  const close = (graceMs = Math.round(opts.shutdownGracePeriodSecs * 1000)): Promise<void> => {
+    closing ??= (async () => {
+      ctx.shuttingDown = true;
+      if (socket !== undefined) closeListenSocket(socket);
+      const deadline = Date.now() + graceMs;
+      while (ctx.counters.active > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      await Promise.allSettled([monitor!.close(), policy!.close(), registry.close()]);
+      if (fleet !== undefined) await fleet.close();
+      log.info({ event: 'router.stopped', unfinished: ctx.counters.active }, 'switchyard stopped');
+    })();
+    return closing;
+  };
+  return { port, url, ctx, fleet, close };
+}
+
+function makeLogger(opts: RouterOptions): Logger {
+  if (opts.logDir === undefined) return createLogger({ level: opts.logLevel, name: 'switchyard' });
+  mkdirSync(opts.logDir, { recursive: true });
+  return createLogger({ level: opts.logLevel, name: 'switchyard', destination: join(opts.logDir, 'switchyard.log') });
+}
