@@ -8,6 +8,7 @@ import { Exchange, parseContentLength, parseJsonObject, type HttpRequest, type H
 import { extractFeatures, generateRequestId, isValidRequestId, type ExtractedFeatures } from './features.js';
 import { relay, type RelayOutcome } from '../proxy/relay.js';
 import { readTokenCounts } from '../proxy/sse-scanner.js';
+import { extractAccounting } from '../proxy/json-tail.js';
 import type { CompletionRecord } from '../proxy/completion.js';
 import type { Decision, RequestFeatures, RouteKind } from '../policies/types.js';
 import type { WorkerEntry } from '../workers/registry.js';
@@ -255,7 +256,7 @@ function onRelayFinished(ctx: RouterContext, st: InFlight, worker: WorkerEntry, 
   let cached = 0;
   let queueTime: number | undefined;
   const scanner = outcome.scanner;
-  const counts = readTokenCounts(scanner !== undefined ? scanner.lastEvent() : outcome.body !== undefined && outcome.status < 400 ? safeParse(outcome.body) : undefined);
+  const counts = readTokenCounts(scanner !== undefined ? scanner.lastEvent() : outcome.body !== undefined && outcome.status < 400 ? extractAccounting(outcome.body) : undefined);
   if (counts !== undefined) {
     if (counts.promptTokens > 0) input = counts.promptTokens;
     output = counts.completionTokens;
@@ -353,13 +354,5 @@ function finishRecord(ctx: RouterContext, rec: CompletionRecord): void {
     } catch (err) {
       ctx.log.error({ err }, 'completion sink failed');
     }
-  }
-}
-
-function safeParse(body: Buffer): unknown {
-  try {
-    return JSON.parse(body.toString('utf8'));
-  } catch {
-    return undefined;
   }
 }
