@@ -1,0 +1,792 @@
+/**
+ * The simulated SGLang scheduler: one loop per server, continuous batching over a token KV budget
+ * with a radix prefix cache.
+ *
+ * Each step is either a prefill batch (waiting requests admitted FCFS under the prefill token budget,
+ * chunked prefill, max_running_requests and a KV reservation, as SGLang's PrefillAdder) or one decode
+ * step for every running request. A step is scheduled with ONE timer; its effects (tokens, finishes)
+ * are applied when it ends. The loop keeps a virtual clock: a step starts where the previous one
+ * ended, so timer lateness (1 ms granularity, busy event loop) is caught up instead of accumulating,
+ * and reported latencies are the modelled ones. When the loop falls behind real time by more than
+ * MAX_CATCH_UP_MS (the process itself is overloaded) it restarts from real time.
+ */
+import { performance } from 'node:perf_hooks';
+import { Rng } from '../util/rng.js';
+import { OUTPUT_WORDS, outputWord, tokenize } from '../util/tokenizer.js';
+import { Histogram, HitRateWindow, RateWindow, type MetricsSnapshot } from './metrics.js';
+import { RadixCache, type RadixNode } from './radix-cache.js';
+import { slowFactorOf, type SimOptions } from './options.js';
+
+/** SGLang's CLIP_MAX_NEW_TOKENS_ESTIMATION: output reservation per request is capped at this. */
+export const CLIP_MAX_NEW_TOKENS = 4096;
+/** SGLang's defaults: new_token_ratio starts at 0.7 and decays to 0.7 * 0.14 over 600 decode steps. */
+const INIT_NEW_TOKEN_RATIO = 0.7;
+const MIN_NEW_TOKEN_RATIO_FACTOR = 0.14;
+const NEW_TOKEN_RATIO_DECAY_STEPS = 600;
+/** Beyond this lag behind real time the loop stops catching up (the process, not the model, is slow). */
+const MAX_CATCH_UP_MS = 10;
+/** Llama-3's <|eot_id|>: the token a naturally finished request ends with. */
+export const EOS_TOKEN_ID = 128009;
+
+const WORD_IDS = new Map<string, number>(OUTPUT_WORDS.map((w) => [w, tokenize(w)[0] as number]));
+
+export type FinishReason =
+  | { type: 'length'; length: number }
+  | { type: 'stop'; matched: number | string | null }
+  | { type: 'abort'; message: string };
+
+/** Receives a request's progress; implemented by the HTTP responders. */
+export interface RequestSink {
+  /** One or more tokens were appended (req.text / req.outputIds are cumulative). */
+  onTokens(req: SimRequest): void;
+  /** The request finished (req.finishReason is set). Not called for aborted requests. */
+  onFinish(req: SimRequest): void;
+}
+
+export interface SubmitSpec {
+  rid: string;
+  promptIds: Uint32Array;
+  maxNewTokens: number;
+  minNewTokens: number;
+  ignoreEos: boolean;
+  stop: readonly string[] | null;
+  stopTokenIds: readonly number[] | null;
+  /** performance.now() when the HTTP request arrived (e2e_latency starts here). */
+  createdAt: number;
+  /** Batch index (streaming batches tag chunks with it). */
+  index: number;
+  /** Internal requests (health probes) stay out of metrics and totals. */
+  internal?: boolean;
+}
+
+export type RequestState = 'waiting' | 'prefilling' | 'running' | 'done';
+
+export class SimRequest {
+  state: RequestState = 'waiting';
+  /** performance.now() when the scheduler received it. */
+  readonly arrival: number;
+  /** Virtual time of admission into the first prefill batch (-1 before). */
+  admittedAt = -1;
+  firstTokenAt = -1;
+  lastTokenAt = -1;
+  finishedAt = -1;
+  /** Prefix-cache hit tokens at first admission (meta_info.cached_tokens). */
+  cachedTokens = 0;
+  /** Tokens of the current sequence (prompt + generated before a retraction) present in KV. */
+  computed = 0;
+  /** Tokens allocated for the prefill chunk in flight. */
+  inflight = 0;
+  /** KV slots owned privately (decode tokens; with the radix cache disabled also the prompt). */
+  privateTokens = 0;
+  /** Locked radix node at the end of the computed prefix. */
+  node: RadixNode | null = null;
+  /** Index in the engine's running array (swap-remove). */
+  runIndex = -1;
+  readonly outputIds: number[] = [];
+  /** Generated text, cumulative; never shrinks (a stop string only trims text not yet emitted). */
+  text = '';
+  /** The output ids as a JSON list body ("1,2,3"), kept incrementally for streaming chunks. */
+  idsCsv = '';
+  finishReason: FinishReason | null = null;
+  retractions = 0;
+  /** Token length at which the model "emits EOS" (Infinity with ignore_eos). */
+  readonly naturalLength: number;
+  readonly outputSeed: number;
+  /** Set by responders; opaque to the engine. */
+  tag: unknown = undefined;
+  private readonly stopTokenSet: Set<number> | null;
+  private readonly maxStopLength: number;
+
+  constructor(
+    readonly spec: SubmitSpec,
+    readonly sink: RequestSink,
+    rng: Rng,
+    opts: SimOptions,
+  ) {
+    this.arrival = performance.now();
+    this.outputSeed = Math.floor(rng.next() * 0x7fffffff);
+    if (spec.ignoreEos) this.naturalLength = Number.POSITIVE_INFINITY;
+    else {
+      const natural = Math.max(1, Math.round(rng.logNormal(opts.outputLenMedian, opts.outputLenSigma)));
+      this.naturalLength = Math.max(natural, spec.minNewTokens);
+    }
+    this.stopTokenSet = spec.stopTokenIds !== null && spec.stopTokenIds.length > 0 ? new Set(spec.stopTokenIds) : null;
+    let maxStop = 0;
+    if (spec.stop !== null) for (const s of spec.stop) maxStop = Math.max(maxStop, s.length);
+    this.maxStopLength = maxStop;
+  }
+
+  get rid(): string {
+    return this.spec.rid;
+  }
+  get promptTokens(): number {
+    return this.spec.promptIds.length;
+  }
+  get completionTokens(): number {
+    return this.outputIds.length;
+  }
+  /** Length of the sequence a (re)prefill must hold: prompt plus tokens generated before a retraction. */
+  get sequenceLength(): number {
+    return this.spec.promptIds.length + this.outputIds.length;
+  }
+  /** Queue time in seconds (virtual), or -1 before admission. */
+  get queueTimeSec(): number {
+    return this.admittedAt < 0 ? -1 : Math.max(0, this.admittedAt - this.arrival) / 1000;
+  }
+  get e2eLatencySec(): number {
+    return this.finishedAt < 0 ? -1 : Math.max(0, this.finishedAt - this.spec.createdAt) / 1000;
+  }
+
+  /** The token sequence prompt + outputIds[0, outputs). */
+  sequence(outputs: number): Uint32Array {
+    const prompt = this.spec.promptIds;
+    if (outputs <= 0) return prompt;
+    const seq = new Uint32Array(prompt.length + outputs);
+    seq.set(prompt, 0);
+    for (let i = 0; i < outputs; i++) seq[prompt.length + i] = this.outputIds[i] as number;
+    return seq;
+  }
+
+  /** Appends the next token; returns the finish reason if this token ends the request. */
+  appendToken(contextLength: number): FinishReason | null {
+    const k = this.outputIds.length;
+    const maxNew = this.spec.maxNewTokens;
+    if (k + 1 >= this.naturalLength && this.naturalLength < maxNew) {
+      this.pushId(EOS_TOKEN_ID);
+      return { type: 'stop', matched: EOS_TOKEN_ID };
+    }
+    const word = outputWord(this.outputSeed, k);
+    const id = WORD_IDS.get(word) as number;
+    this.pushId(id);
+    const before = this.text.length;
+    this.text += word;
+    if (this.stopTokenSet !== null && this.stopTokenSet.has(id)) return { type: 'stop', matched: id };
+    if (this.maxStopLength > 0) {
+      const from = Math.max(0, before - this.maxStopLength + 1);
+      for (const s of this.spec.stop as readonly string[]) {
+        const at = this.text.indexOf(s, from);
+        if (at >= 0) {
+          // Trim the stop string, but never below text already emitted in earlier chunks.
+          this.text = this.text.slice(0, Math.max(at, before));
+          return { type: 'stop', matched: s };
+        }
+      }
+    }
+    if (k + 1 >= maxNew) return { type: 'length', length: k + 1 };
+    if (this.spec.promptIds.length + k + 1 >= contextLength) return { type: 'length', length: k + 1 };
+    return null;
+  }
+
+  private pushId(id: number): void {
+    this.idsCsv = this.outputIds.length === 0 ? String(id) : this.idsCsv + ',' + id;
+    this.outputIds.push(id);
+  }
+}
+
+/** Totals and gauges of one engine (SimServer.stats() adds HTTP-level figures). */
+export interface EngineStats {
+  waiting: number;
+  running: number;
+  kvCapacity: number;
+  kvUsedTokens: number;
+  kvFreeTokens: number;
+  cacheTokens: number;
+  cacheLockedTokens: number;
+  cacheEvictableTokens: number;
+  privateTokens: number;
+  evictedTokens: number;
+  newTokenRatio: number;
+  totals: {
+    submitted: number;
+    finished: number;
+    aborted: number;
+    promptTokens: number;
+    cachedTokens: number;
+    generatedTokens: number;
+    steps: number;
+    prefillSteps: number;
+    decodeSteps: number;
+    decodeSeqSteps: number;
+    prefillTokens: number;
+    retractions: number;
+    /** Modelled busy time (sum of step durations), ms. */
+    busyMs: number;
+    /** Real CPU time spent in step processing (batching, tokens, sink writes), ms. */
+    stepCpuMs: number;
+  };
+}
+
+type Step = { kind: 'prefill'; batch: SimRequest[]; start: number; end: number } | { kind: 'decode'; start: number; end: number; size: number };
+
+/** A small ring-buffer deque (waiting queue: FIFO, retracted requests go back to the front). */
+class Deque<T> {
+  private buf: (T | undefined)[] = new Array(16);
+  private head = 0;
+  private len = 0;
+
+  get length(): number {
+    return this.len;
+  }
+  peek(): T | undefined {
+    return this.len === 0 ? undefined : this.buf[this.head];
+  }
+  pushBack(v: T): void {
+    if (this.len === this.buf.length) this.grow();
+    this.buf[(this.head + this.len) % this.buf.length] = v;
+    this.len++;
+  }
+  pushFront(v: T): void {
+    if (this.len === this.buf.length) this.grow();
+    this.head = (this.head - 1 + this.buf.length) % this.buf.length;
+    this.buf[this.head] = v;
+    this.len++;
+  }
+  shift(): T | undefined {
+    if (this.len === 0) return undefined;
+    const v = this.buf[this.head];
+    this.buf[this.head] = undefined;
+    this.head = (this.head + 1) % this.buf.length;
+    this.len--;
+    return v;
+  }
+  *[Symbol.iterator](): IterableIterator<T> {
+    for (let i = 0; i < this.len; i++) yield this.buf[(this.head + i) % this.buf.length] as T;
+  }
+  private grow(): void {
+    const next: (T | undefined)[] = new Array(this.buf.length * 2);
+    for (let i = 0; i < this.len; i++) next[i] = this.buf[(this.head + i) % this.buf.length];
+    this.buf = next;
+    this.head = 0;
+  }
+}
+
+export class SimEngine {
+  readonly cache = new RadixCache();
+  private readonly rng: Rng;
+  private readonly slowFactor: number;
+  private readonly waiting = new Deque<SimRequest>();
+  /** Live requests in the waiting deque (aborted ones are removed lazily). */
+  private waitingLive = 0;
+  private readonly running: SimRequest[] = [];
+  /** The request whose prompt is being prefilled in chunks (counts as running). */
+  private chunked: SimRequest | null = null;
+  /** Requests admitted but not yet decoding: in the prefill batch in flight, or the chunked one (count as running). */
+  private prefilling = 0;
+  /** KV slots outside the tree (decode tokens, prefill chunks in flight). */
+  private privateTokens = 0;
+  private newTokenRatio: number;
+  private readonly initNewTokenRatio: number;
+  private readonly minNewTokenRatio: number;
+  private readonly ratioDecay: number;
+  /** A sequence ends ('length') at min(context length, KV capacity), as SGLang's max_req_len. */
+  readonly maxSequenceLength: number;
+  private step: Step | null = null;
+  private timer: NodeJS.Timeout | null = null;
+  private immediate: NodeJS.Immediate | null = null;
+  private stopped = false;
+  private stepListeners: (() => void)[] = [];
+
+  // metrics
+  readonly ttft = new Histogram();
+  readonly itl = new Histogram();
+  readonly e2e = new Histogram();
+  readonly queueTime = new Histogram();
+  private readonly genRate = new RateWindow();
+  private readonly hitRate = new HitRateWindow();
+  private readonly totals: EngineStats['totals'] = {
+    submitted: 0,
+    finished: 0,
+    aborted: 0,
+    promptTokens: 0,
+    cachedTokens: 0,
+    generatedTokens: 0,
+    steps: 0,
+    prefillSteps: 0,
+    decodeSteps: 0,
+    decodeSeqSteps: 0,
+    prefillTokens: 0,
+    retractions: 0,
+    busyMs: 0,
+    stepCpuMs: 0,
+  };
+
+  constructor(
+    readonly opts: SimOptions,
+    readonly index = 0,
+  ) {
+    this.rng = new Rng((opts.seed + index * 7919 + 1) >>> 0);
+    this.slowFactor = slowFactorOf(opts, index);
+    this.initNewTokenRatio = Math.min(INIT_NEW_TOKEN_RATIO * opts.scheduleConservativeness, 1);
+    this.minNewTokenRatio = Math.min(this.initNewTokenRatio * MIN_NEW_TOKEN_RATIO_FACTOR, 1);
+    this.ratioDecay = (this.initNewTokenRatio - this.minNewTokenRatio) / NEW_TOKEN_RATIO_DECAY_STEPS;
+    this.newTokenRatio = this.initNewTokenRatio;
+    this.maxSequenceLength = Math.min(opts.contextLength, opts.maxTotalTokens);
+  }
+
+  // ---------------------------------------------------------------- public API
+
+  submit(spec: SubmitSpec, sink: RequestSink): SimRequest {
+    const req = new SimRequest(spec, sink, this.rng, this.opts);
+    if (this.stopped) {
+      req.state = 'done';
+      req.finishReason = { type: 'abort', message: 'server is shutting down' };
+      return req;
+    }
+    if (!spec.internal) this.totals.submitted++;
+    this.waiting.pushBack(req);
+    this.waitingLive++;
+    this.kick();
+    return req;
+  }
+
+  /** Removes a request wherever it is (client disconnect); frees its KV. No sink call. */
+  abort(req: SimRequest, message = 'client disconnected'): void {
+    if (req.state === 'done') return;
+    const state = req.state;
+    req.finishReason = { type: 'abort', message };
+    if (state === 'waiting') {
+      req.state = 'done';
+      this.waitingLive--;
+    } else if (state === 'prefilling') {
+      this.prefilling--;
+      this.privateTokens -= req.inflight;
+      req.inflight = 0;
+      if (this.chunked === req) this.chunked = null;
+      this.release(req, req.computed);
+      req.state = 'done';
+    } else {
+      this.removeRunning(req);
+      this.release(req, req.sequenceLength - 1);
+      req.state = 'done';
+    }
+    req.finishedAt = performance.now();
+    if (!req.spec.internal) this.totals.aborted++;
+    if (this.isIdle()) this.newTokenRatio = this.initNewTokenRatio;
+  }
+
+  /** SGLang's flush_cache: only when nothing is queued or running. */
+  flushCache(): boolean {
+    if (!this.isIdle()) return false;
+    this.cache.reset();
+    return true;
+  }
+
+  /** Calls `cb` once, when the next step completes (health_generate's "the scheduler answered"). */
+  onNextStep(cb: () => void): void {
+    this.stepListeners.push(cb);
+  }
+
+  get numWaiting(): number {
+    return this.waitingLive;
+  }
+  get numRunning(): number {
+    return this.running.length + this.prefilling;
+  }
+  /** KV tokens held by live requests (SGLang's num_used_tokens: excludes evictable cache). */
+  get usedTokens(): number {
+    return this.cache.lockedSize + this.privateTokens;
+  }
+  get freeTokens(): number {
+    return this.opts.maxTotalTokens - this.cache.totalSize - this.privateTokens;
+  }
+
+  stats(): EngineStats {
+    return {
+      waiting: this.waitingLive,
+      running: this.numRunning,
+      kvCapacity: this.opts.maxTotalTokens,
+      kvUsedTokens: this.usedTokens,
+      kvFreeTokens: this.freeTokens,
+      cacheTokens: this.cache.totalSize,
+      cacheLockedTokens: this.cache.lockedSize,
+      cacheEvictableTokens: this.cache.evictableSize,
+      privateTokens: this.privateTokens,
+      evictedTokens: this.cache.evictedTotal,
+      newTokenRatio: this.newTokenRatio,
+      totals: { ...this.totals },
+    };
+  }
+
+  metricsSnapshot(): MetricsSnapshot {
+    const now = performance.now();
+    return {
+      numRunningReqs: this.numRunning,
+      numQueueReqs: this.waitingLive,
+      numUsedTokens: this.usedTokens,
+      tokenUsage: this.usedTokens / this.opts.maxTotalTokens,
+      cacheHitRate: this.hitRate.rate(),
+      genThroughput: this.genRate.rate(now),
+      promptTokensTotal: this.totals.promptTokens,
+      generationTokensTotal: this.totals.generatedTokens,
+      cachedTokensTotal: this.totals.cachedTokens,
+      numRequestsTotal: this.totals.finished,
+      numAbortedRequestsTotal: this.totals.aborted,
+      ttft: this.ttft,
+      itl: this.itl,
+      e2e: this.e2e,
+      queueTime: this.queueTime,
+    };
+  }
+
+  /** Stops the loop and drops every request without calling sinks (the server closes the sockets). */
+  stop(): void {
+    this.stopped = true;
+    if (this.timer !== null) clearTimeout(this.timer);
+    if (this.immediate !== null) clearImmediate(this.immediate);
+    this.timer = null;
+    this.immediate = null;
+    const step = this.step;
+    this.step = null;
+    if (step !== null && step.kind === 'prefill') for (const req of step.batch) this.abort(req, 'server stopped');
+    for (const req of this.waiting) if (req.state !== 'done') this.abort(req, 'server stopped');
+    if (this.chunked !== null) this.abort(this.chunked, 'server stopped');
+    while (this.running.length > 0) this.abort(this.running[this.running.length - 1] as SimRequest, 'server stopped');
+    const listeners = this.stepListeners;
+    this.stepListeners = [];
+    for (const cb of listeners) cb();
+  }
+
+  // ---------------------------------------------------------------- the loop
+
+  private isIdle(): boolean {
+    return this.waitingLive === 0 && this.running.length === 0 && this.prefilling === 0;
+  }
+
+  private kick(): void {
+    if (this.step !== null || this.stopped) return;
+    this.startStep(performance.now());
+  }
+
+  private startStep(start: number): void {
+    const cpu0 = performance.now();
+    let step: Step | null = null;
+    const prefill = this.formPrefillBatch(start);
+    if (prefill !== null) {
+      const extend = prefill.extend;
+      const ms = this.opts.prefillBaseMs + this.opts.prefillPerTokenMs * extend;
+      const begin = prefill.start;
+      step = { kind: 'prefill', batch: prefill.batch, start: begin, end: begin + this.scale(ms) };
+      this.totals.prefillSteps++;
+      this.totals.prefillTokens += extend;
+    } else if (this.running.length > 0) {
+      const context = this.prepareDecode();
+      const size = this.running.length;
+      if (size > 0) {
+        const ms = this.opts.decodeBaseMs + this.opts.decodePerSeqMs * size + (this.opts.decodePerKvTokenUs * context) / 1000;
+        step = { kind: 'decode', start, end: start + this.scale(ms), size };
+        this.totals.decodeSteps++;
+        this.totals.decodeSeqSteps += size;
+      } else if (this.waitingLive > 0) {
+        // Everything was retracted: the next step is a prefill of the retracted requests.
+        this.totals.stepCpuMs += performance.now() - cpu0;
+        this.startStep(start);
+        return;
+      }
+    }
+    this.totals.stepCpuMs += performance.now() - cpu0;
+    if (step === null) {
+      this.step = null;
+      return;
+    }
+    this.totals.steps++;
+    this.totals.busyMs += step.end - step.start;
+    this.step = step;
+    const delay = step.end - performance.now();
+    if (delay > 0) this.timer = setTimeout(this.onStepTimer, delay);
+    else this.immediate = setImmediate(this.onStepTimer);
+  }
+
+  private readonly onStepTimer = (): void => {
+    this.timer = null;
+    this.immediate = null;
+    const step = this.step;
+    if (step === null || this.stopped) return;
+    const cpu0 = performance.now();
+    if (step.kind === 'prefill') this.finishPrefill(step.batch, step.end);
+    else this.finishDecode(step.end);
+    this.step = null;
+    const now = performance.now();
+    this.totals.stepCpuMs += now - cpu0;
+    if (this.stepListeners.length > 0) {
+      const listeners = this.stepListeners;
+      this.stepListeners = [];
+      for (const cb of listeners) cb();
+    }
+    if (this.stopped) return;
+    // Catch up timer lateness unless the process itself is far behind.
+    this.startStep(now - step.end > MAX_CATCH_UP_MS ? now : step.end);
+  };
+
+  private scale(ms: number): number {
+    let factor = this.opts.timeScale * this.slowFactor;
+    if (this.opts.jitter > 0) factor *= Math.max(0.05, 1 + this.opts.jitter * this.rng.normal());
+    return ms * factor;
+  }
+
+  // ---------------------------------------------------------------- prefill
+
+  private formPrefillBatch(start: number): { batch: SimRequest[]; extend: number; start: number } | null {
+    if (this.waitingLive === 0 && this.chunked === null) return null;
+    const o = this.opts;
+    const maxRunning = o.maxRunningRequests;
+    if (this.chunked === null && this.running.length >= maxRunning) return null;
+    // An idle GPU starts when the first request arrives (its arrival may be later than `start`).
+    if (this.running.length === 0 && this.chunked === null) {
+      const head = this.peekLive();
+      if (head !== undefined && head.arrival > start) start = head.arrival;
+    }
+    const radix = !o.disableRadixCache;
+    let remInput = o.maxPrefillTokens;
+    let remChunk = o.chunkedPrefillSize === -1 ? Number.POSITIVE_INFINITY : o.chunkedPrefillSize;
+    // SGLang's rem_total_tokens: free + evictable minus the expected output of the running batch.
+    let reserved = 0;
+    for (const r of this.running) reserved += this.outputReserve(r) * this.newTokenRatio;
+    let remTotal = this.freeTokens + this.cache.evictableSize - reserved;
+    const batch: SimRequest[] = [];
+    let extendSum = 0;
+
+    const chunked = this.chunked;
+    if (chunked !== null) {
+      const remaining = chunked.sequenceLength - chunked.computed;
+      const take = Math.min(remaining, remChunk);
+      if (!this.allocate(take)) return null;
+      chunked.inflight = take;
+      this.privateTokens += take;
+      batch.push(chunked);
+      extendSum += take;
+      remInput -= take;
+      remChunk -= take;
+      remTotal -= remaining + this.outputReserve(chunked);
+    }
+
+    let admittedRunning = this.running.length + batch.length;
+    while (this.waitingLive > 0) {
+      const req = this.peekLive();
+      if (req === undefined || req.arrival > start) break;
+      if (admittedRunning >= maxRunning) break;
+      if (remInput <= 0 || remChunk <= 0) break;
+      const seqLen = req.sequenceLength;
+      const seq = req.outputIds.length === 0 ? req.spec.promptIds : req.sequence(req.outputIds.length);
+      // SGLang leaves at least one token to compute (its logits give the first output token).
+      const match = radix ? this.cache.match(seq, seqLen - 1) : null;
+      const cached = match === null ? 0 : match.length;
+      const extend = seqLen - cached;
+      const total = extend + this.outputReserve(req);
+      if (total > remTotal) break;
+      if (extend > remInput && batch.length > 0) break;
+      const take = Math.min(extend, remChunk);
+      if (take < extend && this.chunked !== null) break;
+      if (match !== null) this.cache.lock(match.node);
+      if (!this.allocate(take)) {
+        if (match !== null) this.cache.unlock(match.node);
+        break;
+      }
+      this.waiting.shift();
+      this.waitingLive--;
+      req.state = 'prefilling';
+      this.prefilling++;
+      req.node = match === null ? null : match.node;
+      req.computed = cached;
+      req.inflight = take;
+      this.privateTokens += take;
+      if (req.admittedAt < 0) {
+        req.admittedAt = start;
+        req.cachedTokens = cached;
+        if (!req.spec.internal) {
+          this.hitRate.add(cached, seqLen);
+          this.queueTime.observe(req.queueTimeSec);
+        }
+      }
+      if (take < extend) this.chunked = req;
+      batch.push(req);
+      admittedRunning++;
+      extendSum += take;
+      remInput -= take;
+      remChunk -= take;
+      remTotal -= total;
+    }
+    if (batch.length === 0) return null;
+    return { batch, extend: extendSum, start };
+  }
+
+  private finishPrefill(batch: SimRequest[], stamp: number): void {
+    const radix = !this.opts.disableRadixCache;
+    const finished: SimRequest[] = [];
+    const progressed: SimRequest[] = [];
+    for (const req of batch) {
+      if (req.state !== 'prefilling') continue; // aborted during the step
+      const take = req.inflight;
+      req.inflight = 0;
+      req.computed += take;
+      if (radix) {
+        this.privateTokens -= take;
+        const seq = req.outputIds.length === 0 ? req.spec.promptIds : req.sequence(req.outputIds.length);
+        const inserted = this.cache.insert(seq, req.computed);
+        this.cache.lock(inserted.node);
+        if (req.node !== null) this.cache.unlock(req.node);
+        req.node = inserted.node;
+      } else {
+        req.privateTokens += take;
+      }
+      if (req.computed < req.sequenceLength) continue; // more chunks to go
+      if (this.chunked === req) this.chunked = null;
+      req.state = 'running';
+      this.prefilling--;
+      req.runIndex = this.running.length;
+      this.running.push(req);
+      if (req.spec.maxNewTokens === 0) {
+        req.finishReason = { type: 'length', length: 0 };
+        finished.push(req);
+        continue;
+      }
+      const reason = this.emitToken(req, stamp);
+      if (reason !== null) {
+        req.finishReason = reason;
+        finished.push(req);
+      } else progressed.push(req);
+    }
+    for (const req of finished) this.complete(req, stamp);
+    for (const req of progressed) if (req.state === 'running') req.sink.onTokens(req);
+    for (const req of finished) if (req.state === 'done' && req.finishReason?.type !== 'abort') req.sink.onFinish(req);
+  }
+
+  // ---------------------------------------------------------------- decode
+
+  /** Allocates one KV slot per running request, retracting requests when KV runs out; returns the batch context. */
+  private prepareDecode(): number {
+    const need = this.running.length;
+    if (this.freeTokens + this.cache.evictableSize < need) this.retractFor();
+    const n = this.running.length;
+    this.allocate(n);
+    let context = 0;
+    for (let i = 0; i < n; i++) {
+      const req = this.running[i] as SimRequest;
+      req.privateTokens++;
+      context += req.sequenceLength;
+    }
+    this.privateTokens += n;
+    return context;
+  }
+
+  /**
+   * SGLang's retract_decode: retract the requests with the fewest output tokens (then the longest
+   * prompt) first; their sequences go to the cache and they rejoin the front of the queue.
+   */
+  private retractFor(): void {
+    const order = [...this.running].sort((a, b) => b.completionTokens - a.completionTokens || a.promptTokens - b.promptTokens);
+    while (this.running.length > 0 && this.freeTokens + this.cache.evictableSize < this.running.length) {
+      const victim = order.pop();
+      if (victim === undefined) break;
+      this.removeRunning(victim);
+      this.release(victim, victim.sequenceLength - 1);
+      victim.state = 'waiting';
+      victim.computed = 0;
+      victim.retractions++;
+      this.waiting.pushFront(victim);
+      this.waitingLive++;
+      this.totals.retractions++;
+    }
+    this.newTokenRatio = this.initNewTokenRatio;
+  }
+
+  /** Output tokens a request may still need: SGLang clips the estimate at CLIP_MAX_NEW_TOKENS; we also clip at capacity. */
+  private outputReserve(req: SimRequest): number {
+    const remaining = Math.min(req.spec.maxNewTokens - req.completionTokens, CLIP_MAX_NEW_TOKENS);
+    return Math.max(0, Math.min(remaining, this.opts.maxTotalTokens - req.sequenceLength));
+  }
+
+  private finishDecode(stamp: number): void {
+    // A snapshot: a sink may abort requests (a failed write) while we notify.
+    const batch = this.running.slice();
+    const finished: SimRequest[] = [];
+    for (let i = 0; i < batch.length; i++) {
+      const req = batch[i] as SimRequest;
+      const reason = this.emitToken(req, stamp);
+      if (reason !== null) {
+        req.finishReason = reason;
+        finished.push(req);
+      }
+    }
+    if (this.newTokenRatio > this.minNewTokenRatio) this.newTokenRatio = Math.max(this.minNewTokenRatio, this.newTokenRatio - this.ratioDecay);
+    for (const req of finished) this.complete(req, stamp);
+    // Sinks run after the bookkeeping, so none of them observes a half-updated batch.
+    for (let i = 0; i < batch.length; i++) {
+      const req = batch[i] as SimRequest;
+      if (req.state === 'running') req.sink.onTokens(req);
+    }
+    for (const req of finished) if (req.finishReason?.type !== 'abort') req.sink.onFinish(req);
+  }
+
+  private emitToken(req: SimRequest, stamp: number): FinishReason | null {
+    const reason = req.appendToken(this.maxSequenceLength);
+    if (!req.spec.internal) {
+      if (req.firstTokenAt < 0) this.ttft.observe(Math.max(0, stamp - req.spec.createdAt) / 1000);
+      else this.itl.observe(Math.max(0, stamp - req.lastTokenAt) / 1000);
+      this.genRate.add(1, stamp);
+      this.totals.generatedTokens++;
+    }
+    if (req.firstTokenAt < 0) req.firstTokenAt = stamp;
+    req.lastTokenAt = stamp;
+    return reason;
+  }
+
+  // ---------------------------------------------------------------- KV bookkeeping
+
+  /** Makes `tokens` KV slots free, evicting unlocked cache LRU-first; false if impossible. */
+  private allocate(tokens: number): boolean {
+    const free = this.freeTokens;
+    if (free >= tokens) return true;
+    this.cache.evict(tokens - free);
+    return this.freeTokens >= tokens;
+  }
+
+  /** Caches the first `cacheLen` tokens of the request's sequence and drops its locks and private slots. */
+  private release(req: SimRequest, cacheLen: number): void {
+    if (!this.opts.disableRadixCache && req.node !== null) {
+      const outputs = Math.max(0, cacheLen - req.promptTokens);
+      const len = Math.min(cacheLen, req.computed + req.privateTokens);
+      if (len > 0) {
+        const seq = req.sequence(Math.min(outputs, req.outputIds.length));
+        this.cache.insert(seq, Math.min(len, seq.length));
+      }
+      this.cache.unlock(req.node);
+    }
+    req.node = null;
+    this.privateTokens -= req.privateTokens;
+    req.privateTokens = 0;
+  }
+
+  private complete(req: SimRequest, stamp: number): void {
+    this.removeRunning(req);
+    this.release(req, req.sequenceLength - 1);
+    req.state = 'done';
+    req.finishedAt = stamp;
+    if (!req.spec.internal) {
+      this.totals.finished++;
+      this.totals.promptTokens += req.promptTokens;
+      this.totals.cachedTokens += req.cachedTokens;
+      this.e2e.observe(req.e2eLatencySec);
+    }
+    if (this.isIdle()) this.newTokenRatio = this.initNewTokenRatio;
+  }
+
+  private removeRunning(req: SimRequest): void {
+    const i = req.runIndex;
+    if (i < 0) return;
+    const last = this.running.pop() as SimRequest;
+    if (last !== req) {
+      this.running[i] = last;
+      last.runIndex = i;
+    }
+    req.runIndex = -1;
+  }
+
+  private peekLive(): SimRequest | undefined {
+    for (;;) {
+      const head = this.waiting.peek();
+      if (head === undefined) return undefined;
+      if (head.state !== 'done') return head;
+      this.waiting.shift();
+    }
+  }
+}
