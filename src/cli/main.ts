@@ -10,6 +10,7 @@ interface CommandModule {
 
 const COMMANDS: Record<string, { summary: string; load: () => Promise<CommandModule> }> = {
   // Each command registers here: name -> summary and a lazy import of src/cli/<name>.ts.
+  sim: { summary: 'run K simulated SGLang servers on consecutive ports', load: () => import('./sim.js') },
   serve: { summary: 'run the router (embedded simulated fleet when no --worker-urls)', load: () => import('./serve.js') },
 };
 
