@@ -9,6 +9,7 @@
  *   npm run bench -- --runs 5 --duration 20 --json /tmp/r.json
  *   npm run bench -- --list               what is there, and what each needs
  *
+ * SWITCHYARD_BENCH_SCENARIOS_DIR points it at another folder of compiled scenarios.
  * Exit status: 0 when no scenario failed (skipped ones do not fail the run), 1 otherwise, 2 for bad flags.
  */
 import { spawn } from 'node:child_process';
@@ -21,7 +22,8 @@ import { checkFigures, figureIndex, fileStamp, formatTable, resolveSettings, sel
 import { collectVersions, gitCommit, installPackages, machineInfo, missingPackages } from './lib/system.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
-const SCENARIOS_DIR = fileURLToPath(new URL('./scenarios/', import.meta.url));
+/** Overridable so the harness's own tests can run it on scenarios they write. */
+const SCENARIOS_DIR = process.env['SWITCHYARD_BENCH_SCENARIOS_DIR'] || fileURLToPath(new URL('./scenarios/', import.meta.url));
 const CHILD = fileURLToPath(new URL('./lib/child.js', import.meta.url));
 const INSTALL_SCRIPT = join(ROOT, 'scripts', 'install-system-deps.sh');
 const DEFAULT_JSON = join(ROOT, 'bench', 'results', 'latest.json');
@@ -44,7 +46,7 @@ function log(message: string): void {
 /** Load every scenario's metadata in one throw-away child (the runner itself never imports a scenario). */
 function describeAll(files: readonly string[]): Promise<ScenarioInfo[]> {
   return new Promise((resolvePromise, reject) => {
-    const child = spawn(process.execPath, [CHILD, 'describe', ...files], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], cwd: ROOT });
+    const child = spawn(process.execPath, [CHILD, 'describe', ...files], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], serialization: 'advanced', cwd: ROOT });
     let described: ScenarioInfo[] | undefined;
     child.on('message', (m: ChildMessage) => {
       if (m.kind === 'described') described = [...m.scenarios];
@@ -67,6 +69,8 @@ function runScenario(info: ScenarioInfo, settings: RunSettings, timeoutSec: numb
   return new Promise((resolvePromise) => {
     const child = spawn(process.execPath, [CHILD, 'run', join(SCENARIOS_DIR, info.file), JSON.stringify(ctx)], {
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+      // Structured clone, not JSON: a NaN figure must arrive as NaN (reported as not measured), not null.
+      serialization: 'advanced',
       cwd: ROOT,
     });
     current = child;
