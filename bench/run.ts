@@ -213,6 +213,10 @@ async function main(argv: string[]): Promise<number> {
   const machine = machineInfo();
   const outcomes: ScenarioOutcome[] = [];
   log(`${selected.length} scenario(s), ${settings.runs} run(s) x ${settings.durationSec} s${settings.quick ? ' (quick)' : ''}`);
+  const load1 = machine.loadavg[0] ?? 0;
+  if (load1 > machine.cpus.count) {
+    log(`warning: load average ${load1} on ${machine.cpus.count} CPUs: something else is running; absolute figures will be noisy (ratios less so)`);
+  }
   for (const info of selected) {
     if (interrupted !== undefined) break;
     if (info.error !== undefined) {
