@@ -1,0 +1,354 @@
+/**
+ * runLoad: one load run against one target, start to finish: probe the target, warm up, send the seeded
+ * workload on schedule, record every request, settle GPU ids, write requests.csv and summary.json.
+ *
+ * Scheduling keeps the generator from distorting what it measures: the next request's body is built
+ * ahead of its time; a timer sleeps until ~2 ms before it is due, then the loop polls with setImmediate
+ * (so network I/O still runs) and sends at the due time; requests over --max-concurrency wait client-side
+ * and go out from the completion that frees a slot. Its own lateness is measured per request (send lag).
+ */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { performance } from 'node:perf_hooks';
+import { ArrivalProcess } from './arrivals.js';
+import { LoadClient, type ExchangeOutcome } from './client.js';
+import { createDataset, type Dataset, type DatasetIterator, type RequestSpec } from './datasets.js';
+import { GpuMapper, SRC_ESTIMATED, SRC_TRACES, SRC_UNKNOWN, estimateGpu } from './gpu-map.js';
+import type { LoadOptions } from './options.js';
+import { buildPayload, requestPath, type PayloadSettings } from './protocol.js';
+import { Recorder } from './recorder.js';
+import { ProgressBar, formatSummary } from './report.js';
+import { buildSummary, type LoadSummary, type RunMeta } from './summary.js';
+import { TargetError, firstModel, flushCache, lookupTraces, normalizeUrl, probeTarget, type TargetInfo } from './target.js';
+
+/** Poll (setImmediate) instead of sleeping when the next request is due within this many ms. */
+const SPIN_WINDOW_MS = 2;
+
+export interface LoadRunResult {
+  summary: LoadSummary;
+  dir: string;
+  csvPath: string;
+  summaryPath: string;
+  /** Ascending TTFT of the successful requests (ms), for plots. */
+  ttftSortedMs: Float64Array;
+  /** Peak bytes of the recorder's arrays. */
+  recorderBytes: number;
+}
+
+export interface LoadHooks {
+  /** Human-readable notes (stderr by default). */
+  log?: (line: string) => void;
+  /** Where the result table goes (stdout by default). */
+  out?: (text: string) => void;
+  /** Label of the progress bar. */
+  label?: string;
+}
+
+export class LoadError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'LoadError';
+  }
+}
+
+interface Prepared {
+  index: number;
+  spec: RequestSpec;
+  body: Buffer;
+}
+
+export async function runLoad(opts: LoadOptions, hooks: LoadHooks = {}): Promise<LoadRunResult> {
+  const log = hooks.log ?? ((line: string) => process.stderr.write(line + '\n'));
+  const out = hooks.out ?? ((text: string) => process.stdout.write(text + '\n'));
+  const baseUrl = opts.url.replace(/\/+$/, '');
+  try {
+    new URL(baseUrl);
+  } catch {
+    throw new LoadError(`--url '${opts.url}' is not a valid URL (e.g. http://127.0.0.1:30000)`);
+  }
+  const dir = resolve(opts.output);
+  mkdirSync(dir, { recursive: true });
+
+  let target: TargetInfo;
+  try {
+    target = await probeTarget(baseUrl, opts.target, opts.apiKey);
+  } catch (err) {
+    if (err instanceof TargetError) throw new LoadError(err.message);
+    throw err;
+  }
+  const model = opts.model ?? (opts.api === 'openai' ? ((await firstModel(baseUrl, opts.apiKey)) ?? 'default') : 'default');
+  if (opts.flushCache) {
+    const f = await flushCache(baseUrl, opts.apiKey);
+    if (!f.ok) log(`warning: POST /flush_cache answered ${f.status === 0 ? 'nothing' : f.status}; continuing`);
+  }
+  const dataset = createDataset(opts);
+  const n = dataset.size;
+  const runId = opts.runId ?? randomBytes(4).toString('hex');
+  const inFlightLimit = Math.max(1, Math.min(opts.maxConcurrency ?? opts.maxConnections, opts.maxConnections));
+  const client = new LoadClient({
+    origin: new URL(baseUrl).origin,
+    connections: inFlightLimit,
+    timeoutMs: Math.round(opts.requestTimeoutSecs * 1000),
+    headers: opts.apiKey === undefined ? {} : { authorization: `Bearer ${opts.apiKey}` },
+  });
+  const path = (new URL(baseUrl).pathname.replace(/\/+$/, '') || '') + requestPath(opts.api, opts.openaiRoute);
+  const settings: PayloadSettings = {
+    api: opts.api,
+    openaiRoute: opts.openaiRoute,
+    model,
+    stream: !opts.disableStream,
+    ignoreEos: !opts.disableIgnoreEos,
+    extra: opts.extraRequestBody,
+  };
+  const cumulative = opts.api === 'sglang';
+  const csvPath = join(dir, 'requests.csv');
+  const summaryPath = join(dir, 'summary.json');
+  const startedAt = new Date().toISOString();
+
+  try {
+    if (opts.warmupRequests > 0) await warmup(client, dataset, settings, path, cumulative, opts.warmupRequests, runId, log);
+    const mapper = new GpuMapper(target);
+    const recorder = new Recorder(csvPath, n, mapper);
+    const progressOn = opts.progress === 'on' || (opts.progress === 'auto' && process.stderr.isTTY === true);
+    const scheduler = new Scheduler(client, dataset, settings, path, cumulative, opts, inFlightLimit, runId, recorder);
+    const bar = progressOn ? new ProgressBar(process.stderr, n, () => ({ done: recorder.finished, failed: recorder.failed, inFlight: scheduler.inFlight }), hooks.label ?? 'load') : undefined;
+    bar?.start();
+    try {
+      await scheduler.run();
+    } finally {
+      bar?.stop();
+    }
+    await recorder.close();
+    await settleGpus(recorder, mapper, target, baseUrl, opts, runId);
+    await recorder.rewriteDeferred();
+
+    const gpuUrl = new Map<number, string>();
+    for (let i = 0; i < n; i++) {
+      const g = recorder.gpu[i] as number;
+      const w = recorder.worker[i] as number;
+      if (g >= 0 && w >= 0 && !gpuUrl.has(g)) gpuUrl.set(g, mapper.workerUrl(w));
+    }
+    if (target.kind === 'server' && !gpuUrl.has(0)) gpuUrl.set(0, normalizeUrl(baseUrl));
+    const meta: RunMeta = {
+      backend: opts.api === 'sglang' ? 'sglang' : `openai-${opts.openaiRoute}`,
+      api: opts.api,
+      endpoint: path,
+      base_url: baseUrl,
+      target: target.kind,
+      dataset_name: dataset.name,
+      dataset_note: dataset.note,
+      num_prompts: n,
+      request_rate: Number.isFinite(opts.requestRate) ? opts.requestRate : 'inf',
+      burstiness: opts.burstiness,
+      max_concurrency: opts.maxConcurrency ?? null,
+      seed: opts.seed,
+      stream: !opts.disableStream,
+      ignore_eos: !opts.disableIgnoreEos,
+      warmup_requests: opts.warmupRequests,
+      model,
+      run_id: runId,
+      started_at: startedAt,
+    };
+    const summary = buildSummary(recorder, meta, opts.slo, (g) => gpuUrl.get(g) ?? '');
+    summary['files'] = { requests_csv: csvPath, summary_json: summaryPath };
+    summary['memory'] = { recorder_bytes: recorder.bytes };
+    writeFileSync(summaryPath, JSON.stringify(summary, null, 2) + '\n');
+    if (!opts.quiet) out(formatSummary(summary));
+    return {
+      summary,
+      dir,
+      csvPath,
+      summaryPath,
+      ttftSortedMs: sortedSuccess(recorder.ttft, recorder.ok),
+      recorderBytes: recorder.bytes,
+    };
+  } finally {
+    await client.close().catch(() => client.destroy());
+  }
+}
+
+function sortedSuccess(arr: Float64Array, ok: Uint8Array): Float64Array {
+  const vals: number[] = [];
+  for (let i = 0; i < arr.length; i++) if (ok[i] === 1 && !Number.isNaN(arr[i] as number)) vals.push(arr[i] as number);
+  const out = Float64Array.from(vals);
+  out.sort();
+  return out;
+}
+
+function requestIdOf(runId: string, index: number): string {
+  return `${runId}-${index}`;
+}
+
+/** Warm-up requests (the first prompt, concurrently), not recorded. All failing to connect aborts the run. */
+async function warmup(client: LoadClient, dataset: Dataset, settings: PayloadSettings, path: string, cumulative: boolean, count: number, runId: string, log: (s: string) => void): Promise<void> {
+  const spec = dataset.iterate().next();
+  const body = Buffer.from(JSON.stringify(buildPayload(spec, settings)));
+  const outcomes = await Promise.all(
+    Array.from({ length: count }, (_, k) => new Promise<ExchangeOutcome>((resolve) => client.send(path, body, `${runId}-warmup-${k}`, cumulative, resolve))),
+  );
+  const failed = outcomes.filter((o) => o.error !== '');
+  if (failed.length === outcomes.length && failed.every((o) => o.status === 0)) {
+    throw new LoadError(`warm-up failed: ${failed[0]!.error} (is the target up at ${path}?)`);
+  }
+  if (failed.length > 0) log(`warning: ${failed.length}/${outcomes.length} warm-up requests failed (${failed[0]!.error}); continuing`);
+}
+
+/** GPU ids the headers did not settle: port order, then the router's traces, then the policy estimate. */
+async function settleGpus(rec: Recorder, mapper: GpuMapper, target: TargetInfo, baseUrl: string, opts: LoadOptions, runId: string): Promise<void> {
+  const pending = rec.unsettled();
+  if (pending.length === 0) return;
+  const noWorker: number[] = [];
+  for (const i of pending) {
+    const w = rec.worker[i] as number;
+    if (w >= 0) {
+      const { gpu, source } = mapper.gpuOf(w);
+      rec.setGpu(i, gpu, source);
+    } else noWorker.push(i);
+  }
+  if (noWorker.length === 0) return;
+  let remaining = noWorker;
+  if (target.kind === 'router') {
+    const traces = await lookupTraces(baseUrl, opts.apiKey, noWorker.map((i) => requestIdOf(runId, i)));
+    if (traces !== undefined) {
+      const left: number[] = [];
+      for (const i of noWorker) {
+        const t = traces.get(requestIdOf(runId, i));
+        if (t?.workerUrl !== undefined) {
+          const w = mapper.workerIndex(t.workerUrl);
+          rec.worker[i] = w;
+          rec.setGpu(i, t.nodeId ?? mapper.gpuOf(w).gpu, SRC_TRACES);
+        } else if (t?.nodeId !== undefined) rec.setGpu(i, t.nodeId, SRC_TRACES);
+        else left.push(i);
+      }
+      remaining = left;
+    }
+  }
+  const gpus = mapper.gpuCount(opts.numGpus);
+  for (const i of remaining) {
+    const est = opts.gpuFallbackPolicy === 'none' ? undefined : estimateGpu(opts.gpuFallbackPolicy, opts.warmupRequests + i, requestIdOf(runId, i), gpus);
+    if (est !== undefined) rec.setGpu(i, est, SRC_ESTIMATED);
+    else rec.setGpu(i, -1, SRC_UNKNOWN);
+  }
+}
+
+class Scheduler {
+  inFlight = 0;
+  private nextIndex = 0;
+  private nextScheduled: number;
+  private readonly arrivals: ArrivalProcess;
+  private readonly iter: DatasetIterator;
+  private prepared: Prepared | undefined;
+  private t0 = 0;
+  private timer: NodeJS.Timeout | undefined;
+  private immediate: NodeJS.Immediate | undefined;
+  private pumpQueued = false;
+  private resolveDone: (() => void) | undefined;
+  private readonly n: number;
+
+  constructor(
+    private readonly client: LoadClient,
+    dataset: Dataset,
+    private readonly settings: PayloadSettings,
+    private readonly path: string,
+    private readonly cumulative: boolean,
+    opts: LoadOptions,
+    private readonly limit: number,
+    private readonly runId: string,
+    private readonly recorder: Recorder,
+  ) {
+    this.n = dataset.size;
+    this.arrivals = new ArrivalProcess({ requestRate: opts.requestRate, burstiness: opts.burstiness, seed: opts.seed });
+    this.iter = dataset.iterate();
+    this.nextScheduled = this.arrivals.next();
+  }
+
+  run(): Promise<void> {
+    return new Promise<void>((resolve) => {
+      this.resolveDone = resolve;
+      this.prepare();
+      this.t0 = performance.now();
+      this.tick();
+    });
+  }
+
+  private now(): number {
+    return performance.now() - this.t0;
+  }
+
+  private prepare(): void {
+    if (this.prepared !== undefined || this.nextIndex >= this.n) return;
+    const spec = this.iter.next();
+    this.prepared = { index: this.nextIndex, spec, body: Buffer.from(JSON.stringify(buildPayload(spec, this.settings))) };
+  }
+
+  private readonly tick = (): void => {
+    this.timer = undefined;
+    this.immediate = undefined;
+    this.pump(-1);
+  };
+
+  /** Sends everything due while slots are free; `slotFreedAt` >= 0 when called from a completion. */
+  private pump(slotFreedAt: number): void {
+    while (this.nextIndex < this.n && this.inFlight < this.limit) {
+      const now = this.now();
+      if (this.nextScheduled > now) break;
+      const ready = slotFreedAt > this.nextScheduled ? slotFreedAt : this.nextScheduled;
+      this.sendNext(ready);
+    }
+    this.armTimer();
+  }
+
+  private armTimer(): void {
+    if (this.timer !== undefined || this.immediate !== undefined) return;
+    if (this.nextIndex >= this.n || this.inFlight >= this.limit) return; // a completion will pump
+    const wait = this.nextScheduled - this.now();
+    if (wait > SPIN_WINDOW_MS + 1) this.timer = setTimeout(this.tick, Math.floor(wait - SPIN_WINDOW_MS));
+    else this.immediate = setImmediate(this.tick);
+  }
+
+  private sendNext(readyAt: number): void {
+    this.prepare();
+    const p = this.prepared!;
+    this.prepared = undefined;
+    const index = this.nextIndex++;
+    const scheduled = this.nextScheduled;
+    this.nextScheduled = this.nextIndex < this.n ? this.arrivals.next() : Number.POSITIVE_INFINITY;
+    const requestId = `${this.runId}-${index}`;
+    this.inFlight++;
+    const sentMs = this.now();
+    this.client.send(this.path, p.body, requestId, this.cumulative, (outcome) => this.onDone(index, requestId, scheduled, readyAt, sentMs, p.spec, outcome));
+    // Build the next body now, off the critical moment of its own send.
+    this.prepare();
+  }
+
+  private onDone(index: number, requestId: string, scheduled: number, ready: number, sent: number, spec: RequestSpec, outcome: ExchangeOutcome): void {
+    this.inFlight--;
+    const freedAt = outcome.completedAt - this.t0;
+    this.recorder.add({
+      index,
+      requestId,
+      scheduledMs: scheduled,
+      readyMs: ready,
+      sentMs: sent,
+      clockOffset: this.t0,
+      outcome,
+      specPromptTokens: spec.promptTokens,
+      group: spec.group,
+    });
+    if (this.recorder.finished === this.n) {
+      if (this.timer !== undefined) clearTimeout(this.timer);
+      if (this.immediate !== undefined) clearImmediate(this.immediate);
+      this.resolveDone?.();
+      return;
+    }
+    // Send from a microtask, not from inside undici's callback (no re-entrancy into its parser).
+    if (!this.pumpQueued) {
+      this.pumpQueued = true;
+      queueMicrotask(() => {
+        this.pumpQueued = false;
+        this.pump(freedAt);
+      });
+    }
+  }
+}
