@@ -445,6 +445,11 @@ t.test('restore rejects malformed snapshots', async (t) => {
     entryTime: Float64Array.from([0, 0]),
   });
   t.equal(RadixTree.restore(base()).prefixMatchTenant('abc', 0), 3, 'the base is valid');
+  // a counter older than the entries is raised: later operations stay the most recent
+  const behind = RadixTree.restore({ ...base(), seq: 0 });
+  behind.insert('abx', 1, 9);
+  t.equal(behind.prefixMatch('ab').tenant, 1);
+  behind.checkInvariants();
   const cases: [string, Partial<RadixSnapshot>][] = [
     ['version', { version: 2 as 1 }],
     ['lengths', { labels: ['ab'] }],
@@ -483,18 +488,27 @@ t.test('bad arguments throw', async (t) => {
 
 t.test('wide nodes switch to an indexed child lookup and back', async (t) => {
   const tree = new RadixTree();
-  for (let c = 0; c < 300; c++) tree.insert(String.fromCharCode(0x4e00 + c) + 'tail', c % 3, c);
+  const key = (c: number): string => String.fromCharCode(0x4e00 + c);
+  for (let c = 0; c < 300; c++) tree.insert(key(c) + 'tail', c % 3, c);
   t.equal(tree.size.nodes, 300);
   tree.checkInvariants();
-  for (let c = 0; c < 300; c++) if (tree.prefixMatch(String.fromCharCode(0x4e00 + c) + 'tai').matchedChars !== 4) t.fail(`child ${c}`);
-  tree.removeTenant(0);
-  tree.removeTenant(1);
+  for (let c = 0; c < 300; c++) if (tree.prefixMatch(key(c) + 'tai').matchedChars !== 4) t.fail(`child ${c}`);
+  // split a child of the indexed root: the index must point at the new upper node
+  tree.insert(key(4) + 'taX', 2, 400);
+  t.equal(tree.size.nodes, 302);
+  t.equal(tree.prefixMatchTenant(key(4) + 'tail', 2), 3);
+  t.equal(tree.prefixMatchTenant(key(4) + 'tail', 1), 5);
   tree.checkInvariants();
-  t.equal(tree.size.nodes, 100);
+  tree.removeTenant(2);
+  t.equal(tree.size.nodes, 201, "tenant 2's nodes go, the split pieces stay with tenant 1");
+  tree.removeTenant(0);
+  tree.checkInvariants();
+  t.equal(tree.size.nodes, 101);
   tree.evictTenantsBySize(5 * 2);
   tree.checkInvariants();
-  t.equal(tree.size.nodes, 2);
-  t.equal(tree.prefixMatch(String.fromCharCode(0x4e00 + 299) + 'tail').matchedChars, 5);
+  t.equal(tree.size.nodes, 2, 'down to the two most recent, the index dropped');
+  t.equal(tree.prefixMatch(key(298) + 'tail').matchedChars, 5);
+  t.equal(tree.prefixMatch(key(295) + 'tail').matchedChars, 5);
 });
 
 // ---- memory ----
@@ -526,4 +540,37 @@ t.test('evicted prompts are freed: labels do not pin the strings they were cut f
   t.equal(tree.tenantSize(2), 5000 + 2);
   t.ok(after - before < size / 4, `freed after removeTenant (${((after - before) / 1e6).toFixed(1)} MB still held)`);
   tree.checkInvariants();
+});
+
+t.test('checkInvariants detects corruption', async (t) => {
+  interface Internals {
+    tenantChars: number[];
+    charCount: number;
+    lruHead: ({ node: { members: unknown[]; memberTenants: number[] } } | null)[];
+    unlink(m: unknown, tenant: number): void;
+    linkBefore(m: unknown, tenant: number, cursor: unknown): void;
+  }
+  const build = (): { tree: RadixTree; internals: Internals } => {
+    const tree = new RadixTree();
+    tree.insert('abc', 0, 1);
+    tree.insert('abd', 0, 2);
+    tree.checkInvariants();
+    return { tree, internals: tree as unknown as Internals };
+  };
+  let { tree, internals } = build();
+  (internals.tenantChars[0] as number)++;
+  t.throws(() => tree.checkInvariants(), /tenant 0 chars/);
+  ({ tree, internals } = build());
+  internals.charCount++;
+  t.throws(() => tree.checkInvariants(), /charCount/);
+  ({ tree, internals } = build());
+  const head = internals.lruHead[0];
+  internals.unlink(head, 0);
+  internals.linkBefore(head, 0, null); // a leaf behind its parent
+  t.throws(() => tree.checkInvariants(), /parent before its child/);
+  ({ tree, internals } = build());
+  const leaf = (internals.lruHead[0] as NonNullable<Internals['lruHead'][number]>).node;
+  leaf.members = [];
+  leaf.memberTenants = [];
+  t.throws(() => tree.checkInvariants(), /without a tenant/);
 });
