@@ -15,6 +15,7 @@ export const ERROR_REGISTRY = {
   forbidden: { status: 403, type: 'permission_error' },
   not_found: { status: 404, type: 'not_found_error' },
   trace_not_found: { status: 404, type: 'not_found_error' },
+  tracking_disabled: { status: 404, type: 'not_found_error' },
   worker_not_found: { status: 404, type: 'not_found_error' },
   method_not_allowed: { status: 405, type: 'invalid_request_error' },
   queue_timeout: { status: 408, type: 'timeout_error' },

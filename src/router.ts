@@ -17,6 +17,7 @@ import type { RouterOptions } from './config/router-options.js';
 import type { RouterContext } from './frontend/context.js';
 import type { CompletionSink } from './proxy/completion.js';
 import type { SimFleet } from './sim/fleet.js';
+import { createTracker, registerTraceRoutes, resolveWorkerNodeIds } from './tracking/setup.js';
 
 export interface StartedRouter {
   readonly port: number;
@@ -55,13 +56,12 @@ export async function startRouter(opts: RouterOptions, deps: StartRouterDeps = {
     log.info({ event: 'sim.embedded', urls: fleet.urls }, `embedded simulated fleet of ${fleet.urls.length} workers`);
   }
 
-  const nodeIds = opts.workerNodeIds.map((v) => {
-    const n = Number(v);
-    if (!Number.isInteger(n) || n < 0) throw new Error(`--worker-node-ids: '${v}' is not a non-negative integer`);
-    return n;
-  });
-  if (nodeIds.length > 0 && nodeIds.length !== workerUrls.length) {
-    throw new Error(`--worker-node-ids has ${nodeIds.length} ids for ${workerUrls.length} worker URLs`);
+  let nodeIds: number[];
+  try {
+    nodeIds = resolveWorkerNodeIds(opts, workerUrls);
+  } catch (err) {
+    await fleet?.close();
+    throw err;
   }
 
   const requestTimeoutMs = Math.round(opts.requestTimeoutSecs * 1000);
@@ -69,7 +69,9 @@ export async function startRouter(opts: RouterOptions, deps: StartRouterDeps = {
   const registry = new WorkerRegistry(table, { requestTimeoutMs, initiallyHealthy: false });
   let policy: PolicyHost | undefined;
   let monitor: WorkerMonitor | undefined;
+  let tracker: ReturnType<typeof createTracker> = undefined;
   try {
+    tracker = createTracker(opts, log);
     registry.addMany(workerUrls, nodeIds);
     monitor = new WorkerMonitor(
       registry,
@@ -103,7 +105,7 @@ export async function startRouter(opts: RouterOptions, deps: StartRouterDeps = {
     host.setWorkers(registry.list());
     registry.onChange((ws) => host.setWorkers(ws));
   } catch (err) {
-    await Promise.allSettled([monitor?.close(), policy?.close(), registry.close(), fleet?.close()]);
+    await Promise.allSettled([monitor?.close(), policy?.close(), tracker?.close(), registry.close(), fleet?.close()]);
     throw err;
   }
 
@@ -123,17 +125,21 @@ export async function startRouter(opts: RouterOptions, deps: StartRouterDeps = {
     monitor,
     policy,
     log,
-    sinks: deps.sinks ?? [],
+    sinks: tracker === undefined ? (deps.sinks ?? []) : [...(deps.sinks ?? []), tracker],
+    progress: tracker,
     counters: { requests: 0, completed: 0, failed: 0, aborted: 0, retries: 0, active: 0 },
     shuttingDown: false,
   };
-  const app = createRouterApp(ctx, deps.extraRoutes === undefined ? undefined : (a) => deps.extraRoutes!(a, ctx));
+  const app = createRouterApp(ctx, (a) => {
+    registerTraceRoutes(a, ctx, tracker);
+    deps.extraRoutes?.(a, ctx);
+  });
   let socket: ListenSocket | undefined;
   let port: number;
   try {
     ({ socket, port } = await listen(app, opts.host, opts.port));
   } catch (err) {
-    await Promise.allSettled([monitor.close(), policy.close(), registry.close(), fleet?.close()]);
+    await Promise.allSettled([monitor.close(), policy.close(), tracker?.close(), registry.close(), fleet?.close()]);
     throw err;
   }
   const shownHost = opts.host === '0.0.0.0' || opts.host === '::' ? '127.0.0.1' : opts.host;
@@ -150,7 +156,7 @@ export async function startRouter(opts: RouterOptions, deps: StartRouterDeps = {
       if (socket !== undefined) closeListenSocket(socket);
       const deadline = Date.now() + graceMs;
       while (ctx.counters.active > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
-      await Promise.allSettled([monitor!.close(), policy!.close(), registry.close()]);
+      await Promise.allSettled([monitor!.close(), policy!.close(), tracker?.close(), registry.close()]);
       if (fleet !== undefined) await fleet.close();
       log.info({ event: 'router.stopped', unfinished: ctx.counters.active }, 'switchyard stopped');
     })();

@@ -12,6 +12,7 @@ const COMMANDS: Record<string, { summary: string; load: () => Promise<CommandMod
   // Each command registers here: name -> summary and a lazy import of src/cli/<name>.ts.
   sim: { summary: 'run K simulated SGLang servers on consecutive ports', load: () => import('./sim.js') },
   serve: { summary: 'run the router (embedded simulated fleet when no --worker-urls)', load: () => import('./serve.js') },
+  traces: { summary: 'export the trace log (serve --trace-log-dir) as CSV or JSON lines', load: () => import('./traces.js') },
   load: { summary: 'send a seeded workload to a router or server; requests.csv + summary.json', load: () => import('./load.js') },
   compare: { summary: 'compare routing policies on fresh simulated fleets; tables, plots, report.html', load: () => import('./compare.js') },
   sweep: { summary: 'node-level sweep of --max-running-requests on one simulated server', load: () => import('./sweep.js') },

@@ -36,6 +36,7 @@ export const ROUTER_OPTION_SPECS = [
   // workers
   { name: 'worker-urls', type: 'list', default: [], help: 'worker base URLs (none: start an embedded simulated fleet)', group: G_WORKERS, metavar: 'URL...' },
   { name: 'worker-node-ids', type: 'list', default: [], help: 'node/GPU id per worker URL, in order (default: by port order)', group: G_WORKERS },
+  { name: 'worker-node-map', type: 'string', help: 'node/GPU id by worker URL: JSON {"http://host:port": id} or URL=ID pairs (config file: an object)', group: G_WORKERS, metavar: 'MAP' },
   { name: 'worker-startup-timeout-secs', type: 'integer', default: 600, min: 0, help: 'how long to wait for workers at start', group: G_WORKERS },
   { name: 'health-failure-threshold', type: 'integer', default: 3, min: 1, help: 'consecutive failed checks before a worker is unhealthy', group: G_WORKERS },
   { name: 'health-success-threshold', type: 'integer', default: 2, min: 1, help: 'consecutive good checks before it is healthy again', group: G_WORKERS },
@@ -68,6 +69,14 @@ export const ROUTER_OPTION_SPECS = [
   { name: 'prometheus-port', type: 'integer', default: 29000, min: 0, max: 65535, help: 'metrics port', group: G_OBS },
   { name: 'log-level', type: 'string', default: 'info', choices: ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'], help: 'log level', group: G_OBS },
   { name: 'log-dir', type: 'string', help: 'write logs to a file in this directory instead of stdout', group: G_OBS },
+  // request tracking (docs/tracing.md)
+  { name: 'enable-request-tracking', type: 'boolean', default: true, help: 'keep a trace per request, served at /v1/traces (--no-enable-request-tracking: off, zero cost)', group: G_OBS },
+  { name: 'max-trace-entries', type: 'integer', default: 100_000, min: 1, max: 10_000_000, help: 'traces kept in memory (least recently updated dropped first)', group: G_OBS },
+  { name: 'trace-ttl-seconds', type: 'number', default: 3600, min: 0.001, help: 'a trace is dropped this long after its last update', group: G_OBS },
+  { name: 'trace-log-dir', type: 'string', help: 'append finished traces to a msgpack log in this folder (default: no log)', group: G_OBS, metavar: 'DIR' },
+  { name: 'trace-log-max-bytes', type: 'integer', default: 64 * 1024 * 1024, min: 4096, help: 'rotate the trace log at this file size', group: G_OBS },
+  { name: 'trace-log-max-files', type: 'integer', default: 8, min: 1, max: 100_000, help: 'trace log files kept (oldest removed)', group: G_OBS },
+  { name: 'trace-flush-ms', type: 'integer', default: 100, min: 1, max: 60_000, help: 'trace log write interval (the most a crash can lose)', group: G_OBS },
   // embedded fleet
   { name: 'sim-workers', type: 'integer', default: 4, min: 1, max: 256, help: 'simulated workers started when no --worker-urls', group: G_SIM },
   { name: 'sim-base-port', type: 'integer', default: 30001, min: 0, max: 65535, help: 'first port of the embedded fleet (0 = ephemeral)', group: G_SIM },

@@ -7,6 +7,8 @@ import type { WorkerMonitor } from '../workers/monitor.js';
 import type { PolicyHost } from '../policies/host.js';
 import type { CompletionSink } from '../proxy/completion.js';
 import type { WorkerTable } from '../actors/worker-table.js';
+import type { WorkerEntry } from '../workers/registry.js';
+import type { Decision, RequestFeatures, RouteKind } from '../policies/types.js';
 
 export interface RouterSettings {
   readonly policyName: string;
@@ -39,5 +41,30 @@ export interface RouterContext {
   readonly log: Logger;
   readonly sinks: CompletionSink[];
   readonly counters: RouterCounters;
+  /** Observer of requests before their completion record (the request tracker); absent: nothing is paid. */
+  readonly progress?: RequestProgressHook | undefined;
   shuttingDown: boolean;
+}
+
+/** What a progress hook may read of an in-flight request (data-route.ts's request state satisfies it). */
+export interface RequestProgressView {
+  readonly requestId: string;
+  readonly route: RouteKind;
+  readonly features: RequestFeatures;
+  /** Wall-clock ms of arrival. */
+  readonly timestamp: number;
+  /** Monotonic ms (performance.now) stamps. */
+  readonly arrivedAt: number;
+  readonly decidedAt: number;
+  readonly attempts: number;
+  readonly decision: Decision | undefined;
+  readonly worker: WorkerEntry | undefined;
+}
+
+/** Called synchronously on the hot path: must only record (e.g. append to a per-turn batch), never block. */
+export interface RequestProgressHook {
+  /** A worker was chosen (again, after a retry); the request is about to be sent. */
+  decided(req: RequestProgressView): void;
+  /** The first response byte of a streaming request arrived (`at`: performance.now ms). */
+  firstByte(req: RequestProgressView, at: number): void;
 }

@@ -12,7 +12,7 @@ import { extractAccounting } from '../proxy/json-tail.js';
 import type { CompletionRecord } from '../proxy/completion.js';
 import type { Decision, RequestFeatures, RouteKind } from '../policies/types.js';
 import type { WorkerEntry } from '../workers/registry.js';
-import type { RouterContext } from './context.js';
+import type { RequestProgressHook, RouterContext } from './context.js';
 import { checkBearer } from './auth.js';
 
 const now = (): number => performance.now();
@@ -189,6 +189,7 @@ function decideAndSend(ctx: RouterContext, st: InFlight, redecides: number): voi
     st.worker = worker;
     st.decidedAt = now();
     st.attempts++;
+    ctx.progress?.decided(st);
     if (st.attempts === 1) {
       ctx.log.info(
         { event: 'routing.decision', request_id: st.requestId, worker: worker.url, node_id: worker.nodeId, policy: ctx.policy.name, reason: decision.reason, input_tokens: st.features.inputTokens, route: st.route },
@@ -219,6 +220,7 @@ function send(ctx: RouterContext, st: InFlight, worker: WorkerEntry): void {
   if (st.traceparent !== '') headers['traceparent'] = st.traceparent;
   if (st.authorization !== '' && ctx.settings.apiKey === undefined) headers['authorization'] = st.authorization;
   st.sentAt = now();
+  const progress = ctx.progress;
   relay(
     st.ex,
     worker.pool,
@@ -234,9 +236,25 @@ function send(ctx: RouterContext, st: InFlight, worker: WorkerEntry): void {
       timeoutMs: ctx.settings.requestTimeoutMs,
       deferConnectErrors: ctx.settings.retryConnectFailures && st.attempts === 1,
     },
-    now,
+    progress !== undefined && st.features.stream ? firstByteClock(progress, st) : now,
     (outcome) => onRelayFinished(ctx, st, worker, outcome),
   );
+}
+
+/**
+ * The relay's clock for a stream while a progress hook listens: its first reading after the response
+ * started (the first body chunk) is reported as the stream's first byte. Allocated only when tracking is on.
+ */
+function firstByteClock(progress: RequestProgressHook, st: InFlight): () => number {
+  let reported = false;
+  return () => {
+    const t = now();
+    if (!reported && st.ex.started) {
+      reported = true;
+      progress.firstByte(st, t);
+    }
+    return t;
+  };
 }
 
 function onRelayFinished(ctx: RouterContext, st: InFlight, worker: WorkerEntry, outcome: RelayOutcome): void {

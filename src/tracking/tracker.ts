@@ -1,0 +1,148 @@
+/**
+ * The request tracker, front-end side: a CompletionSink (one record per finished request) and the
+ * RequestProgressHook (decided -> pending, first byte of a stream -> streaming) in one object, feeding the
+ * tracker actor (tracker-actor.ts, one piscina thread that owns the trace store and the trace log).
+ *
+ * Cost on the hot path: each event appends its fields to one flat array; the first event of an event-loop
+ * turn schedules one setImmediate that hands the whole array to the actor as ONE message (one crossing per
+ * turn, whatever the number of requests or tokens). No object per event, no closure per request.
+ *
+ * Read-your-writes: a query first hands over whatever events are still buffered, then goes through the
+ * same mailbox. The completion of a request is buffered in the same synchronous call that ends its
+ * response, so a client that got its response and then asks for its trace always finds it final.
+ */
+import { mkdirSync, accessSync, constants as fsConstants } from 'node:fs';
+import { Actor, type ActorTuning } from '../actors/actor.js';
+import type { CompletionRecord, CompletionSink } from '../proxy/completion.js';
+import type { RequestProgressHook, RequestProgressView } from '../frontend/context.js';
+import type { Logger } from '../util/log.js';
+import { pushDecided, pushFinished, pushFirstByte, type EventBatch } from './events.js';
+import type { TrackerInit, TrackerMessage, TrackerReplies } from './protocol.js';
+import type { TraceLogStats, TraceQuery, TraceStats, TrackerConfig } from './types.js';
+
+export interface RequestTrackerOptions extends TrackerConfig {
+  /** The router's policy name (a decision's `routing_policy` until the completion record says otherwise). */
+  readonly policy: string;
+  readonly logger?: Logger | undefined;
+  readonly actor?: ActorTuning | undefined;
+}
+
+export class RequestTracker implements CompletionSink, RequestProgressHook {
+  readonly actor: Actor<TrackerMessage, TrackerReplies, TrackerInit>;
+  readonly config: TrackerConfig;
+  private readonly policy: string;
+  private buf: EventBatch = [];
+  private scheduled = false;
+  private readonly flushBound = (): void => this.handOver();
+  private closed = false;
+
+  constructor(options: RequestTrackerOptions) {
+    this.config = {
+      maxEntries: options.maxEntries,
+      ttlSeconds: options.ttlSeconds,
+      logDir: options.logDir,
+      logMaxBytes: options.logMaxBytes,
+      logMaxFiles: options.logMaxFiles,
+      flushMs: options.flushMs,
+    };
+    this.policy = options.policy;
+    const config = this.config;
+    this.actor = new Actor<TrackerMessage, TrackerReplies, TrackerInit>({
+      // A thread that owns timers (flush, expiry) needs its event loop running: the runtime's default
+      // atomics 'disabled' with the port transport gives that.
+      ...options.actor,
+      name: 'tracker',
+      filename: new URL('./tracker-actor.js', import.meta.url),
+      init: () => ({ config }),
+      logger: options.logger,
+    });
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // hot path
+
+  decided(v: RequestProgressView): void {
+    pushDecided(this.buf, v, this.policy);
+    this.schedule();
+  }
+
+  firstByte(v: RequestProgressView, at: number): void {
+    pushFirstByte(this.buf, v, at);
+    this.schedule();
+  }
+
+  record(rec: CompletionRecord): void {
+    pushFinished(this.buf, rec);
+    this.schedule();
+  }
+
+  private schedule(): void {
+    if (this.scheduled) return;
+    this.scheduled = true;
+    setImmediate(this.flushBound);
+  }
+
+  /** Hand the buffered events to the actor now (one message). */
+  private handOver(): void {
+    this.scheduled = false;
+    if (this.buf.length === 0) return;
+    const batch = this.buf;
+    this.buf = [];
+    this.actor.tell({ t: 'events', e: batch });
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // queries (each sees every event buffered before it)
+
+  get(requestId: string): Promise<string | null> {
+    this.handOver();
+    return this.actor.ask({ t: 'get', id: requestId });
+  }
+
+  batch(requestIds: readonly string[]): Promise<string> {
+    this.handOver();
+    return this.actor.ask({ t: 'batch', ids: requestIds });
+  }
+
+  list(q: TraceQuery): Promise<string> {
+    this.handOver();
+    return this.actor.ask({ t: 'list', q });
+  }
+
+  stats(): Promise<TraceStats> {
+    this.handOver();
+    return this.actor.ask({ t: 'stats' });
+  }
+
+  /** Apply everything buffered and write the log now (tests, shutdown). */
+  flush(): Promise<TraceLogStats | null> {
+    this.handOver();
+    return this.actor.ask({ t: 'flush' });
+  }
+
+  /** Resolves when the actor thread is up (its store reloaded from the log, when there is one). */
+  ready(): Promise<void> {
+    return this.actor.whenAvailable();
+  }
+
+  /** Hand over the last events, let the actor apply them and flush the log, stop the thread. */
+  close(): Promise<void> {
+    if (this.closed) return this.actor.close();
+    this.closed = true;
+    this.handOver();
+    return this.actor.close();
+  }
+}
+
+/**
+ * Check a trace log folder from the main thread before the actor starts, so a misconfigured folder fails
+ * the start-up with a clear message instead of surfacing later in the actor thread.
+ */
+export function checkTraceLogDir(dir: string): void {
+  try {
+    mkdirSync(dir, { recursive: true });
+    accessSync(dir, fsConstants.W_OK | fsConstants.R_OK);
+  } catch (err) {
+    throw new Error(`--trace-log-dir ${dir} is not a writable folder: ${(err as Error).message}`);
+  }
+}
