@@ -146,3 +146,16 @@ export async function sanityCheck(baseUrl: string, ws: readonly Workload[]): Pro
   }
   return undefined;
 }
+
+/**
+ * sanityCheck, retried until it passes or `timeoutMs` runs out: a router may answer /liveness before its
+ * first health check has marked the backend usable.
+ */
+export async function sanityCheckWithin(baseUrl: string, ws: readonly Workload[], timeoutMs: number, intervalMs = 200): Promise<string | undefined> {
+  const t0 = Date.now();
+  for (;;) {
+    const problem = await sanityCheck(baseUrl, ws);
+    if (problem === undefined || Date.now() - t0 >= timeoutMs) return problem;
+    await new Promise((r) => setTimeout(r, intervalMs));
+  }
+}

@@ -20,13 +20,15 @@ import { runWrk, writePostScript, type WrkResult } from '../lib/wrk.js';
 import { findExecutable } from '../lib/system.js';
 import { startNginx } from '../lib/nginx.js';
 import { chooseRouter } from '../lib/router-target.js';
-import { runProblem, sanityCheck, TARGETS, workloadFigures, workloads, type TargetName, type TargetRuns } from '../lib/e2e.js';
+import { runProblem, sanityCheckWithin, TARGETS, workloadFigures, workloads, type TargetName, type TargetRuns } from '../lib/e2e.js';
 
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 const BACKEND = fileURLToPath(new URL('../fixtures/light-backend.js', import.meta.url));
 const HOST = '127.0.0.1';
 const CHUNKS = 100;
 const READY_TIMEOUT_MS = 30_000;
+/** How long a proxy may keep answering wrongly after it is up (a router's first health check). */
+const SANITY_TIMEOUT_MS = 15_000;
 
 function envInt(name: string, fallback: number): number {
   const raw = process.env[name];
@@ -137,7 +139,7 @@ const scenario: Scenario = {
 
       // Every target answers both workloads correctly before anything is measured.
       for (const t of [...targets]) {
-        const problem = await sanityCheck(t.url, ws);
+        const problem = await sanityCheckWithin(t.url, ws, t.name === 'direct' ? 0 : SANITY_TIMEOUT_MS);
         if (problem === undefined) continue;
         if (t.name === 'direct') throw new Error(`the light backend answers wrongly: ${problem}`);
         unavailable.set(t.name, `sanity check failed: ${problem}`);

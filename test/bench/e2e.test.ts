@@ -1,5 +1,8 @@
 import t from 'tap';
-import { countSseEvents, MAX_ERROR_SHARE, runProblem, workloadFigures, workloads, type TargetName, type TargetRuns } from '../../bench/lib/e2e.js';
+import { createServer, type AddressInfo } from 'node:net';
+import { createServer as createHttpServer, type RequestListener } from 'node:http';
+import { countSseEvents, MAX_ERROR_SHARE, runProblem, sanityCheck, sanityCheckWithin, workloadFigures, workloads, type TargetName, type TargetRuns } from '../../bench/lib/e2e.js';
+import { startLightBackend } from '../../bench/fixtures/light-backend.js';
 import type { WrkResult } from '../../bench/lib/wrk.js';
 
 function run(rps: number, p99: number, extra: Partial<WrkResult> = {}): WrkResult {
@@ -114,4 +117,70 @@ t.test('SSE event counting', async (t) => {
   t.same(countSseEvents('data: {"a":1}\n\ndata: {"a":2}\n\ndata: [DONE]\n\n'), { events: 2, done: true });
   t.same(countSseEvents('data: {"a":1}\n\n: comment\n\n'), { events: 1, done: false });
   t.same(countSseEvents(''), { events: 0, done: false });
+});
+
+async function fakeServer(t: { teardown(fn: () => void): void }, handler: RequestListener): Promise<string> {
+  const server = createHttpServer(handler);
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  t.teardown(() => server.close());
+  return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+}
+
+t.test('sanity check: the light backend passes, wrong answers are named', async (t) => {
+  const ws = workloads(100);
+  const b = await startLightBackend({ host: '127.0.0.1', port: 0, chunks: 100, outputTokens: 16, model: 'm' });
+  t.teardown(() => b.close());
+  t.equal(await sanityCheck(`http://127.0.0.1:${b.port}`, ws), undefined);
+
+  const short = await startLightBackend({ host: '127.0.0.1', port: 0, chunks: 99, outputTokens: 16, model: 'm' });
+  t.teardown(() => short.close());
+  t.equal(await sanityCheck(`http://127.0.0.1:${short.port}`, ws), 'stream answer had 99 events (expected 100)');
+
+  const errorPage = await fakeServer(t, (_req, res) => res.writeHead(502).end('<html>Bad Gateway</html>'));
+  t.equal(await sanityCheck(errorPage, ws), 'nonstream request answered 502: <html>Bad Gateway</html>');
+  const notJson = await fakeServer(t, (_req, res) => res.writeHead(200).end('hello'));
+  t.equal(await sanityCheck(notJson, ws), 'nonstream answer is not JSON: hello');
+  const noMeta = await fakeServer(t, (_req, res) => res.writeHead(200).end('{"text":"x"}'));
+  t.match(await sanityCheck(noMeta, ws), /^nonstream answer has no meta_info/);
+  const truncated = await fakeServer(t, (req, res) => {
+    let body = '';
+    req.on('data', (d: Buffer) => (body += d.toString()));
+    req.on('end', () => {
+      if (body.includes('"stream":true')) res.writeHead(200).end('data: {"text":"a"}\n\n');
+      else res.writeHead(200).end('{"meta_info":{}}');
+    });
+  });
+  t.equal(await sanityCheck(truncated, ws), 'stream answer had 1 events (expected 100) and no [DONE]');
+
+  const closed = createServer();
+  await new Promise<void>((r) => closed.listen(0, '127.0.0.1', r));
+  const port = (closed.address() as AddressInfo).port;
+  closed.close();
+  t.match(await sanityCheck(`http://127.0.0.1:${port}`, ws), /^nonstream request failed: .*ECONNREFUSED/);
+});
+
+t.test('sanity check is retried while a proxy is still warming up', async (t) => {
+  const ws = workloads(100);
+  const b = await startLightBackend({ host: '127.0.0.1', port: 0, chunks: 100, outputTokens: 16, model: 'm' });
+  t.teardown(() => b.close());
+  let calls = 0;
+  // A "router" that answers 503 to its first requests, then proxies to the light backend.
+  const warming = await fakeServer(t, (req, res) => {
+    calls++;
+    if (calls <= 2) {
+      res.writeHead(503).end('{"error":{"code":"no_healthy_workers"}}');
+      return;
+    }
+    const chunks: Buffer[] = [];
+    req.on('data', (d: Buffer) => chunks.push(d));
+    req.on('end', () => {
+      void fetch(`http://127.0.0.1:${b.port}/generate`, { method: 'POST', body: Buffer.concat(chunks) })
+        .then((r) => r.text())
+        .then((text) => res.writeHead(200).end(text));
+    });
+  });
+  t.equal(await sanityCheckWithin(warming, ws, 5000, 10), undefined);
+  t.ok(calls >= 4, 'retried until both workloads passed');
+  const never = await fakeServer(t, (_req, res) => res.writeHead(503).end('down'));
+  t.equal(await sanityCheckWithin(never, ws, 100, 10), 'nonstream request answered 503: down');
 });

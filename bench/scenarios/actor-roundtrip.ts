@@ -1,0 +1,201 @@
+/**
+ * The actor runtime's crossing cost, measured through the real policy actor (round_robin over 8 workers,
+ * so each message does a little real work and the reply is a real Decision):
+ *
+ *   roundtrip.<variant>    one call at a time (await each): the latency a lone request pays, in us.
+ *                          Variants: port (default: MessagePort mailbox, atomics disabled), and piscina
+ *                          tasks as the mailbox with atomics sync / async / disabled, and sync with
+ *                          concurrentTasksPerWorker 8.
+ *   throughput.<v>.b<B>    calls/s with batches of at most B calls (1, 16, 256) and enough calls kept
+ *                          outstanding to fill 8 batches in flight: what batching buys under load.
+ *   codec.<p>.<c>.b256     calls/s in batches of 256, structured clone vs msgpackr-packed, for two
+ *                          payloads: completion-feedback records (numbers, short strings) and decide
+ *                          messages carrying a 4000-character prompt.
+ *
+ * Each figure is the median over ctx.runs; spread is from the min/max of the runs. docs/actors.md quotes
+ * these figures and the choice they support.
+ */
+import { fileURLToPath } from 'node:url';
+import { Actor, type ActorTuning } from '../../src/actors/actor.js';
+import { WorkerTable } from '../../src/actors/worker-table.js';
+import type { PolicyActorInit, PolicyActorMessage, PolicyActorReplies } from '../../src/actors/protocol.js';
+import type { CompletionFeedback, RequestFeatures, WorkerInfo } from '../../src/policies/types.js';
+import { summarize, type BenchContext, type Figure, type Scenario } from '../lib/scenario.js';
+
+type PolicyActor = Actor<PolicyActorMessage, PolicyActorReplies, PolicyActorInit>;
+
+const POLICY_ACTOR = fileURLToPath(new URL('../../src/policies/policy-actor.js', import.meta.url));
+
+const REQUEST: RequestFeatures = {
+  requestId: 'bench-1',
+  route: 'chat',
+  text: 'You are a helpful assistant. Summarize the following text in three sentences: the quick brown fox.',
+  inputTokens: 25,
+  maxNewTokens: 128,
+  stream: true,
+};
+const DECIDE: PolicyActorMessage = { t: 'decide', req: REQUEST };
+
+function feedback(i: number): PolicyActorMessage {
+  const f: CompletionFeedback = {
+    requestId: `req-${i}`,
+    url: `http://127.0.0.1:${30000 + (i % 8)}`,
+    slot: i % 8,
+    success: true,
+    sentAt: 1_000_000 + i,
+    firstTokenAt: 1_000_030 + i,
+    finishedAt: 1_000_900 + i,
+    inputTokens: 512,
+    outputTokens: 128,
+    cachedTokens: 256,
+    queueTime: 0.012,
+  };
+  return { t: 'observe', feedback: f };
+}
+
+const LONG_PREFIX = 'You are a helpful assistant. '.repeat(140);
+
+/** A decide message with a long prompt: each call a fresh string, as requests arrive. */
+function decideLong(i: number): PolicyActorMessage {
+  const text = `${LONG_PREFIX}question ${i}`;
+  return { t: 'decide', req: { ...REQUEST, requestId: `req-${i}`, text, inputTokens: Math.ceil(text.length / 4) } };
+}
+
+function fleet(table: WorkerTable, n: number): WorkerInfo[] {
+  const out: WorkerInfo[] = [];
+  for (let i = 0; i < n; i++) {
+    const ref = table.allocate({ healthy: true, nodeId: i });
+    out.push({ slot: ref.slot, generation: ref.generation, url: `http://127.0.0.1:${30000 + i}`, nodeId: i });
+  }
+  return out;
+}
+
+async function startActor(tuning: ActorTuning): Promise<PolicyActor> {
+  const table = WorkerTable.create(16);
+  const workers = fleet(table, 8);
+  const actor = new Actor<PolicyActorMessage, PolicyActorReplies, PolicyActorInit>({
+    ...tuning,
+    name: 'bench',
+    filename: POLICY_ACTOR,
+    init: () => ({ spec: { name: 'round_robin', options: {} }, table: table.buffer, workers, tickIntervalMs: 0, seed: 1 }),
+  });
+  await actor.whenAvailable();
+  // warm up both sides' code paths
+  for (let i = 0; i < 200; i++) await actor.ask(DECIDE);
+  await Promise.all(Array.from({ length: 2000 }, () => actor.ask(DECIDE)));
+  return actor;
+}
+
+/** Mean microseconds per call, one call outstanding at a time. */
+async function sequentialUs(actor: PolicyActor, ms: number): Promise<number> {
+  let n = 0;
+  const t0 = performance.now();
+  let elapsed = 0;
+  while ((elapsed = performance.now() - t0) < ms) {
+    await actor.ask(DECIDE);
+    n++;
+  }
+  return (elapsed * 1000) / n;
+}
+
+/** Calls per second with `window` calls kept outstanding (closed loop), each answer issuing the next call. */
+function closedLoopRate(actor: PolicyActor, next: (i: number) => PolicyActorMessage, window: number, ms: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    let issued = 0;
+    let done = 0;
+    let outstanding = 0;
+    let stopped = false;
+    const t0 = performance.now();
+    const cb = (err: Error | null): void => {
+      outstanding--;
+      if (err !== null) {
+        stopped = true;
+        reject(err);
+        return;
+      }
+      done++;
+      if (!stopped && (done & 63) === 0 && performance.now() - t0 >= ms) stopped = true;
+      if (!stopped) {
+        outstanding++;
+        actor.call(next(issued++), cb);
+      } else if (outstanding === 0) resolve((done * 1000) / (performance.now() - t0));
+    };
+    for (let i = 0; i < window; i++) {
+      outstanding++;
+      actor.call(next(issued++), cb);
+    }
+  });
+}
+
+const LATENCY_VARIANTS: readonly (readonly [string, ActorTuning])[] = [
+  ['port', { transport: 'port' }],
+  ['task_sync', { transport: 'task', atomics: 'sync' }],
+  ['task_async', { transport: 'task', atomics: 'async' }],
+  ['task_disabled', { transport: 'task', atomics: 'disabled' }],
+  ['task_sync_c8', { transport: 'task', atomics: 'sync', concurrentTasksPerWorker: 8 }],
+];
+
+const THROUGHPUT_VARIANTS: readonly (readonly [string, ActorTuning])[] = [
+  ['port', { transport: 'port' }],
+  ['task_sync_c8', { transport: 'task', atomics: 'sync', concurrentTasksPerWorker: 8 }],
+];
+
+const BATCHES = [1, 16, 256] as const;
+const IN_FLIGHT = 8;
+
+function figure(name: string, values: number[], unit: string, better: 'higher' | 'lower', note?: string): Figure {
+  const { median, spread } = summarize(values);
+  return { name, value: Math.round(median * 100) / 100, unit, better, spread: Math.round(spread * 1000) / 1000, ...(note === undefined ? {} : { note }) };
+}
+
+const scenario: Scenario = {
+  name: 'actor-roundtrip',
+  description: 'actor runtime: single-call latency per transport/atomics mode, batched throughput (batches of 1/16/256), clone vs msgpack',
+  gate: true,
+  async run(ctx: BenchContext): Promise<Figure[]> {
+    const ms = ctx.quick ? 150 : 350;
+    const figures: Figure[] = [];
+
+    for (const [label, tuning] of LATENCY_VARIANTS) {
+      const actor = await startActor(tuning);
+      const samples: number[] = [];
+      for (let r = 0; r < ctx.runs; r++) samples.push(await sequentialUs(actor, ms));
+      await actor.close();
+      const f = figure(`actor.roundtrip.${label}`, samples, 'us', 'lower', 'one call outstanding');
+      ctx.log(`${f.name}: ${f.value} us (spread ${f.spread})`);
+      figures.push(f);
+    }
+
+    for (const [label, tuning] of THROUGHPUT_VARIANTS) {
+      for (const b of BATCHES) {
+        const actor = await startActor({ ...tuning, maxBatch: b, maxBatchesInFlight: IN_FLIGHT });
+        const window = Math.max(2 * IN_FLIGHT * b, 16);
+        const samples: number[] = [];
+        for (let r = 0; r < ctx.runs; r++) samples.push(await closedLoopRate(actor, () => DECIDE, window, ms));
+        await actor.close();
+        const f = figure(`actor.throughput.${label}.b${b}`, samples, 'calls/s', 'higher', `batches <= ${b}, ${window} outstanding`);
+        ctx.log(`${f.name}: ${f.value} calls/s (spread ${f.spread})`);
+        figures.push(f);
+      }
+    }
+
+    const payloads = [
+      ['feedback', feedback, 'completion-feedback records (observe)'],
+      ['decide4k', decideLong, 'decide with a 4000-character prompt'],
+    ] as const;
+    for (const [what, make, note] of payloads) {
+      for (const codec of ['clone', 'msgpack'] as const) {
+        const actor = await startActor({ codec, maxBatch: 256, maxBatchesInFlight: IN_FLIGHT });
+        const samples: number[] = [];
+        for (let r = 0; r < ctx.runs; r++) samples.push(await closedLoopRate(actor, make, 2 * IN_FLIGHT * 256, ms));
+        await actor.close();
+        const f = figure(`actor.codec.${what}.${codec}.b256`, samples, 'calls/s', 'higher', note);
+        ctx.log(`${f.name}: ${f.value} calls/s (spread ${f.spread})`);
+        figures.push(f);
+      }
+    }
+    return figures;
+  },
+};
+
+export default scenario;

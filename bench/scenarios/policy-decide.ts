@@ -1,0 +1,155 @@
+/**
+ * Cost of one routing decision through a PolicyHost, for random and round_robin:
+ *
+ *   policy.decide.inline.<policy>.w<N>   ns per decision on the calling thread (InlinePolicyHost), with
+ *                                        8 and 256 workers (all available; candidates collected from the
+ *                                        shared worker table on every call, as in production).
+ *   policy.decide.actor.<policy>.w8      ns per decision through an ActorPolicyHost under load: 1024
+ *                                        decisions kept outstanding, so crossings are batched; this is
+ *                                        the amortised cost the front end pays per request.
+ *   policy.decide.actor.<policy>.latency us for one decision alone through the actor (nothing else in
+ *                                        flight): the hop a stateful policy adds at low load.
+ *
+ * Medians over ctx.runs; spread from the min/max of the runs.
+ */
+import { WorkerTable } from '../../src/actors/worker-table.js';
+import { createPolicyHost, type PolicyHost } from '../../src/policies/host.js';
+import type { Decision, RequestFeatures, WorkerInfo } from '../../src/policies/types.js';
+import { summarize, type BenchContext, type Figure, type Scenario } from '../lib/scenario.js';
+
+const POLICIES = ['random', 'round_robin'] as const;
+const SIZES = [8, 256] as const;
+const OUTSTANDING = 1024;
+
+const REQUEST: RequestFeatures = {
+  requestId: 'bench-1',
+  route: 'chat',
+  text: 'You are a helpful assistant. Summarize the following text in three sentences: the quick brown fox.',
+  inputTokens: 25,
+  maxNewTokens: 128,
+  stream: true,
+};
+
+function fleet(table: WorkerTable, n: number): WorkerInfo[] {
+  const out: WorkerInfo[] = [];
+  for (let i = 0; i < n; i++) {
+    const ref = table.allocate({ healthy: true, nodeId: i });
+    out.push({ slot: ref.slot, generation: ref.generation, url: `http://127.0.0.1:${30000 + i}`, nodeId: i });
+  }
+  return out;
+}
+
+let sink = 0;
+const keep = (_err: Error | null, d: Decision | null): void => {
+  if (d !== null) sink += d.slot;
+};
+
+/** ns per inline decision: the median over batches of about 2 ms that fill `ms`. */
+function inlineNs(host: PolicyHost, ms: number): number {
+  let batch = 1024;
+  for (;;) {
+    const t0 = process.hrtime.bigint();
+    for (let i = 0; i < batch; i++) host.decide(REQUEST, keep);
+    const took = Number(process.hrtime.bigint() - t0) / 1e6;
+    if (took >= 0.5) {
+      batch = Math.max(1, Math.round((batch * 2) / took));
+      break;
+    }
+    batch *= 4;
+  }
+  const samples: number[] = [];
+  const started = performance.now();
+  while (samples.length < 5 || performance.now() - started < ms) {
+    const t0 = process.hrtime.bigint();
+    for (let i = 0; i < batch; i++) host.decide(REQUEST, keep);
+    samples.push(Number(process.hrtime.bigint() - t0) / batch);
+  }
+  return summarize(samples).median;
+}
+
+/** ns per decision with `OUTSTANDING` decisions in flight (each answer issues the next). */
+function actorLoadedNs(host: PolicyHost, ms: number): Promise<number> {
+  return new Promise((resolve) => {
+    let done = 0;
+    let outstanding = 0;
+    let stopped = false;
+    const t0 = performance.now();
+    const cb = (_err: Error | null, d: Decision | null): void => {
+      outstanding--;
+      done++;
+      if (d !== null) sink += d.slot;
+      if (!stopped && (done & 255) === 0 && performance.now() - t0 >= ms) stopped = true;
+      if (!stopped) {
+        outstanding++;
+        host.decide(REQUEST, cb);
+      } else if (outstanding === 0) resolve(((performance.now() - t0) * 1e6) / done);
+    };
+    for (let i = 0; i < OUTSTANDING; i++) {
+      outstanding++;
+      host.decide(REQUEST, cb);
+    }
+  });
+}
+
+async function actorLatencyUs(host: PolicyHost, ms: number): Promise<number> {
+  let n = 0;
+  const t0 = performance.now();
+  let elapsed = 0;
+  while ((elapsed = performance.now() - t0) < ms) {
+    await new Promise<void>((resolve) => host.decide(REQUEST, (err, d) => (keep(err, d), resolve())));
+    n++;
+  }
+  return (elapsed * 1000) / n;
+}
+
+function figure(name: string, values: number[], unit: string, note: string): Figure {
+  const { median, spread } = summarize(values);
+  return { name, value: Math.round(median * 100) / 100, unit, better: 'lower', spread: Math.round(spread * 1000) / 1000, note };
+}
+
+const scenario: Scenario = {
+  name: 'policy-decide',
+  description: 'decide cost for random and round_robin: inline (8 and 256 workers), through the actor host (loaded and alone)',
+  gate: true,
+  async run(ctx: BenchContext): Promise<Figure[]> {
+    const ms = ctx.quick ? 200 : 500;
+    const figures: Figure[] = [];
+    const report = (f: Figure): void => {
+      ctx.log(`${f.name}: ${f.value} ${f.unit} (spread ${f.spread})`);
+      figures.push(f);
+    };
+
+    for (const name of POLICIES) {
+      for (const n of SIZES) {
+        const table = WorkerTable.create(256);
+        const host = createPolicyHost(name, { seed: 1 }, table, undefined, { placement: 'inline' });
+        host.setWorkers(fleet(table, n));
+        const samples: number[] = [];
+        for (let r = 0; r < ctx.runs; r++) samples.push(inlineNs(host, ms));
+        await host.close();
+        report(figure(`policy.decide.inline.${name}.w${n}`, samples, 'ns', `inline, ${n} workers`));
+      }
+    }
+
+    for (const name of POLICIES) {
+      const table = WorkerTable.create(16);
+      const host = createPolicyHost(name, { seed: 1 }, table, undefined, { placement: 'actor' });
+      await host.ready();
+      host.setWorkers(fleet(table, 8));
+      await actorLoadedNs(host, 100); // warm-up
+      const loaded: number[] = [];
+      const alone: number[] = [];
+      for (let r = 0; r < ctx.runs; r++) {
+        loaded.push(await actorLoadedNs(host, ms));
+        alone.push(await actorLatencyUs(host, ms / 2));
+      }
+      await host.close();
+      report(figure(`policy.decide.actor.${name}.w8`, loaded, 'ns', `actor host, ${OUTSTANDING} outstanding`));
+      report(figure(`policy.decide.actor.${name}.latency`, alone, 'us', 'actor host, one decision at a time'));
+    }
+    if (sink === -1) ctx.log('unreachable'); // keeps the decisions observable to the optimiser
+    return figures;
+  },
+};
+
+export default scenario;
