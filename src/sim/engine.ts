@@ -23,8 +23,13 @@ export const CLIP_MAX_NEW_TOKENS = 4096;
 const INIT_NEW_TOKEN_RATIO = 0.7;
 const MIN_NEW_TOKEN_RATIO_FACTOR = 0.14;
 const NEW_TOKEN_RATIO_DECAY_STEPS = 600;
-/** Beyond this lag behind real time the loop stops catching up (the process, not the model, is slow). */
-const MAX_CATCH_UP_MS = 10;
+/**
+ * Up to this lag behind real time the loop catches up (runs steps back to back until the virtual
+ * clock reaches real time), so timer granularity and short process hiccups (GC, a busy machine) do
+ * not change the modelled figures. Beyond it the process itself is too slow and the clock restarts
+ * from real time.
+ */
+const MAX_CATCH_UP_MS = 100;
 /** Llama-3's <|eot_id|>: the token a naturally finished request ends with. */
 export const EOS_TOKEN_ID = 128009;
 

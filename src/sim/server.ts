@@ -251,10 +251,10 @@ export class SimServer implements SimServerHandle {
     return (res, req) => {
       const ex = new Exchange(res);
       const declared = parseContentLength(req.getHeader('content-length'));
-      const createdAt = performance.now();
       ex.readBody(this.opts.maxBodyBytes, declared, (err, body) => {
         if (err !== null || ex.aborted) return;
-        this.onDataBody(ex, kind, body, createdAt);
+        // Latencies start once the body is in, like SGLang's (FastAPI reads the body before the handler).
+        this.onDataBody(ex, kind, body, performance.now());
       });
     };
   }
