@@ -2,7 +2,7 @@
  * Helpers shared by policies and policy hosts. They are on the request path: no allocation per call
  * beyond the Decision itself.
  */
-import { Field, type WorkerTable } from '../actors/worker-table.js';
+import type { WorkerTable } from '../actors/worker-table.js';
 import type { Decision, WorkerInfo } from './types.js';
 import type { Rng } from '../util/rng.js';
 
@@ -20,7 +20,8 @@ export function monotonicNow(): number {
  * is never chosen under the old identity.
  */
 export function isCandidate(table: WorkerTable, w: WorkerInfo): boolean {
-  return table.isAvailable(w.slot) && table.get(w.slot, Field.Generation) === w.generation;
+  // Relaxed reads: Atomics.load costs ~20x a plain load here, and a routing read a moment stale is fine.
+  return table.isCandidate(w.slot, w.generation);
 }
 
 /**
@@ -37,7 +38,7 @@ export function collectAvailable(table: WorkerTable, workers: readonly WorkerInf
 }
 
 /**
- * Index (into candidates[0..count)) of the least-loaded candidate by `table.load`, ties broken uniformly at
+ * Index (into candidates[0..count)) of the least-loaded candidate by `table.peekLoad`, ties broken uniformly at
  * random (reservoir sampling): breaking ties by index would send every burst to the same first worker.
  * Returns -1 when count is 0.
  */
@@ -46,7 +47,7 @@ export function leastLoadedIndex(table: WorkerTable, candidates: readonly Worker
   let bestLoad = Infinity;
   let ties = 0;
   for (let i = 0; i < count; i++) {
-    const load = table.load((candidates[i] as WorkerInfo).slot);
+    const load = table.peekLoad((candidates[i] as WorkerInfo).slot);
     if (load < bestLoad) {
       best = i;
       bestLoad = load;
@@ -78,7 +79,7 @@ export function leastLoadedDecision(
   const i = leastLoadedIndex(table, scratch, n, rng);
   if (i < 0) return null;
   const w = scratch[i] as WorkerInfo;
-  const load = table.load(w.slot);
+  const load = table.peekLoad(w.slot);
   return decisionFor(w, `${reasonPrefix}; least loaded (load ${load}) of ${n} available`, { load, available: n });
 }
 
