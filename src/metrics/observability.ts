@@ -1,0 +1,146 @@
+/**
+ * Observability of a router, wired in one place so src/router.ts needs only a few lines:
+ *   - RouterMetrics: hot-path counters (request hooks + a completion sink), always on, plain numbers;
+ *   - StatsHost: the stats actor (HDR percentiles, windows), unless --disable-stats;
+ *   - the Prometheus exposition on its own port (--prometheus-host/--prometheus-port);
+ *   - GET /stats and GET /admin/debug/bundle on the main port;
+ *   - OpenTelemetry traces when an OTLP endpoint is configured (SDK imported only then).
+ */
+import { readFileSync } from 'node:fs';
+import type { TemplatedApp } from '../frontend/http.js';
+import type { RouterContext } from '../frontend/context.js';
+import type { CompletionSink } from '../proxy/completion.js';
+import type { Logger } from '../util/log.js';
+import { resolveOtlpConfig, type OtlpConfig } from '../otel/config.js';
+import type { OtelTracing } from '../otel/tracing.js';
+import { RouterMetrics, type AdmissionRecorder } from './counters.js';
+import { combineEvents, type RequestEvents } from './events.js';
+import { membersOf, renderMetrics, startPrometheusServer, type PrometheusServer } from './prometheus.js';
+import { registerStatsRoutes } from './routes.js';
+import { StatsHost, type StatsHostOptions } from './stats-host.js';
+
+/** The serve flags observability reads (RouterOptions has them all). */
+export interface ObservabilityConfig {
+  readonly disableStats: boolean;
+  readonly prometheusHost: string;
+  readonly prometheusPort: number;
+  readonly otlpEndpoint?: string | undefined;
+  readonly otlpProtocol?: string | undefined;
+}
+
+/** Knobs for tests and benchmarks (not flags). */
+export interface ObservabilityTuning {
+  readonly stats?: StatsHostOptions;
+  /** Batch export interval of OpenTelemetry spans (default: the SDK's, or OTEL_BSP_SCHEDULE_DELAY). */
+  readonly otlpFlushMs?: number;
+  /** Environment for OTEL_* variables (default process.env). */
+  readonly env?: NodeJS.ProcessEnv;
+}
+
+export class Observability {
+  readonly metrics: RouterMetrics;
+  readonly stats: StatsHost | undefined;
+  readonly events: RequestEvents;
+  /** Completion sinks to append to the router's. */
+  readonly sinks: CompletionSink[];
+  readonly startedAt = Date.now();
+  readonly otlp: OtlpConfig | undefined;
+  private readonly otel: OtelTracing | undefined;
+  private prom: PrometheusServer | undefined;
+  private closed = false;
+
+  private constructor(
+    private readonly config: ObservabilityConfig,
+    private readonly options: Readonly<Record<string, unknown>>,
+    private readonly log: Logger,
+    metrics: RouterMetrics,
+    stats: StatsHost | undefined,
+    otlp: OtlpConfig | undefined,
+    otel: OtelTracing | undefined,
+  ) {
+    this.metrics = metrics;
+    this.stats = stats;
+    this.otlp = otlp;
+    this.otel = otel;
+    this.events = combineEvents([metrics, otel?.events]) as RequestEvents;
+    this.sinks = [metrics, ...(stats === undefined ? [] : [stats]), ...(otel === undefined ? [] : [otel.sink])];
+  }
+
+  /**
+   * Build the pieces that exist before the router context: counters, the stats actor, OpenTelemetry.
+   * `options` are the router's parsed options (shown, redacted, in the debug bundle).
+   */
+  static async create(config: ObservabilityConfig, options: Readonly<Record<string, unknown>>, tableCapacity: number, log: Logger, tuning: ObservabilityTuning = {}): Promise<Observability> {
+    const otlp = resolveOtlpConfig({ otlpEndpoint: config.otlpEndpoint, otlpProtocol: config.otlpProtocol, otlpFlushMs: tuning.otlpFlushMs }, tuning.env ?? process.env);
+    let otel: OtelTracing | undefined;
+    if (otlp !== undefined) {
+      // Loaded only now: without an endpoint no OpenTelemetry module is ever imported.
+      const { startOtelTracing } = await import('../otel/tracing.js');
+      otel = startOtelTracing(otlp, log, packageVersion());
+    }
+    const stats = config.disableStats ? undefined : new StatsHost({ logger: log, ...tuning.stats });
+    return new Observability(config, options, log, new RouterMetrics(tableCapacity), stats, otlp, otel);
+  }
+
+  /** Where size-aware admission reports its actions and triggers. */
+  get admission(): AdmissionRecorder {
+    return this.metrics.admission;
+  }
+
+  /** The Prometheus listener, once started (undefined when its port could not be bound). */
+  get prometheus(): PrometheusServer | undefined {
+    return this.prom;
+  }
+
+  registerRoutes(app: TemplatedApp, ctx: RouterContext): void {
+    registerStatsRoutes(app, ctx, {
+      metrics: this.metrics,
+      stats: this.stats,
+      startedAt: this.startedAt,
+      config: this.options,
+      describe: () => ({
+        prometheus: this.prom === undefined ? { listening: false, configured: `${this.config.prometheusHost}:${this.config.prometheusPort}` } : { listening: true, url: this.prom.url },
+        opentelemetry: this.otel === undefined ? { enabled: false } : { enabled: true, ...this.otel.describe() },
+      }),
+    });
+  }
+
+  /** The whole exposition text (what GET /metrics answers). */
+  async render(ctx: RouterContext): Promise<string> {
+    let histograms: string | undefined;
+    if (this.stats !== undefined && this.stats.available) {
+      try {
+        histograms = await this.stats.prometheus(membersOf(ctx));
+      } catch (err) {
+        this.log.warn({ err }, 'stats actor did not render histograms; exporting zeros');
+      }
+    }
+    return renderMetrics(ctx, this.metrics, histograms);
+  }
+
+  /** Start the Prometheus listener (after the router context exists). */
+  async listen(ctx: RouterContext): Promise<void> {
+    if (this.closed) return;
+    this.prom = await startPrometheusServer(this.config.prometheusHost, this.config.prometheusPort, () => this.render(ctx), this.log);
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.prom?.close();
+    await Promise.allSettled([this.stats?.close(), this.otel?.close()]);
+  }
+}
+
+let version: string | undefined;
+
+/** Switchyard's version from package.json (dist/src/metrics -> the package root is three levels up). */
+export function packageVersion(): string {
+  if (version !== undefined) return version;
+  try {
+    version = (JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version?: string }).version ?? '0.0.0';
+  } catch {
+    version = '0.0.0';
+  }
+  return version;
+}

@@ -1,0 +1,225 @@
+/**
+ * The stats actor's host, on the front end: a CompletionSink that packs each finished request into
+ * numbers (stats-protocol.ts layout) and sends ONE message per event-loop turn, however many requests
+ * finished in it. Snapshots, Prometheus histogram text and checkpoints are asked of the actor; percentiles
+ * are never computed on the front end.
+ *
+ * Supervision: the actor runtime restarts a crashed thread; this host re-initialises it with every worker
+ * it has announced and the latest cumulative checkpoint (taken every checkpointIntervalMs with
+ * hdr-histogram-js's encodeIntoCompressedBase64), so a crash loses at most that interval of cumulative
+ * data and the current windows.
+ */
+import { Actor, type ActorTuning } from '../actors/actor.js';
+import { SwitchyardError } from '../errors.js';
+import type { CompletionRecord, CompletionSink } from '../proxy/completion.js';
+import type { RouteKind } from '../policies/types.js';
+import type { Logger } from '../util/log.js';
+import { Rec, REC_HEADER, type StatsActorInit, type StatsActorMessage, type StatsActorReplies, type StatsCheckpoint, type StatsMember, type StatsSnapshot, type StatsWorkerDef } from './stats-protocol.js';
+
+export interface StatsHostOptions {
+  /** Width of one window slice (default 10 000 ms; tests shrink it). */
+  readonly sliceMs?: number;
+  /** hdr-histogram-js on WebAssembly (default true: bench/scenarios/hdr-record.ts). */
+  readonly useWasm?: boolean;
+  /** How often the cumulative histograms are checkpointed to the host (default 30 s; 0 = never). */
+  readonly checkpointIntervalMs?: number;
+  /** Longest wait for a snapshot or a render (default 5 s). */
+  readonly askTimeoutMs?: number;
+  readonly actor?: ActorTuning;
+  readonly logger?: Logger | undefined;
+}
+
+/** Numbers per crossing before a turn's batch is sent early (2 MB of Float64). */
+const MAX_BATCH_NUMBERS = 262_144;
+
+export function routeIndex(route: RouteKind): number {
+  switch (route) {
+    case 'generate':
+      return 0;
+    case 'chat':
+      return 1;
+    case 'completions':
+      return 2;
+    default:
+      return 3;
+  }
+}
+
+export class StatsHost implements CompletionSink {
+  readonly actor: Actor<StatsActorMessage, StatsActorReplies, StatsActorInit>;
+  private readonly askTimeoutMs: number;
+  private buf = new Float64Array(4096);
+  private len = 0;
+  private flushScheduled = false;
+  private readonly flushBound = (): void => this.flush();
+  private readonly ids = new Map<string, StatsWorkerDef>();
+  private readonly defs: StatsWorkerDef[] = [];
+  private pendingDefs: StatsWorkerDef[] | null = null;
+  private latest: StatsCheckpoint | null = null;
+  private readonly checkpointTimer: NodeJS.Timeout | null = null;
+  private readonly logger: Logger | undefined;
+  private closed = false;
+  /** Requests packed and crossings sent (for the debug bundle and tests). */
+  recorded = 0;
+  batchesSent = 0;
+
+  constructor(options: StatsHostOptions = {}) {
+    const sliceMs = options.sliceMs ?? 10_000;
+    const useWasm = options.useWasm ?? true;
+    this.askTimeoutMs = options.askTimeoutMs ?? 5000;
+    this.logger = options.logger;
+    this.actor = new Actor<StatsActorMessage, StatsActorReplies, StatsActorInit>({
+      execArgv: threadExecArgv(process.execArgv),
+      ...options.actor,
+      name: 'stats',
+      filename: new URL('./stats-actor.js', import.meta.url),
+      init: () => ({ sliceMs, useWasm, workers: this.defs.slice(), checkpoint: this.latest }),
+      logger: options.logger,
+    });
+    const every = options.checkpointIntervalMs ?? 30_000;
+    if (every > 0) {
+      this.checkpointTimer = setInterval(() => {
+        if (this.actor.available) this.checkpoint().catch((err: unknown) => this.logger?.warn({ err }, 'stats checkpoint failed'));
+      }, every);
+      this.checkpointTimer.unref();
+    }
+  }
+
+  /** CompletionSink: called once per finished request on the front end. */
+  record(rec: CompletionRecord): void {
+    if (this.closed) return;
+    const completed = rec.status === 'completed' && rec.sentAt > 0;
+    const gaps = completed && rec.stream ? rec.itl : undefined;
+    const n = gaps === undefined ? 0 : gaps.length;
+    this.reserve(REC_HEADER + n);
+    const b = this.buf;
+    const o = this.len;
+    b[o + Rec.Worker] = rec.slot >= 0 && rec.workerUrl !== '' ? this.idFor(rec.workerUrl, rec.nodeId) : -1;
+    b[o + Rec.Route] = routeIndex(rec.route);
+    b[o + Rec.Status] = rec.status === 'completed' ? 0 : rec.status === 'failed' ? 1 : 2;
+    b[o + Rec.Stream] = rec.stream ? 1 : 0;
+    b[o + Rec.DurationUs] = (rec.finishedAt - rec.arrivedAt) * 1000;
+    b[o + Rec.E2eUs] = completed ? (rec.finishedAt - rec.sentAt) * 1000 : -1;
+    b[o + Rec.TtftUs] = completed && rec.stream && rec.firstTokenAt >= rec.sentAt ? (rec.firstTokenAt - rec.sentAt) * 1000 : -1;
+    b[o + Rec.QueueUs] = rec.decidedAt > 0 ? (rec.decidedAt - rec.arrivedAt) * 1000 : -1;
+    b[o + Rec.ServerQueueUs] = rec.queueTime !== undefined && rec.queueTime >= 0 ? rec.queueTime * 1e6 : -1;
+    b[o + Rec.InputTokens] = rec.inputTokens;
+    b[o + Rec.OutputTokens] = rec.outputTokens;
+    b[o + Rec.CachedTokens] = rec.cachedTokens;
+    b[o + Rec.ItlCount] = n;
+    if (gaps !== undefined) for (let i = 0; i < n; i++) b[o + REC_HEADER + i] = gaps[i] as number;
+    this.len = o + REC_HEADER + n;
+    this.recorded++;
+    if (!this.flushScheduled) {
+      this.flushScheduled = true;
+      setImmediate(this.flushBound);
+    }
+  }
+
+  /** Percentiles per window, overall and per worker; `members` are the current workers (idle ones appear with zeros). */
+  snapshot(members: readonly StatsMember[]): Promise<StatsSnapshot> {
+    this.flush();
+    return this.ask({ t: 'snapshot', members }, 'snapshot');
+  }
+
+  /** The histogram families of the Prometheus exposition, rendered in the actor thread. */
+  prometheus(members: readonly StatsMember[]): Promise<string> {
+    this.flush();
+    return this.ask({ t: 'prometheus', members }, 'prometheus render');
+  }
+
+  /** Take a checkpoint now (also kept as the restart state). */
+  async checkpoint(): Promise<StatsCheckpoint> {
+    this.flush();
+    const cp = await this.ask({ t: 'checkpoint' }, 'checkpoint');
+    this.latest = cp;
+    return cp;
+  }
+
+  get latestCheckpoint(): StatsCheckpoint | null {
+    return this.latest;
+  }
+
+  get available(): boolean {
+    return this.actor.available;
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.flush();
+    this.closed = true;
+    if (this.checkpointTimer !== null) clearInterval(this.checkpointTimer);
+    await this.actor.close();
+  }
+
+  private idFor(url: string, nodeId: number): number {
+    const known = this.ids.get(url);
+    if (known !== undefined && known.nodeId === nodeId) return known.id;
+    const def: StatsWorkerDef = { id: known?.id ?? this.ids.size, url, nodeId };
+    this.ids.set(url, def);
+    if (known === undefined) this.defs.push(def);
+    else this.defs[this.defs.indexOf(known)] = def;
+    (this.pendingDefs ??= []).push(def);
+    return def.id;
+  }
+
+  private reserve(numbers: number): void {
+    if (this.len + numbers <= this.buf.length) return;
+    if (this.len > 0 && this.len + numbers > MAX_BATCH_NUMBERS) this.flush();
+    let size = this.buf.length;
+    while (size < this.len + numbers) size *= 2;
+    if (size !== this.buf.length) {
+      const next = new Float64Array(size);
+      next.set(this.buf.subarray(0, this.len));
+      this.buf = next;
+    }
+  }
+
+  private flush(): void {
+    this.flushScheduled = false;
+    if (this.len === 0 && this.pendingDefs === null) return;
+    // slice: an exact-size copy is what crosses (a view would clone the whole backing buffer).
+    const data = this.buf.slice(0, this.len);
+    this.len = 0;
+    const workers = this.pendingDefs;
+    this.pendingDefs = null;
+    this.actor.tell({ t: 'samples', data, workers });
+    this.batchesSent++;
+  }
+
+  private ask<T extends StatsActorMessage>(msg: T, what: string): Promise<StatsActorReplies[T['t']]> {
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new SwitchyardError('service_unavailable', `stats actor did not answer the ${what} within ${this.askTimeoutMs} ms`)), this.askTimeoutMs);
+      this.actor.ask(msg).then(
+        (v) => {
+          clearTimeout(timer);
+          resolve(v);
+        },
+        (err: unknown) => {
+          clearTimeout(timer);
+          reject(err instanceof Error ? err : new Error(String(err)));
+        },
+      );
+    });
+  }
+}
+
+/**
+ * Flags for the actor thread: the process's own minus module loaders (--import, --loader, --require).
+ * The stats thread needs none, and a test runner's loaders make each thread start several times slower.
+ */
+export function threadExecArgv(argv: readonly string[]): string[] {
+  const out: string[] = [];
+  const withValue = new Set(['--import', '--loader', '--experimental-loader', '--require', '-r']);
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i] as string;
+    if (withValue.has(a)) {
+      i++;
+      continue;
+    }
+    const eq = a.indexOf('=');
+    if (eq > 0 && withValue.has(a.slice(0, eq))) continue;
+    out.push(a);
+  }
+  return out;
+}

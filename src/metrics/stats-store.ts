@@ -1,0 +1,597 @@
+/**
+ * The stats actor's state: HDR histograms (hdr-histogram-js) of TTFT, ITL, TPOT, E2E and queue times per
+ * worker, in sliding windows and cumulatively, plus the fixed-bucket histograms the Prometheus exposition
+ * needs. Runs in the stats actor thread (stats-actor.ts); kept free of thread concerns so tests can drive
+ * it directly.
+ *
+ * Windows: every value is recorded ONCE, into its worker's slice for the current 10-second epoch (a ring
+ * of 6 slices). When a slot of the ring is reused, the old slice is folded into its minute (a ring of 5
+ * minute slots) and into the cumulative histogram. A snapshot merges, on demand and in this thread:
+ *   1m          the current slice and the 5 before it                 (50-60 s of data)
+ *   5m          the current minute and the 4 before it (folded + live) (4-5 min of data)
+ *   cumulative  everything folded plus the live slices
+ * "Overall" figures merge the workers. Precision: 2 significant digits (values within 1%), which keeps a
+ * worker's 6 metrics x 12 histograms near 1 MB; 3 digits would be 7x that and 8x slower to merge.
+ */
+import { build, decodeFromCompressedBase64, encodeIntoCompressedBase64, type Histogram } from 'hdr-histogram-js';
+import { DURATION_BUCKETS_S, FixedHistogram, ITL_BUCKETS_S, TTFT_BUCKETS_S, toMicros } from './buckets.js';
+import { labels, PromWriter } from './prom-text.js';
+import {
+  LATENCY_METRICS,
+  Metric,
+  METRIC_COUNT,
+  Rec,
+  REC_HEADER,
+  type BalanceFigure,
+  type LatencySet,
+  type LatencySummary,
+  type RequestCounts,
+  type StatsCheckpoint,
+  type StatsMember,
+  type StatsSnapshot,
+  type StatsWorkerDef,
+  type WindowName,
+  type WindowSnapshot,
+  type WorkerWindow,
+} from './stats-protocol.js';
+
+export const SIGNIFICANT_DIGITS = 2;
+/** One hour in microseconds: longer values are clamped (the default request timeout is 30 min). */
+export const HIGHEST_US = 3_600_000_000;
+export const SLICES_PER_MINUTE = 6;
+export const MINUTES_KEPT = 5;
+/** cv at or below this counts as balanced. */
+export const BALANCED_CV = 0.2;
+
+/** Route kinds in index order (Rec.Route) and the route label each gets (sgl-router's paths). */
+export const ROUTE_KINDS = ['generate', 'chat', 'completions', 'other'] as const;
+export const ROUTE_LABELS: readonly string[] = ['/generate', '/v1/chat/completions', '/v1/completions', 'other'];
+
+/** Request counters per slice: total, completed, failed, aborted, input, output, cached tokens. */
+const enum C {
+  Total = 0,
+  Completed = 1,
+  Failed = 2,
+  Aborted = 3,
+  Input = 4,
+  Output = 5,
+  Cached = 6,
+}
+const COUNTERS = 7;
+
+const DURATION_US = toMicros(DURATION_BUCKETS_S);
+const TTFT_US = toMicros(TTFT_BUCKETS_S);
+const ITL_US = toMicros(ITL_BUCKETS_S);
+
+export interface StatsStoreOptions {
+  readonly sliceMs: number;
+  readonly useWasm: boolean;
+  /** Monotonic milliseconds (performance.now in the actor). */
+  readonly now: () => number;
+}
+
+class Slot {
+  /** Epoch (10-s ring) or minute index (minute ring) held; -1 when empty. */
+  index = -1;
+  readonly hists: (Histogram | null)[] = new Array<Histogram | null>(METRIC_COUNT).fill(null);
+  readonly counters = new Float64Array(COUNTERS);
+
+  reset(index: number): void {
+    this.index = index;
+    for (const h of this.hists) h?.reset();
+    this.counters.fill(0);
+  }
+}
+
+class WorkerSeries {
+  readonly tens: Slot[] = Array.from({ length: SLICES_PER_MINUTE }, () => new Slot());
+  readonly minutes: Slot[] = Array.from({ length: MINUTES_KEPT }, () => new Slot());
+  readonly cumulative = new Slot();
+  readonly ttft = new FixedHistogram(TTFT_US);
+  readonly itl = new FixedHistogram(ITL_US);
+  readonly tpot = new FixedHistogram(ITL_US);
+
+  constructor(
+    readonly url: string,
+    public nodeId: number,
+  ) {}
+}
+
+export class StatsStore {
+  readonly sliceMs: number;
+  readonly useWasm: boolean;
+  private readonly now: () => number;
+  private readonly byId = new Map<number, WorkerSeries>();
+  private readonly byUrl = new Map<string, WorkerSeries>();
+  /** Requests that never reached a worker (counted in totals, not in any worker). */
+  private readonly unrouted = new WorkerSeries('', -1);
+  private readonly durations = ROUTE_KINDS.map(() => new FixedHistogram(DURATION_US));
+  /** Scratch accumulators (64-bit counts), reused by every snapshot. */
+  private readonly accWorker: Histogram[];
+  private readonly accAll: Histogram[];
+  private readonly accCounters = new Float64Array(COUNTERS);
+  private readonly accAllCounters = new Float64Array(COUNTERS);
+  /** Wall-clock ms the cumulative figures start at (kept across restarts through checkpoints). */
+  private since = Date.now();
+  private readonly startedAt: number;
+  private requests = 0;
+  private itlGaps = 0;
+  private batches = 0;
+
+  constructor(options: StatsStoreOptions) {
+    if (!(options.sliceMs > 0)) throw new Error(`sliceMs must be positive, got ${options.sliceMs}`);
+    this.sliceMs = options.sliceMs;
+    this.useWasm = options.useWasm;
+    this.now = options.now;
+    this.startedAt = this.now();
+    this.accWorker = LATENCY_METRICS.map(() => this.newHistogram(64));
+    this.accAll = LATENCY_METRICS.map(() => this.newHistogram(64));
+  }
+
+  /** Workers known to the store (ids as the host assigned them). */
+  get workerCount(): number {
+    return this.byId.size;
+  }
+
+  defineWorkers(defs: readonly StatsWorkerDef[]): void {
+    for (const d of defs) {
+      let s = this.byUrl.get(d.url);
+      if (s === undefined) {
+        s = new WorkerSeries(d.url, d.nodeId);
+        this.byUrl.set(d.url, s);
+      }
+      s.nodeId = d.nodeId;
+      this.byId.set(d.id, s);
+    }
+  }
+
+  /** Read one batch of packed records (stats-protocol.ts layout). Throws on a malformed batch, after keeping what came before. */
+  ingest(data: Float64Array): number {
+    const epoch = this.epochOf(this.now());
+    const n = data.length;
+    let off = 0;
+    let count = 0;
+    this.batches++;
+    while (off < n) {
+      if (off + REC_HEADER > n) throw new Error(`stats batch truncated at ${off} of ${n}`);
+      const gaps = data[off + Rec.ItlCount] as number;
+      if (!Number.isInteger(gaps) || gaps < 0 || off + REC_HEADER + gaps > n) throw new Error(`stats batch: bad ITL count ${gaps} at ${off}`);
+      this.ingestOne(data, off, gaps, epoch);
+      off += REC_HEADER + gaps;
+      count++;
+    }
+    this.requests += count;
+    return count;
+  }
+
+  private ingestOne(d: Float64Array, off: number, gaps: number, epoch: number): void {
+    const wid = d[off + Rec.Worker] as number;
+    let series: WorkerSeries;
+    if (wid < 0) series = this.unrouted;
+    else {
+      let s = this.byId.get(wid);
+      if (s === undefined) {
+        // Its definition was lost (e.g. in a batch that died with the previous thread): keep the numbers.
+        s = new WorkerSeries(`worker#${wid}`, -1);
+        this.byId.set(wid, s);
+        this.byUrl.set(s.url, s);
+      }
+      series = s;
+    }
+    const route = d[off + Rec.Route] as number;
+    const duration = this.durations[route] ?? this.durations[ROUTE_KINDS.length - 1];
+    duration?.record(clampUs(d[off + Rec.DurationUs] as number));
+
+    const slot = this.current(series, epoch);
+    const c = slot.counters;
+    add(c, C.Total, 1);
+    const status = d[off + Rec.Status] as number;
+    add(c, status === 0 ? C.Completed : status === 1 ? C.Failed : C.Aborted, 1);
+    add(c, C.Input, d[off + Rec.InputTokens] as number);
+    add(c, C.Output, d[off + Rec.OutputTokens] as number);
+    add(c, C.Cached, d[off + Rec.CachedTokens] as number);
+
+    const e2e = d[off + Rec.E2eUs] as number;
+    if (e2e >= 0) this.record(slot, Metric.E2e, e2e);
+    const ttft = d[off + Rec.TtftUs] as number;
+    if (ttft >= 0) {
+      const v = this.record(slot, Metric.Ttft, ttft);
+      series.ttft.record(v);
+      // TPOT = (E2E - TTFT) / (output_tokens - 1), per request.
+      const out = d[off + Rec.OutputTokens] as number;
+      if (out > 1 && e2e >= ttft) {
+        const tpot = this.record(slot, Metric.Tpot, (e2e - ttft) / (out - 1));
+        series.tpot.record(tpot);
+      }
+    }
+    const queue = d[off + Rec.QueueUs] as number;
+    if (queue >= 0) this.record(slot, Metric.Queue, queue);
+    const serverQueue = d[off + Rec.ServerQueueUs] as number;
+    if (serverQueue >= 0) this.record(slot, Metric.ServerQueue, serverQueue);
+    if (gaps > 0) {
+      const h = this.hist(slot, Metric.Itl);
+      const fixed = series.itl;
+      const base = off + REC_HEADER;
+      for (let i = 0; i < gaps; i++) {
+        const v = clampUs((d[base + i] as number) * 1000); // gaps arrive in ms
+        h.recordValue(v);
+        fixed.record(v);
+      }
+      this.itlGaps += gaps;
+    }
+  }
+
+  private record(slot: Slot, metric: Metric, us: number): number {
+    const v = clampUs(us);
+    this.hist(slot, metric).recordValue(v);
+    return v;
+  }
+
+  private hist(slot: Slot, metric: Metric): Histogram {
+    let h = slot.hists[metric];
+    if (h === null || h === undefined) {
+      h = this.newHistogram(32);
+      slot.hists[metric] = h;
+    }
+    return h;
+  }
+
+  private newHistogram(bits: 32 | 64): Histogram {
+    return build({
+      lowestDiscernibleValue: 1,
+      highestTrackableValue: HIGHEST_US,
+      numberOfSignificantValueDigits: SIGNIFICANT_DIGITS,
+      autoResize: false,
+      bitBucketSize: bits,
+      useWebAssembly: this.useWasm,
+    });
+  }
+
+  epochOf(nowMs: number): number {
+    return Math.floor(nowMs / this.sliceMs);
+  }
+
+  /** The series' slice for `epoch`, folding whatever older slice occupied its ring slot. */
+  private current(s: WorkerSeries, epoch: number): Slot {
+    const slot = s.tens[epoch % SLICES_PER_MINUTE] as Slot;
+    if (slot.index === epoch) return slot;
+    if (slot.index >= 0) this.fold(s, slot, epoch);
+    slot.reset(epoch);
+    return slot;
+  }
+
+  private fold(s: WorkerSeries, slot: Slot, nowEpoch: number): void {
+    const minute = Math.floor(slot.index / SLICES_PER_MINUTE);
+    const nowMinute = Math.floor(nowEpoch / SLICES_PER_MINUTE);
+    if (minute > nowMinute - MINUTES_KEPT) {
+      const m = s.minutes[minute % MINUTES_KEPT] as Slot;
+      // Minutes inside the window are distinct modulo MINUTES_KEPT, so a different index here is older.
+      if (m.index !== minute) m.reset(minute);
+      this.addSlot(m, slot, 32);
+    }
+    this.addSlot(s.cumulative, slot, 64);
+  }
+
+  private addSlot(into: Slot, from: Slot, bits: 32 | 64): void {
+    for (let k = 0; k < METRIC_COUNT; k++) {
+      const h = from.hists[k];
+      if (h === null || h === undefined || h.totalCount === 0) continue;
+      let target = into.hists[k];
+      if (target === null || target === undefined) {
+        target = this.newHistogram(bits);
+        into.hists[k] = target;
+      }
+      target.add(h);
+    }
+    for (let i = 0; i < COUNTERS; i++) into.counters[i] = (into.counters[i] as number) + (from.counters[i] as number);
+  }
+
+  // -------------------------------------------------------------------------------------------------
+  // snapshots
+
+  snapshot(members: readonly StatsMember[]): StatsSnapshot {
+    const now = this.now();
+    const epoch = this.epochOf(now);
+    const minute = Math.floor(epoch / SLICES_PER_MINUTE);
+    const uptimeMs = now - this.startedAt;
+    const oneMinuteStart = (epoch - SLICES_PER_MINUTE + 1) * this.sliceMs;
+    const fiveMinuteStart = (minute - MINUTES_KEPT + 1) * SLICES_PER_MINUTE * this.sliceMs;
+    const seconds = (start: number): number => Math.max(0, Math.min(now - start, uptimeMs)) / 1000;
+    return {
+      generated_at: new Date().toISOString(),
+      slice_seconds: this.sliceMs / 1000,
+      hdr: { significant_digits: SIGNIFICANT_DIGITS, wasm: this.useWasm },
+      samples: { requests: this.requests, itl_gaps: this.itlGaps, batches: this.batches },
+      windows: {
+        '1m': this.windowSnapshot('1m', epoch, minute, members, seconds(oneMinuteStart)),
+        '5m': this.windowSnapshot('5m', epoch, minute, members, seconds(fiveMinuteStart)),
+        cumulative: this.windowSnapshot('cumulative', epoch, minute, members, Math.max(0, Date.now() - this.since) / 1000),
+      },
+    };
+  }
+
+  /** Slots of one series that belong to a window (the live ring slices and, for 5m / cumulative, folded data). */
+  private slotsIn(s: WorkerSeries, w: WindowName, epoch: number, minute: number, out: Slot[]): number {
+    let n = 0;
+    for (const t of s.tens) {
+      if (t.index < 0 || t.index > epoch) continue;
+      if (w === '1m' && t.index <= epoch - SLICES_PER_MINUTE) continue;
+      if (w === '5m' && Math.floor(t.index / SLICES_PER_MINUTE) <= minute - MINUTES_KEPT) continue;
+      out[n++] = t;
+    }
+    if (w === '5m') {
+      for (const m of s.minutes) if (m.index > minute - MINUTES_KEPT && m.index <= minute) out[n++] = m;
+    } else if (w === 'cumulative') out[n++] = s.cumulative;
+    return n;
+  }
+
+  private readonly slotScratch: Slot[] = [];
+
+  private windowSnapshot(w: WindowName, epoch: number, minute: number, members: readonly StatsMember[], seconds: number): WindowSnapshot {
+    for (const h of this.accAll) h.reset();
+    this.accAllCounters.fill(0);
+    const workers: Record<string, WorkerWindow> = {};
+    const memberUrls = new Set(members.map((m) => m.url));
+    const perWorker: { url: string; nodeId: number; counters: Float64Array; latency: LatencySet }[] = [];
+    const series = new Set<WorkerSeries>(this.byUrl.values());
+    for (const s of [...series, this.unrouted]) {
+      const n = this.slotsIn(s, w, epoch, minute, this.slotScratch);
+      for (const h of this.accWorker) h.reset();
+      this.accCounters.fill(0);
+      for (let i = 0; i < n; i++) {
+        const slot = this.slotScratch[i] as Slot;
+        for (let k = 0; k < METRIC_COUNT; k++) {
+          const h = slot.hists[k];
+          if (h !== null && h !== undefined && h.totalCount > 0) (this.accWorker[k] as Histogram).add(h);
+        }
+        for (let c = 0; c < COUNTERS; c++) this.accCounters[c] = (this.accCounters[c] as number) + (slot.counters[c] as number);
+      }
+      for (let k = 0; k < METRIC_COUNT; k++) {
+        const acc = this.accWorker[k] as Histogram;
+        if (acc.totalCount > 0) (this.accAll[k] as Histogram).add(acc);
+      }
+      for (let c = 0; c < COUNTERS; c++) this.accAllCounters[c] = (this.accAllCounters[c] as number) + (this.accCounters[c] as number);
+      if (s === this.unrouted) continue;
+      // Members always appear (idle ones with zeros); former members only when they have data in the window.
+      if (!memberUrls.has(s.url) && this.accCounters[C.Total] === 0) continue;
+      perWorker.push({ url: s.url, nodeId: s.nodeId, counters: this.accCounters.slice(), latency: latencySet(this.accWorker) });
+    }
+    for (const m of members) {
+      if (this.byUrl.has(m.url)) continue;
+      perWorker.push({ url: m.url, nodeId: m.nodeId, counters: new Float64Array(COUNTERS), latency: latencySet(null) });
+    }
+    let routed = 0;
+    for (const p of perWorker) routed += p.counters[C.Total] as number;
+    for (const p of perWorker) {
+      workers[p.url] = {
+        node_id: p.nodeId,
+        requests: requestCounts(p.counters),
+        share: routed > 0 ? round((p.counters[C.Total] as number) / routed, 4) : 0,
+        latency: p.latency,
+      };
+    }
+    const totals = this.accAllCounters;
+    const perSecond = (v: number): number => (seconds > 0 ? round(v / seconds, 3) : 0);
+    return {
+      seconds: round(seconds, 3),
+      requests: requestCounts(totals),
+      throughput: { requests_per_s: perSecond(totals[C.Total] as number), input_tokens_per_s: perSecond(totals[C.Input] as number), output_tokens_per_s: perSecond(totals[C.Output] as number) },
+      tokens: { input: totals[C.Input] as number, output: totals[C.Output] as number, cached: totals[C.Cached] as number },
+      latency: latencySet(this.accAll),
+      workers,
+      balance: balanceOf(members.map((m) => workers[m.url]?.requests.total ?? 0)),
+    };
+  }
+
+  // -------------------------------------------------------------------------------------------------
+  // Prometheus
+
+  /** The histogram families rendered from this store: request duration per route, TTFT / ITL / TPOT per member. */
+  renderPrometheus(members: readonly StatsMember[]): string {
+    return renderHistogramFamilies(
+      this.durations,
+      members.map((m) => {
+        const s = this.byUrl.get(m.url);
+        return { url: m.url, nodeId: m.nodeId, ttft: s?.ttft, itl: s?.itl, tpot: s?.tpot };
+      }),
+    );
+  }
+
+  // -------------------------------------------------------------------------------------------------
+  // checkpoints (the host keeps the latest; a restarted thread resumes from it)
+
+  checkpoint(): StatsCheckpoint {
+    const workers: StatsWorkerDef[] = [];
+    const latency: Record<string, string[]> = {};
+    const counters: Record<string, number[]> = {};
+    const buckets: Record<string, number[]> = {};
+    const scratch = this.slotScratch;
+    const epoch = this.epochOf(this.now());
+    const minute = Math.floor(epoch / SLICES_PER_MINUTE);
+    for (const [id, s] of this.byId) {
+      workers.push({ id, url: s.url, nodeId: s.nodeId });
+      const key = String(id);
+      if (latency[key] !== undefined) continue;
+      const n = this.slotsIn(s, 'cumulative', epoch, minute, scratch);
+      const encoded: string[] = [];
+      const sum = new Float64Array(COUNTERS);
+      for (let k = 0; k < METRIC_COUNT; k++) {
+        const acc = this.accWorker[k] as Histogram;
+        acc.reset();
+        for (let i = 0; i < n; i++) {
+          const h = (scratch[i] as Slot).hists[k];
+          if (h !== null && h !== undefined && h.totalCount > 0) acc.add(h);
+        }
+        encoded.push(acc.totalCount > 0 ? encodeIntoCompressedBase64(acc) : '');
+      }
+      for (let i = 0; i < n; i++) for (let c = 0; c < COUNTERS; c++) sum[c] = (sum[c] as number) + ((scratch[i] as Slot).counters[c] as number);
+      latency[key] = encoded;
+      counters[key] = [...sum];
+      buckets[`ttft:${key}`] = s.ttft.toArray();
+      buckets[`itl:${key}`] = s.itl.toArray();
+      buckets[`tpot:${key}`] = s.tpot.toArray();
+    }
+    ROUTE_KINDS.forEach((_r, i) => {
+      buckets[`duration:${i}`] = (this.durations[i] as FixedHistogram).toArray();
+    });
+    const un = this.slotsIn(this.unrouted, 'cumulative', epoch, minute, scratch);
+    const unrouted = new Array<number>(COUNTERS).fill(0);
+    for (let i = 0; i < un; i++) for (let c = 0; c < COUNTERS; c++) unrouted[c] = (unrouted[c] as number) + ((scratch[i] as Slot).counters[c] as number);
+    return { takenAt: Date.now(), since: this.since, workers, latency, counters, buckets, unrouted };
+  }
+
+  /** Resume cumulative figures from a checkpoint (windows start empty). */
+  restore(cp: StatsCheckpoint): void {
+    this.since = cp.since;
+    this.defineWorkers(cp.workers);
+    for (const [key, encoded] of Object.entries(cp.latency)) {
+      const s = this.byId.get(Number(key));
+      if (s === undefined) continue;
+      encoded.forEach((b64, k) => {
+        if (b64 === '' || k >= METRIC_COUNT) return;
+        const decoded = decodeFromCompressedBase64(b64, 32, this.useWasm);
+        let target = s.cumulative.hists[k];
+        if (target === null || target === undefined) {
+          target = this.newHistogram(64);
+          s.cumulative.hists[k] = target;
+        }
+        target.add(decoded);
+        decoded.destroy();
+      });
+      const counters = cp.counters[key];
+      if (counters !== undefined) for (let c = 0; c < COUNTERS; c++) s.cumulative.counters[c] = counters[c] ?? 0;
+      s.ttft.load(cp.buckets[`ttft:${key}`] ?? []);
+      s.itl.load(cp.buckets[`itl:${key}`] ?? []);
+      s.tpot.load(cp.buckets[`tpot:${key}`] ?? []);
+    }
+    ROUTE_KINDS.forEach((_r, i) => (this.durations[i] as FixedHistogram).load(cp.buckets[`duration:${i}`] ?? []));
+    for (let c = 0; c < COUNTERS; c++) this.unrouted.cumulative.counters[c] = cp.unrouted[c] ?? 0;
+  }
+
+  /** Free the histograms (WebAssembly memory is not garbage collected). */
+  destroy(): void {
+    const all = [...this.byUrl.values(), this.unrouted];
+    for (const s of all) for (const slot of [...s.tens, ...s.minutes, s.cumulative]) for (const h of slot.hists) h?.destroy();
+    for (const h of [...this.accWorker, ...this.accAll]) h.destroy();
+    this.byUrl.clear();
+    this.byId.clear();
+  }
+}
+
+interface HistogramSource {
+  readonly url: string;
+  readonly nodeId: number;
+  readonly ttft: FixedHistogram | undefined;
+  readonly itl: FixedHistogram | undefined;
+  readonly tpot: FixedHistogram | undefined;
+}
+
+export const HISTOGRAM_HELP = {
+  duration: 'Request duration in seconds by route (router side: arrival to last byte)',
+  ttft: 'Time to first token in seconds (request sent to first non-empty content chunk; streams)',
+  itl: 'Inter-token latency in seconds (every gap between consecutive content chunks, pooled)',
+  tpot: 'Time per output token in seconds ((E2E - TTFT) / (output_tokens - 1), per request)',
+} as const;
+
+/**
+ * The histogram families, from whatever fixed histograms exist (absent ones render as zeros, so the
+ * families and their series exist before the first request and when the stats actor is off).
+ */
+export function renderHistogramFamilies(durations: readonly (FixedHistogram | undefined)[], workers: readonly HistogramSource[]): string {
+  const w = new PromWriter();
+  const zeroDuration = new FixedHistogram(DURATION_US);
+  w.family('sgl_router_request_duration_seconds', 'histogram', HISTOGRAM_HELP.duration);
+  ROUTE_KINDS.forEach((_r, i) => {
+    const h = durations[i] ?? zeroDuration;
+    w.histogram('sgl_router_request_duration_seconds', labels(['route', ROUTE_LABELS[i] as string]), h.bounds, h.counts, h.sum, 1e-6);
+  });
+  const zeroTtft = new FixedHistogram(TTFT_US);
+  const zeroItl = new FixedHistogram(ITL_US);
+  const families: [string, string, 'ttft' | 'itl' | 'tpot', FixedHistogram][] = [
+    ['sgl_router_ttft_seconds', HISTOGRAM_HELP.ttft, 'ttft', zeroTtft],
+    ['sgl_router_inter_token_latency_seconds', HISTOGRAM_HELP.itl, 'itl', zeroItl],
+    ['sgl_router_tpot_seconds', HISTOGRAM_HELP.tpot, 'tpot', zeroItl],
+  ];
+  for (const [name, help, key, zero] of families) {
+    w.family(name, 'histogram', help);
+    for (const src of workers) {
+      const h = src[key] ?? zero;
+      w.histogram(name, labels(['worker', src.url], ['gpu', String(src.nodeId)]), h.bounds, h.counts, h.sum, 1e-6);
+    }
+  }
+  return w.text();
+}
+
+function add(a: Float64Array, i: number, v: number): void {
+  a[i] = (a[i] as number) + v;
+}
+
+function clampUs(us: number): number {
+  if (!(us > 0)) return 0;
+  const v = Math.round(us);
+  return v > HIGHEST_US ? HIGHEST_US : v;
+}
+
+function round(v: number, digits: number): number {
+  const f = 10 ** digits;
+  return Math.round(v * f) / f;
+}
+
+const EMPTY_SUMMARY: LatencySummary = Object.freeze({ count: 0, mean: null, p50: null, p90: null, p99: null, max: null });
+
+function summarize(h: Histogram | undefined): LatencySummary {
+  if (h === undefined || h.totalCount === 0) return EMPTY_SUMMARY;
+  const ms = (us: number): number => round(us / 1000, 3);
+  return {
+    count: h.totalCount,
+    mean: ms(h.mean),
+    p50: ms(h.getValueAtPercentile(50)),
+    p90: ms(h.getValueAtPercentile(90)),
+    p99: ms(h.getValueAtPercentile(99)),
+    max: ms(h.maxValue),
+  };
+}
+
+function latencySet(accs: readonly Histogram[] | null): LatencySet {
+  const pick = (m: Metric): Histogram | undefined => (accs === null ? undefined : accs[m]);
+  return {
+    ttft_ms: summarize(pick(Metric.Ttft)),
+    itl_ms: summarize(pick(Metric.Itl)),
+    tpot_ms: summarize(pick(Metric.Tpot)),
+    e2e_ms: summarize(pick(Metric.E2e)),
+    queue_ms: summarize(pick(Metric.Queue)),
+    server_queue_ms: summarize(pick(Metric.ServerQueue)),
+  };
+}
+
+function requestCounts(c: Float64Array): RequestCounts {
+  return { total: c[C.Total] as number, completed: c[C.Completed] as number, failed: c[C.Failed] as number, aborted: c[C.Aborted] as number };
+}
+
+/** Balance of request counts across members: coefficient of variation and max/min. */
+export function balanceOf(counts: readonly number[]): BalanceFigure {
+  const n = counts.length;
+  if (n === 0) return { cv: null, max_min_ratio: null, max_requests: 0, min_requests: 0, score: null, balanced: null, members: 0 };
+  let sum = 0;
+  let max = -Infinity;
+  let min = Infinity;
+  for (const c of counts) {
+    sum += c;
+    if (c > max) max = c;
+    if (c < min) min = c;
+  }
+  if (sum === 0) return { cv: null, max_min_ratio: null, max_requests: 0, min_requests: 0, score: null, balanced: null, members: n };
+  const mean = sum / n;
+  let sq = 0;
+  for (const c of counts) sq += (c - mean) * (c - mean);
+  const cv = Math.sqrt(sq / n) / mean;
+  return {
+    cv: round(cv, 4),
+    max_min_ratio: min > 0 ? round(max / min, 4) : null,
+    max_requests: max,
+    min_requests: min,
+    score: round(Math.max(0, 1 - cv), 4),
+    balanced: cv <= BALANCED_CV,
+    members: n,
+  };
+}
