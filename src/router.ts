@@ -18,6 +18,7 @@ import type { RouterContext } from './frontend/context.js';
 import type { CompletionSink } from './proxy/completion.js';
 import type { SimFleet } from './sim/fleet.js';
 import { createTracker, registerTraceRoutes, resolveWorkerNodeIds } from './tracking/setup.js';
+import { Observability, type ObservabilityTuning } from './metrics/observability.js';
 
 export interface StartedRouter {
   readonly port: number;
@@ -25,6 +26,8 @@ export interface StartedRouter {
   readonly ctx: RouterContext;
   /** The embedded simulated fleet, when no worker URLs were given. */
   readonly fleet: SimFleet | undefined;
+  /** Metrics, stats actor, Prometheus listener (`.prometheus?.port`), OpenTelemetry. */
+  readonly observability: Observability;
   /** Stop accepting, wait for in-flight requests up to the grace period, release everything. */
   close(graceMs?: number): Promise<void>;
 }
@@ -34,6 +37,8 @@ export interface StartRouterDeps {
   sinks?: CompletionSink[];
   /** Register extra routes (tests, later features) before the catch-all. */
   extraRoutes?: (app: TemplatedApp, ctx: RouterContext) => void;
+  /** Stats actor / OpenTelemetry knobs (tests, benchmarks). */
+  observability?: ObservabilityTuning;
 }
 
 const TABLE_CAPACITY = 1024;
@@ -70,8 +75,10 @@ export async function startRouter(opts: RouterOptions, deps: StartRouterDeps = {
   let policy: PolicyHost | undefined;
   let monitor: WorkerMonitor | undefined;
   let tracker: ReturnType<typeof createTracker> = undefined;
+  let obs: Observability | undefined;
   try {
     tracker = createTracker(opts, log);
+    obs = await Observability.create(opts, opts, TABLE_CAPACITY, log, deps.observability);
     registry.addMany(workerUrls, nodeIds);
     monitor = new WorkerMonitor(
       registry,
@@ -105,7 +112,7 @@ export async function startRouter(opts: RouterOptions, deps: StartRouterDeps = {
     host.setWorkers(registry.list());
     registry.onChange((ws) => host.setWorkers(ws));
   } catch (err) {
-    await Promise.allSettled([monitor?.close(), policy?.close(), tracker?.close(), registry.close(), fleet?.close()]);
+    await Promise.allSettled([monitor?.close(), policy?.close(), tracker?.close(), obs?.close(), registry.close(), fleet?.close()]);
     throw err;
   }
 
@@ -125,21 +132,25 @@ export async function startRouter(opts: RouterOptions, deps: StartRouterDeps = {
     monitor,
     policy,
     log,
-    sinks: tracker === undefined ? (deps.sinks ?? []) : [...(deps.sinks ?? []), tracker],
+    sinks: [...(deps.sinks ?? []), ...(tracker === undefined ? [] : [tracker]), ...obs.sinks],
     progress: tracker,
+    events: obs.events,
     counters: { requests: 0, completed: 0, failed: 0, aborted: 0, retries: 0, active: 0 },
     shuttingDown: false,
   };
   const app = createRouterApp(ctx, (a) => {
     registerTraceRoutes(a, ctx, tracker);
+    obs.registerRoutes(a, ctx);
     deps.extraRoutes?.(a, ctx);
   });
   let socket: ListenSocket | undefined;
   let port: number;
   try {
     ({ socket, port } = await listen(app, opts.host, opts.port));
+    await obs.listen(ctx);
   } catch (err) {
-    await Promise.allSettled([monitor.close(), policy.close(), tracker?.close(), registry.close(), fleet?.close()]);
+    if (socket !== undefined) closeListenSocket(socket);
+    await Promise.allSettled([monitor.close(), policy.close(), tracker?.close(), obs.close(), registry.close(), fleet?.close()]);
     throw err;
   }
   const shownHost = opts.host === '0.0.0.0' || opts.host === '::' ? '127.0.0.1' : opts.host;
@@ -156,13 +167,13 @@ export async function startRouter(opts: RouterOptions, deps: StartRouterDeps = {
       if (socket !== undefined) closeListenSocket(socket);
       const deadline = Date.now() + graceMs;
       while (ctx.counters.active > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
-      await Promise.allSettled([monitor!.close(), policy!.close(), tracker?.close(), registry.close()]);
+      await Promise.allSettled([monitor!.close(), policy!.close(), tracker?.close(), obs!.close(), registry.close()]);
       if (fleet !== undefined) await fleet.close();
       log.info({ event: 'router.stopped', unfinished: ctx.counters.active }, 'switchyard stopped');
     })();
     return closing;
   };
-  return { port, url, ctx, fleet, close };
+  return { port, url, ctx, fleet, observability: obs, close };
 }
 
 function makeLogger(opts: RouterOptions): Logger {

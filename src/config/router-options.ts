@@ -66,7 +66,10 @@ export const ROUTER_OPTION_SPECS = [
   { name: 'disable-circuit-breaker', type: 'boolean', default: false, help: 'no circuit breakers', group: G_RETRY },
   // observability
   { name: 'prometheus-host', type: 'string', default: '127.0.0.1', help: 'metrics listen address', group: G_OBS },
-  { name: 'prometheus-port', type: 'integer', default: 29000, min: 0, max: 65535, help: 'metrics port', group: G_OBS },
+  { name: 'prometheus-port', type: 'integer', default: 29000, min: 0, max: 65535, help: 'metrics port (0 = ephemeral)', group: G_OBS },
+  { name: 'disable-stats', type: 'boolean', default: false, help: 'no stats actor: /stats windows and latency histograms off (ours)', group: G_OBS },
+  { name: 'otlp-endpoint', type: 'string', env: 'OTEL_EXPORTER_OTLP_ENDPOINT', help: 'export OpenTelemetry traces to this OTLP/HTTP endpoint (ours; docs/observability.md)', group: G_OBS, metavar: 'URL' },
+  { name: 'otlp-protocol', type: 'string', default: 'http/protobuf', env: 'OTEL_EXPORTER_OTLP_PROTOCOL', help: 'OTLP encoding: http/protobuf or http/json (ours)', group: G_OBS },
   { name: 'log-level', type: 'string', default: 'info', choices: ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'], help: 'log level', group: G_OBS },
   { name: 'log-dir', type: 'string', help: 'write logs to a file in this directory instead of stdout', group: G_OBS },
   // request tracking (docs/tracing.md)

@@ -9,6 +9,7 @@ import type { CompletionSink } from '../proxy/completion.js';
 import type { WorkerTable } from '../actors/worker-table.js';
 import type { WorkerEntry } from '../workers/registry.js';
 import type { Decision, RequestFeatures, RouteKind } from '../policies/types.js';
+import type { RequestEvents } from '../metrics/events.js';
 
 export interface RouterSettings {
   readonly policyName: string;
@@ -43,6 +44,8 @@ export interface RouterContext {
   readonly counters: RouterCounters;
   /** Observer of requests before their completion record (the request tracker); absent: nothing is paid. */
   readonly progress?: RequestProgressHook | undefined;
+  /** Request counters for metrics and OpenTelemetry (src/metrics/events.ts): accepted / rejected / decided. */
+  readonly events?: RequestEvents | undefined;
   shuttingDown: boolean;
 }
 

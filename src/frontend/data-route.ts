@@ -73,10 +73,12 @@ export function handleDataRequest(ctx: RouterContext, res: HttpResponse, req: Ht
   }
   ctx.counters.requests++;
   ctx.counters.active++;
+  ctx.events?.accepted(route);
   ex.readBody(s.maxPayloadSize, declaredLength, (err, body) => {
     if (err !== null) {
       ctx.counters.active--;
       ctx.counters.failed++;
+      ctx.events?.rejected(route, err.code);
       return;
     }
     onBody(ctx, ex, route, path, body, headerId, arrivedAt, traceparent, authorization);
@@ -85,12 +87,12 @@ export function handleDataRequest(ctx: RouterContext, res: HttpResponse, req: Ht
 
 function onBody(ctx: RouterContext, ex: Exchange, route: RouteKind, path: string, raw: Buffer, headerId: string, arrivedAt: number, traceparent: string, authorization: string): void {
   const parsed = parseJsonObject(raw);
-  if (parsed instanceof SwitchyardError) return reject(ctx, ex, parsed);
+  if (parsed instanceof SwitchyardError) return reject(ctx, ex, parsed, route);
   const extracted = extractFeatures(route, parsed);
-  if (extracted instanceof SwitchyardError) return reject(ctx, ex, extracted);
+  if (extracted instanceof SwitchyardError) return reject(ctx, ex, extracted, route);
   let requestId = headerId;
   if (requestId === '' && extracted.rid !== undefined) {
-    if (!isValidRequestId(extracted.rid)) return reject(ctx, ex, new SwitchyardError('invalid_request_id', '`rid` must be 1-128 characters of [A-Za-z0-9._:-]'));
+    if (!isValidRequestId(extracted.rid)) return reject(ctx, ex, new SwitchyardError('invalid_request_id', '`rid` must be 1-128 characters of [A-Za-z0-9._:-]'), route);
     requestId = extracted.rid;
   }
   if (requestId === '') requestId = generateRequestId();
@@ -155,9 +157,10 @@ function withRid(raw: Buffer, parsed: Record<string, unknown>, f: ExtractedFeatu
   return Buffer.from(JSON.stringify({ ...parsed, rid: requestId }));
 }
 
-function reject(ctx: RouterContext, ex: Exchange, err: SwitchyardError): void {
+function reject(ctx: RouterContext, ex: Exchange, err: SwitchyardError, route: RouteKind): void {
   ctx.counters.active--;
   ctx.counters.failed++;
+  ctx.events?.rejected(route, err.code);
   ex.error(err);
 }
 
@@ -190,6 +193,7 @@ function decideAndSend(ctx: RouterContext, st: InFlight, redecides: number): voi
     st.decidedAt = now();
     st.attempts++;
     ctx.progress?.decided(st);
+    ctx.events?.decided(st);
     if (st.attempts === 1) {
       ctx.log.info(
         { event: 'routing.decision', request_id: st.requestId, worker: worker.url, node_id: worker.nodeId, policy: ctx.policy.name, reason: decision.reason, input_tokens: st.features.inputTokens, route: st.route },

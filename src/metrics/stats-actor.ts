@@ -19,7 +19,7 @@ function state(): StatsStore {
 export default defineActor<StatsActorMessage, StatsActorReplies, StatsActorInit>({
   async init(data) {
     if (data.useWasm) await initWebAssembly();
-    const s = new StatsStore({ sliceMs: data.sliceMs, useWasm: data.useWasm, now: () => performance.now() });
+    const s = new StatsStore({ sliceMs: data.sliceMs, useWasm: data.useWasm, now: () => performance.now(), since: data.since });
     if (data.checkpoint !== null) s.restore(data.checkpoint);
     s.defineWorkers(data.workers);
     store = s;

@@ -65,6 +65,7 @@ export class StatsHost implements CompletionSink {
 
   constructor(options: StatsHostOptions = {}) {
     const sliceMs = options.sliceMs ?? 10_000;
+    const since = Date.now();
     const useWasm = options.useWasm ?? true;
     this.askTimeoutMs = options.askTimeoutMs ?? 5000;
     this.logger = options.logger;
@@ -73,7 +74,7 @@ export class StatsHost implements CompletionSink {
       ...options.actor,
       name: 'stats',
       filename: new URL('./stats-actor.js', import.meta.url),
-      init: () => ({ sliceMs, useWasm, workers: this.defs.slice(), checkpoint: this.latest }),
+      init: () => ({ sliceMs, useWasm, since, workers: this.defs.slice(), checkpoint: this.latest }),
       logger: options.logger,
     });
     const every = options.checkpointIntervalMs ?? 30_000;

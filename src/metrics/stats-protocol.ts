@@ -68,6 +68,8 @@ export interface StatsActorInit {
   readonly sliceMs: number;
   /** hdr-histogram-js on WebAssembly (measured ~7x faster to record than its JS build; bench/scenarios/hdr-record.ts). */
   readonly useWasm: boolean;
+  /** Wall-clock ms the host started (the statistics' origin). */
+  readonly since: number;
   /** Every worker the host has announced so far (a restarted thread must know them all). */
   readonly workers: readonly StatsWorkerDef[];
   /** Cumulative state to resume from after a restart (the host's latest checkpoint), or null. */

@@ -68,6 +68,8 @@ export interface StatsStoreOptions {
   readonly useWasm: boolean;
   /** Monotonic milliseconds (performance.now in the actor). */
   readonly now: () => number;
+  /** Wall-clock ms the statistics start at (the host's start; default now). Samples can arrive later than they happened. */
+  readonly since?: number | undefined;
 }
 
 class Slot {
@@ -112,8 +114,9 @@ export class StatsStore {
   private readonly accCounters = new Float64Array(COUNTERS);
   private readonly accAllCounters = new Float64Array(COUNTERS);
   /** Wall-clock ms the cumulative figures start at (kept across restarts through checkpoints). */
-  private since = Date.now();
-  private readonly startedAt: number;
+  private since: number;
+  /** Wall-clock ms the windows start at (a restarted thread's windows start empty). */
+  private windowsSince: number;
   private requests = 0;
   private itlGaps = 0;
   private batches = 0;
@@ -123,7 +126,8 @@ export class StatsStore {
     this.sliceMs = options.sliceMs;
     this.useWasm = options.useWasm;
     this.now = options.now;
-    this.startedAt = this.now();
+    this.since = Math.min(options.since ?? Date.now(), Date.now());
+    this.windowsSince = this.since;
     this.accWorker = LATENCY_METRICS.map(() => this.newHistogram(64));
     this.accAll = LATENCY_METRICS.map(() => this.newHistogram(64));
   }
@@ -293,7 +297,8 @@ export class StatsStore {
     const now = this.now();
     const epoch = this.epochOf(now);
     const minute = Math.floor(epoch / SLICES_PER_MINUTE);
-    const uptimeMs = now - this.startedAt;
+    const wall = Date.now();
+    const uptimeMs = wall - this.windowsSince;
     const oneMinuteStart = (epoch - SLICES_PER_MINUTE + 1) * this.sliceMs;
     const fiveMinuteStart = (minute - MINUTES_KEPT + 1) * SLICES_PER_MINUTE * this.sliceMs;
     const seconds = (start: number): number => Math.max(0, Math.min(now - start, uptimeMs)) / 1000;
@@ -305,7 +310,7 @@ export class StatsStore {
       windows: {
         '1m': this.windowSnapshot('1m', epoch, minute, members, seconds(oneMinuteStart)),
         '5m': this.windowSnapshot('5m', epoch, minute, members, seconds(fiveMinuteStart)),
-        cumulative: this.windowSnapshot('cumulative', epoch, minute, members, Math.max(0, Date.now() - this.since) / 1000),
+        cumulative: this.windowSnapshot('cumulative', epoch, minute, members, Math.max(0, wall - this.since) / 1000),
       },
     };
   }
@@ -443,6 +448,7 @@ export class StatsStore {
   /** Resume cumulative figures from a checkpoint (windows start empty). */
   restore(cp: StatsCheckpoint): void {
     this.since = cp.since;
+    this.windowsSince = Date.now();
     this.defineWorkers(cp.workers);
     for (const [key, encoded] of Object.entries(cp.latency)) {
       const s = this.byId.get(Number(key));
