@@ -10,7 +10,8 @@
  *   over that port; piscina still creates, supervises and terminates the thread. The `task` transport sends
  *   each batch as a piscina task instead (the pool's queue is then the mailbox). docs/actors.md has the
  *   measured round trips behind the default.
- * - Supervision: when the thread dies (uncaught exception, process.exit, failed init) every call in flight
+ * - Supervision: when the thread dies (uncaught exception, process.exit, failed init, or, with a
+ *   watchdog, no answer for watchdogMs) every call in flight
  *   fails at once with ActorCrashedError, `available` turns false, and a fresh thread is started and
  *   re-initialised from `options.init()` (the host's current state, e.g. the membership list). Repeated
  *   deaths without a single answered batch back off exponentially. Calls made while restarting wait for
@@ -60,6 +61,12 @@ export interface ActorTuning {
   /** First back-off after repeated deaths (default 50 ms), doubling up to maxRestartDelayMs (default 5 s). */
   readonly restartDelayMs?: number;
   readonly maxRestartDelayMs?: number;
+  /**
+   * Watchdog: when the oldest batch in flight has waited this long, the thread is presumed hung (an
+   * endless loop, a handler that never settles) and is terminated and replaced like a crashed one.
+   * 0 (default) disables it; actors whose handlers are synchronous (policies) should set it.
+   */
+  readonly watchdogMs?: number;
   /** Bound on close(): drain plus the thread's close hook (default 5 s). */
   readonly closeTimeoutMs?: number;
   readonly resourceLimits?: ResourceLimits;
@@ -127,6 +134,7 @@ export class ActorOverloadedError extends ActorError {
 /** One crossing's worth of calls; recycled after its answers are dispatched. */
 class Batch {
   id = 0;
+  sentAt = 0;
   msgs: ActorMessage[] = [];
   readonly cbs: (ActorCallback<unknown, unknown> | null)[] = [];
   readonly ctxs: unknown[] = [];
@@ -139,6 +147,8 @@ class Incarnation {
   attached = false;
   dead = false;
   lastError: Error | null = null;
+  watchdog: NodeJS.Timeout | null = null;
+  /** In send order: the first entry is the oldest batch in flight. */
   readonly inflight = new Map<number, Batch>();
   closeAck: (() => void) | null = null;
   constructor(
@@ -160,6 +170,7 @@ export class Actor<M extends ActorMessage, R extends ReplyMap<M>, I = unknown> {
   private readonly maxInFlight: number;
   private readonly maxQueued: number;
   private readonly codec: ActorCodec;
+  private readonly watchdogMs: number;
   private readonly logger: Logger | undefined;
 
   private inc: Incarnation | null = null;
@@ -198,6 +209,8 @@ export class Actor<M extends ActorMessage, R extends ReplyMap<M>, I = unknown> {
     this.maxInFlight = positiveInt(options.maxBatchesInFlight ?? 8, 'maxBatchesInFlight');
     this.maxQueued = positiveInt(options.maxQueuedCalls ?? 65536, 'maxQueuedCalls');
     this.codec = options.codec ?? 'clone';
+    this.watchdogMs = options.watchdogMs ?? 0;
+    if (!(this.watchdogMs >= 0)) throw new Error(`watchdogMs must be >= 0, got ${this.watchdogMs}`);
     this.logger = options.logger;
     this.start();
   }
@@ -323,6 +336,7 @@ export class Actor<M extends ActorMessage, R extends ReplyMap<M>, I = unknown> {
     const id = this.nextBatchId++;
     const n = batch.cbs.length;
     batch.id = id;
+    if (this.watchdogMs > 0) batch.sentAt = performance.now();
     inc.inflight.set(id, batch);
     this.queued -= n;
     this.batchesSent++;
@@ -502,6 +516,10 @@ export class Actor<M extends ActorMessage, R extends ReplyMap<M>, I = unknown> {
     worker.once('exit', (code: number) => this.onDeath(inc, inc.lastError ?? new Error(`thread exited with code ${code}`)));
     inc.attached = true;
     this._available = true;
+    if (this.watchdogMs > 0) {
+      inc.watchdog = setInterval(() => this.checkHung(inc), Math.max(10, this.watchdogMs / 4));
+      inc.watchdog.unref();
+    }
     if (this._restarts > 0) this.logger?.info({ actor: this.name, threadId: res.tid, restarts: this._restarts }, 'actor thread restarted');
     const waiters = this.availabilityWaiters;
     this.availabilityWaiters = [];
@@ -514,9 +532,19 @@ export class Actor<M extends ActorMessage, R extends ReplyMap<M>, I = unknown> {
     else if ((m as CloseAck).c === 'closed' && inc.closeAck !== null) inc.closeAck();
   }
 
+  private checkHung(inc: Incarnation): void {
+    const oldest = inc.inflight.values().next();
+    if (oldest.done === true) return;
+    const waited = performance.now() - oldest.value.sentAt;
+    if (waited < this.watchdogMs) return;
+    this.logger?.error({ actor: this.name, threadId: inc.threadId, waitedMs: Math.round(waited) }, 'actor thread unresponsive; terminating it');
+    this.onDeath(inc, new Error(`no answer for ${Math.round(waited)} ms (watchdog ${this.watchdogMs} ms); thread terminated`));
+  }
+
   private onDeath(inc: Incarnation, cause: Error): void {
     if (inc.dead) return;
     inc.dead = true;
+    if (inc.watchdog !== null) clearInterval(inc.watchdog);
     if (inc.lastError === null) inc.lastError = cause;
     inc.port?.close();
     inc.pool.destroy().catch(noop);
@@ -609,6 +637,7 @@ export class Actor<M extends ActorMessage, R extends ReplyMap<M>, I = unknown> {
       }
     }
     last.dead = true;
+    if (last.watchdog !== null) clearInterval(last.watchdog);
     const owed = [...last.inflight.values()];
     last.inflight.clear();
     for (const batch of owed) this.failBatch(batch, closedErr);

@@ -11,7 +11,7 @@
  * Routing never stops: while the policy actor is restarting, or when a decision call fails, the host
  * answers with a stateless least-loaded choice whose reason starts with "fallback:".
  */
-import { Actor, ActorClosedError, ActorCrashedError, type ActorCallback, type ActorTuning } from '../actors/actor.js';
+import { Actor, ActorClosedError, ActorCrashedError, ActorOverloadedError, type ActorCallback, type ActorTuning } from '../actors/actor.js';
 import type { WorkerTable } from '../actors/worker-table.js';
 import type { PolicyActorInit, PolicyActorMessage, PolicyActorReplies, PolicySpec } from '../actors/protocol.js';
 import type { Logger } from '../util/log.js';
@@ -40,6 +40,7 @@ export interface PolicyHost {
 }
 
 export const FALLBACK_RESTARTING = 'fallback: policy actor restarting';
+export const DEFAULT_POLICY_WATCHDOG_MS = 2000;
 
 export interface PolicyHostOptions {
   /** 'auto' (default): stateful policies in an actor, stateless inline. 'actor' forces an actor (tests, measuring the hop). */
@@ -168,6 +169,8 @@ export class ActorPolicyHost implements PolicyHost {
     this.fallbackRng = new Rng(options.seed ^ 0x5bd1e995);
     const tickIntervalMs = options.tickIntervalMs ?? 1000;
     this.actor = new Actor<PolicyActorMessage, PolicyActorReplies, PolicyActorInit>({
+      // Policy handlers are synchronous: a decision unanswered for 2 s means a stuck thread.
+      watchdogMs: DEFAULT_POLICY_WATCHDOG_MS,
       ...options.actor,
       name: `policy:${spec.name}`,
       filename: new URL('./policy-actor.js', import.meta.url),
@@ -231,6 +234,7 @@ export class ActorPolicyHost implements PolicyHost {
     let reason: string;
     if (err === null || err instanceof ActorCrashedError) reason = this.closed ? 'fallback: policy host closed' : FALLBACK_RESTARTING;
     else if (err instanceof ActorClosedError) reason = 'fallback: policy host closed';
+    else if (err instanceof ActorOverloadedError) reason = 'fallback: policy actor overloaded';
     else reason = `fallback: policy error: ${err.message}`;
     return leastLoadedDecision(this.table, this.workers, this.scratch, this.fallbackRng, reason);
   }

@@ -288,3 +288,16 @@ t.test('a callback that throws does not break the other callbacks of its batch',
   t.same(got, [2]);
   t.equal(actor.stats().callbackErrors, 1);
 });
+
+t.test('the watchdog terminates a hung thread, fails its calls and restarts it', async (t) => {
+  const actor = echoActor({ watchdogMs: 150 });
+  t.teardown(() => actor.close());
+  await actor.whenAvailable();
+  t.equal(await actor.ask({ t: 'spin', ms: 10 }), 10, 'a short handler is fine');
+  const started = Date.now();
+  await t.rejects(actor.ask({ t: 'spin', ms: 60_000 }), { name: 'ActorCrashedError', message: /watchdog 150 ms/ });
+  t.ok(Date.now() - started < 30_000, 'failed long before the handler would have returned');
+  await actor.whenAvailable();
+  t.equal(actor.restarts, 1);
+  t.equal(await actor.ask({ t: 'add', a: 1, b: 2 }), 3);
+});

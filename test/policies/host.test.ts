@@ -197,3 +197,36 @@ t.test('actor host after close: decisions still answer (fallback), snapshot stil
   t.equal(snap.available, false);
   t.equal(snap.actor, null);
 });
+
+t.test('actor host: a hung policy thread is terminated by the watchdog; routing falls back meanwhile', async (t) => {
+  const table = WorkerTable.create(4);
+  const ws = addWorkers(table, 2);
+  const host = createPolicyHost(TEST_PLUGIN_NAME, {}, table, undefined, { actor: { ...TEST_ACTOR, watchdogMs: 150 } }) as ActorPolicyHost;
+  t.teardown(() => host.close());
+  await host.ready();
+  host.setWorkers(ws);
+  const started = Date.now();
+  const stuck = await decideAsync(host, req('__spin__'));
+  t.match(stuck?.reason, new RegExp(`^${FALLBACK_RESTARTING}`));
+  t.ok(Date.now() - started < 20_000, 'answered by the fallback once the watchdog fired');
+  await host.ready();
+  t.match((await decideAsync(host, req()))?.reason, /^test_stateful/);
+  t.equal(host.actor.restarts, 1);
+});
+
+t.test('actor host: decisions beyond the actor queue bound fall back instead of failing', async (t) => {
+  const table = WorkerTable.create(4);
+  const ws = addWorkers(table, 2);
+  const host = createPolicyHost(TEST_PLUGIN_NAME, {}, table, undefined, {
+    actor: { ...TEST_ACTOR, maxBatch: 1, maxBatchesInFlight: 1, maxQueuedCalls: 2 },
+  });
+  t.teardown(() => host.close());
+  await host.ready();
+  host.setWorkers(ws);
+  const ds = await Promise.all(Array.from({ length: 10 }, () => decideAsync(host, req())));
+  const overloaded = ds.filter((d) => d?.reason.startsWith('fallback: policy actor overloaded')).length;
+  const decided = ds.filter((d) => d?.reason.startsWith('test_stateful')).length;
+  t.ok(overloaded > 0, `${overloaded} fell back as overloaded`);
+  t.ok(decided > 0, `${decided} decided by the policy`);
+  t.equal(overloaded + decided, 10);
+});
