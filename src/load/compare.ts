@@ -192,11 +192,12 @@ export function writeCompareOutputs(o: CompareOptions, dir: string, runs: readon
   svgs['output_throughput'] = {
     svg: barChart({
       title: 'Output token throughput per policy',
-      subtitle: timeNote,
+      subtitle: scale === 1 ? 'wall-clock tokens/s of the simulated fleet (time scale 1: modelled GPU speed)' : `wall-clock tokens/s with the fleet at --sim-time-scale ${scale} (${formatNumber(1 / scale)}x the modelled GPU speed)`,
       xLabel: 'policy',
       yLabel: 'output tokens / s',
       categories: runs.map((r) => r.policy),
       series: [{ name: '', values: runs.map((r) => r.summary.output_throughput) }],
+      colorByCategory: true,
       valueFormat: (v) => formatNumber(v),
     }),
     caption: 'Generated tokens per second over the run (start -> last completion).',
@@ -210,6 +211,7 @@ export function writeCompareOutputs(o: CompareOptions, dir: string, runs: readon
       categories: runs.map((r) => r.policy),
       series: [{ name: '', values: runs.map((r) => (Number.isFinite(r.summary.cache_hit_rate) ? r.summary.cache_hit_rate : 0)) }],
       yMax: 1,
+      colorByCategory: true,
       yFormat: percentFormat,
       valueFormat: percentFormat,
     }),

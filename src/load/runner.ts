@@ -232,13 +232,22 @@ async function settleGpus(rec: Recorder, mapper: GpuMapper, target: TargetInfo, 
   }
 }
 
+/** Request bodies built ahead of their send time (bounded: this many at most). */
+const LOOKAHEAD = 256;
+/** Building a body takes tens of microseconds; only build ahead when the next send is further away than this. */
+const BUILD_MARGIN_MS = 0.3;
+
 class Scheduler {
   inFlight = 0;
   private nextIndex = 0;
   private nextScheduled: number;
   private readonly arrivals: ArrivalProcess;
   private readonly iter: DatasetIterator;
-  private prepared: Prepared | undefined;
+  /** Bodies of requests nextIndex, nextIndex + 1, ... (a FIFO ring). */
+  private readonly ready: (Prepared | undefined)[] = new Array<Prepared | undefined>(LOOKAHEAD);
+  private readyHead = 0;
+  private readyCount = 0;
+  private preparedUpTo = 0;
   private t0 = 0;
   private timer: NodeJS.Timeout | undefined;
   private immediate: NodeJS.Immediate | undefined;
@@ -266,7 +275,8 @@ class Scheduler {
   run(): Promise<void> {
     return new Promise<void>((resolve) => {
       this.resolveDone = resolve;
-      this.prepare();
+      // Everything that can be built before the clock starts is built now.
+      while (this.readyCount < LOOKAHEAD && this.preparedUpTo < this.n) this.prepareOne();
       this.t0 = performance.now();
       this.tick();
     });
@@ -276,10 +286,25 @@ class Scheduler {
     return performance.now() - this.t0;
   }
 
-  private prepare(): void {
-    if (this.prepared !== undefined || this.nextIndex >= this.n) return;
+  private prepareOne(): void {
     const spec = this.iter.next();
-    this.prepared = { index: this.nextIndex, spec, body: Buffer.from(JSON.stringify(buildPayload(spec, this.settings))) };
+    const p: Prepared = { index: this.preparedUpTo++, spec, body: Buffer.from(JSON.stringify(buildPayload(spec, this.settings))) };
+    this.ready[(this.readyHead + this.readyCount) % LOOKAHEAD] = p;
+    this.readyCount++;
+  }
+
+  /** Builds bodies ahead while the next send is not about to be due. */
+  private fillAhead(): void {
+    while (this.readyCount < LOOKAHEAD && this.preparedUpTo < this.n && this.nextScheduled - this.now() > BUILD_MARGIN_MS) this.prepareOne();
+  }
+
+  private takePrepared(): Prepared {
+    if (this.readyCount === 0) this.prepareOne();
+    const p = this.ready[this.readyHead]!;
+    this.ready[this.readyHead] = undefined;
+    this.readyHead = (this.readyHead + 1) % LOOKAHEAD;
+    this.readyCount--;
+    return p;
   }
 
   private readonly tick = (): void => {
@@ -296,6 +321,7 @@ class Scheduler {
       const ready = slotFreedAt > this.nextScheduled ? slotFreedAt : this.nextScheduled;
       this.sendNext(ready);
     }
+    this.fillAhead();
     this.armTimer();
   }
 
@@ -308,9 +334,7 @@ class Scheduler {
   }
 
   private sendNext(readyAt: number): void {
-    this.prepare();
-    const p = this.prepared!;
-    this.prepared = undefined;
+    const p = this.takePrepared();
     const index = this.nextIndex++;
     const scheduled = this.nextScheduled;
     this.nextScheduled = this.nextIndex < this.n ? this.arrivals.next() : Number.POSITIVE_INFINITY;
@@ -318,8 +342,6 @@ class Scheduler {
     this.inFlight++;
     const sentMs = this.now();
     this.client.send(this.path, p.body, requestId, this.cumulative, (outcome) => this.onDone(index, requestId, scheduled, readyAt, sentMs, p.spec, outcome));
-    // Build the next body now, off the critical moment of its own send.
-    this.prepare();
   }
 
   private onDone(index: number, requestId: string, scheduled: number, ready: number, sent: number, spec: RequestSpec, outcome: ExchangeOutcome): void {

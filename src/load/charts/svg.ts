@@ -54,6 +54,8 @@ export interface BarChartSpec {
   /** Value labels above bars (defaults to yFormat). */
   valueFormat?: (v: number) => string;
   subtitle?: string;
+  /** One series: colour each category as series k would be coloured in a line chart (policy colours match across charts). */
+  colorByCategory?: boolean;
 }
 
 export function escapeXml(s: string): string {
@@ -256,14 +258,15 @@ export function barChart(spec: BarChartSpec): string {
       const x = gx + k * barW;
       const y = sy(v);
       const h = f.top + ph - y;
-      out.push(`<rect x="${x.toFixed(1)}" y="${y.toFixed(1)}" width="${(barW - 2).toFixed(1)}" height="${Math.max(0, h).toFixed(1)}" fill="${PALETTE[k % PALETTE.length]}"/>`);
+      const color = spec.colorByCategory === true ? PALETTE[c % PALETTE.length] : PALETTE[k % PALETTE.length];
+      out.push(`<rect x="${x.toFixed(1)}" y="${y.toFixed(1)}" width="${(barW - 2).toFixed(1)}" height="${Math.max(0, h).toFixed(1)}" fill="${color}"/>`);
       if (showValues) out.push(`<text x="${(x + (barW - 2) / 2).toFixed(1)}" y="${(y - 4).toFixed(1)}" text-anchor="middle" font-size="${barW < 30 ? 9 : 11}" fill="#222">${escapeXml(vf(v))}</text>`);
     });
     out.push(`<text x="${(f.left + c * groupW + groupW / 2).toFixed(1)}" y="${f.top + ph + 18}" text-anchor="middle" font-size="12" fill="#333">${escapeXml(cat)}</text>`);
   });
   out.push(`<rect x="${f.left}" y="${f.top}" width="${pw}" height="${ph}" fill="none" stroke="#444"/>`);
   out.push(...axisLabels(f, spec.xLabel, spec.yLabel));
-  if (spec.series.length > 1 || spec.series[0]?.name !== '') {
+  if (spec.colorByCategory !== true && (spec.series.length > 1 || spec.series[0]?.name !== '')) {
     out.push(...legend(f, spec.series.map((s, k) => ({ name: s.name, color: PALETTE[k % PALETTE.length] as string, kind: 'box' as const }))));
   }
   out.push('</svg>');
