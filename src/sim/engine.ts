@@ -29,7 +29,7 @@ const NEW_TOKEN_RATIO_DECAY_STEPS = 600;
  * not change the modelled figures. Beyond it the process itself is too slow and the clock restarts
  * from real time.
  */
-const MAX_CATCH_UP_MS = 100;
+const MAX_CATCH_UP_MS = 1000;
 /** Llama-3's <|eot_id|>: the token a naturally finished request ends with. */
 export const EOS_TOKEN_ID = 128009;
 

@@ -6,7 +6,7 @@ import t from 'tap';
 import { EOS_TOKEN_ID, SimEngine, type RequestSink, type SimRequest, type SubmitSpec } from '../../src/sim/engine.js';
 import { resolveSimOptions, type SimOptions } from '../../src/sim/options.js';
 import { tokenize } from '../../src/util/tokenizer.js';
-import { promptOf } from './helpers.js';
+import { promptOf, waitFor } from './helpers.js';
 
 function engineWith(o: Partial<SimOptions>): SimEngine {
   return new SimEngine(resolveSimOptions({ timeScale: 0.02, ...o }), 0);
@@ -180,7 +180,7 @@ t.test('abort removes a request from the queue, a chunked prefill or the running
   t.teardown(() => e.stop());
   const running = [0, 1].map((i) => run(e, spec(tokenize(promptOf(50, 60 + i)), { maxNewTokens: 1000 })));
   const queued = [2, 3, 4].map((i) => run(e, spec(tokenize(promptOf(50, 60 + i)), { maxNewTokens: 1000 })));
-  await new Promise((r) => setTimeout(r, 10));
+  await waitFor(() => e.numRunning === 2 && running.every((x) => x.req.state === 'running'), 5000, 'two running');
   t.equal(e.numRunning, 2);
   t.equal(e.numWaiting, 3);
   t.ok(e.stats().kvUsedTokens > 0);
