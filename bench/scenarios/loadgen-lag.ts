@@ -1,0 +1,76 @@
+/**
+ * The load generator's own distortion: send lag (actual send - the moment the request could go) at
+ * 2,000 req/s Poisson arrivals against a fast local target (bench/fixtures/light-backend, its own
+ * process), non-streaming and streaming (8 SSE events per answer). The requirement: p99 lag <= 1 ms.
+ * Also the achieved request rate (should match the offered 2,000 req/s).
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { summarize, type BenchContext, type Figure, type Scenario } from '../lib/scenario.js';
+import { start, waitForLine } from '../lib/processes.js';
+import { defaultWorkload } from '../../src/load/options.js';
+import { runLoad } from '../../src/load/runner.js';
+
+const BACKEND = fileURLToPath(new URL('../fixtures/light-backend.js', import.meta.url));
+const RATE = 2000;
+
+const scenario: Scenario = {
+  name: 'loadgen-lag',
+  description: `load generator send lag at ${RATE} req/s (Poisson) against the light backend: p50/p99/max, non-streaming and streaming`,
+  async run(ctx: BenchContext): Promise<Figure[]> {
+    const backend = start('light-backend', process.execPath, [BACKEND, '--host', '127.0.0.1', '--port', '0', '--chunks', '8', '--output-tokens', '16'], { echoStderr: true });
+    const figures: Figure[] = [];
+    const dir = mkdtempSync(join(tmpdir(), 'switchyard-loadgen-lag-'));
+    try {
+      const m = await waitForLine(backend, /^\{"ready":true.*"port":(\d+)/, 30_000);
+      const url = `http://127.0.0.1:${m[1]}`;
+      const seconds = Math.max(2, ctx.durationSec);
+      const n = Math.round(RATE * seconds);
+      for (const stream of [false, true]) {
+        const kind = stream ? 'stream' : 'nonstream';
+        const p50: number[] = [];
+        const p99: number[] = [];
+        const max: number[] = [];
+        const rate: number[] = [];
+        for (let run = 0; run < ctx.runs; run++) {
+          const r = await runLoad(
+            {
+              ...defaultWorkload({ dataset: 'random', randomInputLen: 32, randomOutputLen: 16, randomRangeRatio: 1, numPrompts: n, requestRate: RATE, seed: run + 1, disableStream: !stream, warmupRequests: 64 }),
+              url,
+              output: join(dir, `${kind}-${run}`),
+              target: 'server',
+              gpuFallbackPolicy: 'none',
+              numGpus: undefined,
+              runId: `lag-${run}`,
+              quiet: true,
+              progress: 'off',
+            },
+            { log: (l) => ctx.log(l) },
+          );
+          const lag = r.summary['send_lag'] as { p50_ms: number; p99_ms: number; max_ms: number };
+          p50.push(lag.p50_ms);
+          p99.push(lag.p99_ms);
+          max.push(lag.max_ms);
+          rate.push(r.summary.request_throughput);
+          ctx.log(`${kind} run ${run + 1}: ${n} requests, lag p50 ${lag.p50_ms.toFixed(3)} ms, p99 ${lag.p99_ms.toFixed(3)} ms, max ${lag.max_ms.toFixed(3)} ms, ${r.summary.request_throughput.toFixed(0)} req/s, ${r.summary.failed} failed`);
+        }
+        const add = (name: string, values: number[], unit: string, better: 'lower' | 'higher', note: string): void => {
+          const s = summarize(values);
+          figures.push({ name: `loadgen.lag.${kind}.${name}`, value: s.median, unit, better, spread: s.spread, note });
+        };
+        add('p50_ms', p50, 'ms', 'lower', `send lag at ${RATE} req/s, ${n} requests`);
+        add('p99_ms', p99, 'ms', 'lower', 'requirement: <= 1 ms');
+        add('max_ms', max, 'ms', 'lower', 'worst single request');
+        add('achieved_rps', rate, 'req/s', 'higher', `offered ${RATE} req/s (Poisson)`);
+      }
+    } finally {
+      await backend.stop();
+      rmSync(dir, { recursive: true, force: true });
+    }
+    return figures;
+  },
+};
+
+export default scenario;
