@@ -4,12 +4,15 @@
  * and by tests, which start it on port 0.
  */
 import { mkdirSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import type { Logger } from 'pino';
 import { WorkerTable } from './actors/worker-table.js';
 import { WorkerRegistry } from './workers/registry.js';
 import { WorkerMonitor } from './workers/monitor.js';
 import { createPolicyHost, type PolicyHost } from './policies/host.js';
+import { loadPolicyModule } from './policies/registry.js';
+import { Admission, resolveWorkerGroups, withGroups } from './policies/admission.js';
+import type { WorkerInfo } from './policies/types.js';
 import { createRouterApp } from './frontend/router-app.js';
 import { listen, closeListenSocket, type ListenSocket, type TemplatedApp } from './frontend/http.js';
 import { createLogger } from './util/log.js';
@@ -17,6 +20,7 @@ import type { RouterOptions } from './config/router-options.js';
 import type { RouterContext } from './frontend/context.js';
 import type { CompletionSink } from './proxy/completion.js';
 import type { SimFleet } from './sim/fleet.js';
+import { SwitchyardError } from './errors.js';
 import { createTracker, registerTraceRoutes, resolveWorkerNodeIds } from './tracking/setup.js';
 import { Observability, type ObservabilityTuning } from './metrics/observability.js';
 
@@ -75,6 +79,7 @@ export async function startRouter(opts: RouterOptions, deps: StartRouterDeps = {
   let policy: PolicyHost | undefined;
   let monitor: WorkerMonitor | undefined;
   let tracker: ReturnType<typeof createTracker> = undefined;
+  let admission: Admission | undefined;
   let obs: Observability | undefined;
   try {
     tracker = createTracker(opts, log);
@@ -95,8 +100,16 @@ export async function startRouter(opts: RouterOptions, deps: StartRouterDeps = {
     await monitor.initialCheck();
     monitor.start();
 
+    // A plugin (--policy-module) is the policy; it runs in a policy actor, off the front end's loop.
+    let policyName = opts.policy;
+    if (opts.policyModule !== undefined) {
+      policyName = await loadPolicyModule(resolve(opts.policyModule));
+      if (opts.policy !== 'cache_aware' && opts.policy !== policyName) {
+        throw new SwitchyardError('invalid_request', `--policy ${opts.policy} conflicts with --policy-module, which provides "${policyName}"`);
+      }
+    }
     policy = createPolicyHost(
-      opts.policy,
+      policyName,
       {
         seed: opts.seed,
         cacheThreshold: opts.cacheThreshold,
@@ -104,13 +117,39 @@ export async function startRouter(opts: RouterOptions, deps: StartRouterDeps = {
         balanceRelThreshold: opts.balanceRelThreshold,
         evictionIntervalSecs: opts.evictionIntervalSecs,
         maxTreeSize: opts.maxTreeSize,
+        balanceKeepLocality: opts.balanceKeepLocality,
+        loadReportMaxAgeSecs: opts.loadReportMaxAgeSecs,
+        muWindowSize: opts.muWindowSize,
+        muMinHistory: opts.muMinHistory,
+        muLoadGuard: opts.muLoadGuard,
+        decisionsCsv: opts.decisionsCsv,
       },
       table,
       log,
+      { shards: opts.policyShards, ...(opts.policyModule !== undefined ? { placement: 'actor' as const } : {}) },
     );
+    // Size-aware admission: on when worker groups are configured; members then carry their group.
+    const groups = resolveWorkerGroups(opts.workerGroups, opts.config);
+    if (groups.size > 0) {
+      admission = new Admission(table, {
+        largeInputTokens: opts.largeInputTokens,
+        largeKvMb: opts.largeKvMb,
+        memoryPressureUsage: opts.memoryPressureThreshold,
+        pressureInputTokens: opts.pressureInputTokens,
+        pressureKvMb: opts.pressureKvMb,
+        kvBytesPerToken: opts.kvBytesPerToken,
+      });
+    }
     const host = policy;
-    host.setWorkers(registry.list());
-    registry.onChange((ws) => host.setWorkers(ws));
+    const admit = admission;
+    const members = (ws: readonly WorkerInfo[]): readonly WorkerInfo[] => (admit === undefined ? ws : withGroups(ws, groups));
+    const onMembers = (ws: readonly WorkerInfo[]): void => {
+      const m = members(ws);
+      host.setWorkers(m);
+      admit?.setWorkers(m);
+    };
+    onMembers(registry.list());
+    registry.onChange(onMembers);
   } catch (err) {
     await Promise.allSettled([monitor?.close(), policy?.close(), tracker?.close(), obs?.close(), registry.close(), fleet?.close()]);
     throw err;
@@ -118,7 +157,7 @@ export async function startRouter(opts: RouterOptions, deps: StartRouterDeps = {
 
   const ctx: RouterContext = {
     settings: {
-      policyName: opts.policy,
+      policyName: policy.name,
       maxPayloadSize: opts.maxPayloadSize,
       requestTimeoutMs,
       requestIdHeaders: opts.requestIdHeaders.map((h) => h.toLowerCase()),
@@ -131,6 +170,7 @@ export async function startRouter(opts: RouterOptions, deps: StartRouterDeps = {
     table,
     monitor,
     policy,
+    admission,
     log,
     sinks: [...(deps.sinks ?? []), ...(tracker === undefined ? [] : [tracker]), ...obs.sinks],
     progress: tracker,

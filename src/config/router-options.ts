@@ -12,6 +12,7 @@ const G_LIMITS = 'Limits and timeouts';
 const G_RETRY = 'Retries and circuit breaker';
 const G_OBS = 'Observability';
 const G_SIM = 'Embedded simulated fleet (when no --worker-urls)';
+const G_ADMISSION = 'Size-aware admission (seed 002; on when --worker-groups names a group)';
 
 export const POLICY_NAMES = ['random', 'round_robin', 'power_of_two', 'cache_aware', 'shortest_queue', 'marginal_utility'] as const;
 
@@ -31,6 +32,12 @@ export const ROUTER_OPTION_SPECS = [
   { name: 'max-tree-size', type: 'integer', default: 2 ** 26, min: 1, help: 'cache_aware: characters kept per worker', group: G_POLICY },
   { name: 'policy-shards', type: 'integer', default: 1, min: 1, max: 64, help: 'policy actors sharing the tree by prefix hash (ours)', group: G_POLICY },
   { name: 'policy-module', type: 'string', help: 'load a user policy plugin from this file (ours)', group: G_POLICY, metavar: 'FILE' },
+  { name: 'balance-keep-locality', type: 'boolean', default: true, help: 'cache_aware: when imbalanced, keep the longest match among workers within --balance-abs-threshold of the least loaded (ours; --no-balance-keep-locality = SGLang exact)', group: G_POLICY },
+  { name: 'load-report-max-age-secs', type: 'number', default: 10, min: 0, help: 'shortest_queue/power_of_two: ignore /get_load reports older than this (ours)', group: G_POLICY },
+  { name: 'mu-window-size', type: 'integer', default: 20, min: 2, max: 10000, help: 'marginal_utility: finished requests kept per worker', group: G_POLICY },
+  { name: 'mu-min-history', type: 'integer', default: 10, min: 2, help: 'marginal_utility: samples needed for a trend', group: G_POLICY },
+  { name: 'mu-load-guard', type: 'integer', default: 2, min: -1, help: 'marginal_utility: in-flight requests above the minimum a worker may have and still compete on score (-1 = off, seed exact) (ours)', group: G_POLICY },
+  { name: 'decisions-csv', type: 'string', help: 'marginal_utility: write every decision and completion to this CSV (seed 003 columns)', group: G_POLICY, metavar: 'PATH' },
   { name: 'seed', type: 'integer', help: 'seed for randomised policies (default: random)', group: G_POLICY },
   { name: 'dp-aware', type: 'boolean', default: false, help: 'route to data-parallel ranks of each worker', group: G_POLICY },
   // workers
@@ -80,6 +87,14 @@ export const ROUTER_OPTION_SPECS = [
   { name: 'trace-log-max-bytes', type: 'integer', default: 64 * 1024 * 1024, min: 4096, help: 'rotate the trace log at this file size', group: G_OBS },
   { name: 'trace-log-max-files', type: 'integer', default: 8, min: 1, max: 100_000, help: 'trace log files kept (oldest removed)', group: G_OBS },
   { name: 'trace-flush-ms', type: 'integer', default: 100, min: 1, max: 60_000, help: 'trace log write interval (the most a crash can lose)', group: G_OBS },
+  // size-aware admission (docs/policies.md)
+  { name: 'worker-groups', type: 'string', help: 'worker group by URL: URL=multi,URL=single pairs or JSON (config file: an object); unnamed workers are single', group: G_ADMISSION, metavar: 'MAP' },
+  { name: 'large-input-tokens', type: 'integer', default: 8000, min: 1, help: 'input tokens above which a request goes to the multi group', group: G_ADMISSION },
+  { name: 'large-kv-mb', type: 'number', default: 6000, min: 0.001, help: 'predicted KV cache (MB) above which a request goes to the multi group', group: G_ADMISSION },
+  { name: 'memory-pressure-threshold', type: 'number', default: 0.85, min: 0.001, max: 1, help: 'reported KV token usage of the single workers counted as memory pressure', group: G_ADMISSION },
+  { name: 'pressure-input-tokens', type: 'integer', default: 4000, min: 1, help: 'under memory pressure: input tokens above which a request goes to the multi group', group: G_ADMISSION },
+  { name: 'pressure-kv-mb', type: 'number', default: 3000, min: 0.001, help: 'under memory pressure: predicted KV (MB) above which a request goes to the multi group', group: G_ADMISSION },
+  { name: 'kv-bytes-per-token', type: 'integer', default: 131072, min: 1, help: 'KV cache bytes per token for the KV estimate (default: Llama-3.1-8B bf16, 128 KiB)', group: G_ADMISSION },
   // embedded fleet
   { name: 'sim-workers', type: 'integer', default: 4, min: 1, max: 256, help: 'simulated workers started when no --worker-urls', group: G_SIM },
   { name: 'sim-base-port', type: 'integer', default: 30001, min: 0, max: 65535, help: 'first port of the embedded fleet (0 = ephemeral)', group: G_SIM },

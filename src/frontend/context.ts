@@ -5,6 +5,7 @@ import type { Logger } from 'pino';
 import type { WorkerRegistry } from '../workers/registry.js';
 import type { WorkerMonitor } from '../workers/monitor.js';
 import type { PolicyHost } from '../policies/host.js';
+import type { Admission } from '../policies/admission.js';
 import type { CompletionSink } from '../proxy/completion.js';
 import type { WorkerTable } from '../actors/worker-table.js';
 import type { WorkerEntry } from '../workers/registry.js';
@@ -39,6 +40,8 @@ export interface RouterContext {
   readonly table: WorkerTable;
   readonly monitor: WorkerMonitor;
   readonly policy: PolicyHost;
+  /** Size-aware admission (--worker-groups); absent: every request may go to any worker. */
+  readonly admission?: Admission | undefined;
   readonly log: Logger;
   readonly sinks: CompletionSink[];
   readonly counters: RouterCounters;

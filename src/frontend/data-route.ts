@@ -97,7 +97,7 @@ function onBody(ctx: RouterContext, ex: Exchange, route: RouteKind, path: string
   }
   if (requestId === '') requestId = generateRequestId();
   const body = route === 'generate' ? withRid(raw, parsed, extracted, requestId) : raw;
-  const features: RequestFeatures = {
+  const extractedFeatures: RequestFeatures = {
     requestId,
     route,
     text: extracted.text,
@@ -106,6 +106,8 @@ function onBody(ctx: RouterContext, ex: Exchange, route: RouteKind, path: string
     stream: extracted.stream,
     model: extracted.model,
   };
+  // Size-aware admission classes the request into a worker group the policy then decides within.
+  const features = ctx.admission === undefined ? extractedFeatures : ctx.admission.admit(extractedFeatures);
   const state: InFlight = {
     ex,
     route,

@@ -18,6 +18,8 @@ import type { Logger } from '../util/log.js';
 import { Rng } from '../util/rng.js';
 import { leastLoadedDecision, monotonicNow, randomSeed } from './common.js';
 import { createPolicy, isBuiltinPolicy, policySpec } from './registry.js';
+import { GroupedMembership, plainMembers, withAdmission } from './membership.js';
+import { MAX_SHARDS, ShardedPolicyHost, shardSeedOf } from './sharded-host.js';
 import { SwitchyardError } from '../errors.js';
 import type { CompletionFeedback, Decision, Policy, PolicyFactoryOptions, RequestFeatures, WorkerInfo } from './types.js';
 
@@ -49,6 +51,11 @@ export interface PolicyHostOptions {
   readonly tickIntervalMs?: number;
   /** Tuning of the policy actor (batch sizes, transport). */
   readonly actor?: ActorTuning;
+  /**
+   * Policy actors sharing the state by a hash of the routing text's first block (default 1). Applies to
+   * policies placed in an actor; see ShardedPolicyHost.
+   */
+  readonly shards?: number;
 }
 
 interface HostCommon {
@@ -64,12 +71,14 @@ export class InlinePolicyHost implements PolicyHost {
   private readonly policy: Policy;
   private readonly table: WorkerTable;
   private readonly ctx: { table: WorkerTable; workers: readonly WorkerInfo[]; rng: Rng; now(): number };
+  private readonly membership = new GroupedMembership();
   private readonly scratch: WorkerInfo[] = [];
   private readonly fallbackRng: Rng;
   private readonly logger: Logger | undefined;
   private readonly tickTimer: NodeJS.Timeout | null = null;
   private errors = 0;
   private decisions = 0;
+  private closed = false;
 
   constructor(policy: Policy, table: WorkerTable, options: HostCommon) {
     this.name = policy.name;
@@ -88,7 +97,8 @@ export class InlinePolicyHost implements PolicyHost {
   decide(req: RequestFeatures, cb: DecideCallback): void {
     let d: Decision | null;
     try {
-      d = this.policy.select(req, this.ctx);
+      this.ctx.workers = this.membership.candidatesFor(this.table, req.group);
+      d = withAdmission(this.policy.select(req, this.ctx), req);
       this.decisions++;
     } catch (err) {
       d = this.onPolicyError(err);
@@ -106,7 +116,8 @@ export class InlinePolicyHost implements PolicyHost {
   }
 
   setWorkers(ws: readonly WorkerInfo[]): void {
-    const copy = Object.freeze(ws.slice());
+    const copy = plainMembers(ws);
+    this.membership.set(copy);
     this.ctx.workers = copy;
     this.policy.onWorkersChanged?.(copy);
   }
@@ -115,7 +126,7 @@ export class InlinePolicyHost implements PolicyHost {
     return Promise.resolve({
       policy: this.name,
       placement: this.placement,
-      workers: this.ctx.workers.length,
+      workers: this.membership.all.length,
       decisions: this.decisions,
       errors: this.errors,
       state: this.policy.snapshot?.() ?? null,
@@ -126,16 +137,22 @@ export class InlinePolicyHost implements PolicyHost {
     return Promise.resolve();
   }
 
-  close(): Promise<void> {
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
     if (this.tickTimer !== null) clearInterval(this.tickTimer);
-    return Promise.resolve();
+    try {
+      await this.policy.close?.();
+    } catch (err) {
+      this.logger?.error({ policy: this.name, err }, 'policy close failed');
+    }
   }
 
   private onPolicyError(err: unknown): Decision | null {
     this.errors++;
     const message = err instanceof Error ? err.message : String(err);
     if (this.errors <= 10 || this.errors % 1000 === 0) this.logger?.error({ policy: this.name, err, errors: this.errors }, 'policy threw');
-    return leastLoadedDecision(this.table, this.ctx.workers, this.scratch, this.fallbackRng, `fallback: policy error: ${message}`);
+    return leastLoadedDecision(this.table, this.membership.all, this.scratch, this.fallbackRng, `fallback: policy error: ${message}`);
   }
 }
 
@@ -197,7 +214,7 @@ export class ActorPolicyHost implements PolicyHost {
   }
 
   setWorkers(ws: readonly WorkerInfo[]): void {
-    const copy = Object.freeze(ws.slice());
+    const copy = plainMembers(ws);
     this.workers = copy;
     this.actor.tell({ t: 'workers', workers: copy });
   }
@@ -265,9 +282,17 @@ export function createPolicyHost(
       `policy "${name}" must run in an actor thread but was registered without a module (use registerPolicyModule)`,
     );
   }
-  return new ActorPolicyHost(spec, table, {
-    ...common,
-    actor: hostOptions.actor,
-    forwardFeedback: policy.observe !== undefined,
-  });
+  const forwardFeedback = policy.observe !== undefined;
+  const shards = hostOptions.shards ?? 1;
+  if (!(Number.isInteger(shards) && shards >= 1 && shards <= MAX_SHARDS)) {
+    throw new SwitchyardError('invalid_request', `policy shards must be an integer in [1, ${MAX_SHARDS}], got ${String(shards)}`);
+  }
+  if (shards === 1) return new ActorPolicyHost(spec, table, { ...common, actor: hostOptions.actor, forwardFeedback });
+  const hosts: ActorPolicyHost[] = [];
+  for (let i = 0; i < shards; i++) {
+    const shardSeed = shardSeedOf(seed, i);
+    const shardSpec = policySpec(name, { ...seeded, seed: shardSeed, shardIndex: i, shardCount: shards });
+    hosts.push(new ActorPolicyHost(shardSpec, table, { ...common, seed: shardSeed, actor: hostOptions.actor, forwardFeedback }));
+  }
+  return new ShardedPolicyHost(name, hosts);
 }

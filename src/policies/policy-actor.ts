@@ -10,11 +10,13 @@ import type { PolicyActorInit, PolicyActorMessage, PolicyActorReplies } from '..
 import { Rng } from '../util/rng.js';
 import { monotonicNow } from './common.js';
 import { createPolicyFromSpec } from './registry.js';
+import { GroupedMembership, withAdmission } from './membership.js';
 import type { Policy, PolicyContext, WorkerInfo } from './types.js';
 
 let policy: Policy | null = null;
 let ctx: { table: WorkerTable; workers: readonly WorkerInfo[]; rng: Rng; now(): number } | null = null;
 let tickTimer: NodeJS.Timeout | null = null;
+const membership = new GroupedMembership();
 let decisions = 0;
 let observed = 0;
 
@@ -27,6 +29,7 @@ export default defineActor<PolicyActorMessage, PolicyActorReplies, PolicyActorIn
   async init(data) {
     const p = await createPolicyFromSpec(data.spec);
     const c = { table: WorkerTable.attach(data.table), workers: data.workers, rng: new Rng(data.seed), now: monotonicNow };
+    membership.set(data.workers);
     p.onWorkersChanged?.(data.workers);
     policy = p;
     ctx = c;
@@ -39,7 +42,9 @@ export default defineActor<PolicyActorMessage, PolicyActorReplies, PolicyActorIn
     decide(msg) {
       const s = state();
       decisions++;
-      return s.policy.select(msg.req, s.ctx);
+      const req = msg.req;
+      (s.ctx as { workers: readonly WorkerInfo[] }).workers = membership.candidatesFor(s.ctx.table, req.group);
+      return withAdmission(s.policy.select(req, s.ctx), req);
     },
     observe(msg) {
       observed++;
@@ -48,6 +53,7 @@ export default defineActor<PolicyActorMessage, PolicyActorReplies, PolicyActorIn
     },
     workers(msg) {
       const s = state();
+      membership.set(msg.workers);
       (ctx as { workers: readonly WorkerInfo[] }).workers = msg.workers;
       s.policy.onWorkersChanged?.(msg.workers);
       return null;
@@ -57,15 +63,17 @@ export default defineActor<PolicyActorMessage, PolicyActorReplies, PolicyActorIn
       return {
         policy: s.policy.name,
         threadId,
-        workers: s.ctx.workers.length,
+        workers: membership.all.length,
         decisions,
         observed,
         state: s.policy.snapshot?.() ?? null,
       };
     },
   },
-  close() {
+  async close() {
     if (tickTimer !== null) clearInterval(tickTimer);
     tickTimer = null;
+    // Flush what the policy buffers (marginal_utility's decisions CSV) before the thread is destroyed.
+    await policy?.close?.();
   },
 });

@@ -12,11 +12,20 @@ import type { PolicySpec } from '../actors/protocol.js';
 import type { Policy, PolicyFactory, PolicyFactoryOptions } from './types.js';
 import { createRandomPolicy } from './random.js';
 import { createRoundRobinPolicy } from './round-robin.js';
+import { createPowerOfTwoPolicy } from './power-of-two.js';
+import { createCacheAwarePolicy } from './cache-aware.js';
+import { createShortestQueuePolicy } from './shortest-queue.js';
+import { createMarginalUtilityPolicy } from './marginal-utility.js';
+import { createPluginPolicy, type RouteFunction } from './plugin.js';
 
 /** Built-in policies. Adding one is one line here. */
 const BUILTIN: ReadonlyMap<string, PolicyFactory> = new Map<string, PolicyFactory>([
   ['random', createRandomPolicy],
   ['round_robin', createRoundRobinPolicy],
+  ['power_of_two', createPowerOfTwoPolicy],
+  ['cache_aware', createCacheAwarePolicy],
+  ['shortest_queue', createShortestQueuePolicy],
+  ['marginal_utility', createMarginalUtilityPolicy],
 ]);
 
 /** Every built-in name the router accepts once implemented: SGLang's four, then ours. */
@@ -62,6 +71,33 @@ export function registerPolicy(name: string, factory: PolicyFactory, options: { 
 export async function registerPolicyModule(name: string, module: string): Promise<void> {
   const url = moduleUrl(module);
   registerPolicy(name, await importFactory(url, name), { module: url });
+}
+
+/**
+ * `--policy-module FILE`: import a plugin module and register it under its own name (the module's `name`
+ * export, else the name of the policy its factory builds). Returns the name. Registering the same module
+ * again returns the name without registering twice.
+ */
+export async function loadPolicyModule(module: string): Promise<string> {
+  const url = moduleUrl(module);
+  const mod = await importModule(url, module);
+  let name: string;
+  if (typeof mod.name === 'string') name = mod.name;
+  else {
+    const factory = factoryOf(mod, url, undefined);
+    let probe: Policy;
+    try {
+      probe = factory({});
+    } catch (err) {
+      throw new SwitchyardError('invalid_request', `policy module ${url}: its factory failed without options: ${(err as Error).message}`, { cause: err });
+    }
+    name = probe.name;
+    await probe.close?.();
+  }
+  const existing = plugins.get(name);
+  if (existing !== undefined && existing.module === url) return name;
+  registerPolicy(name, factoryOf(mod, url, name), { module: url });
+  return name;
 }
 
 /** Remove a plugin (tests). Built-ins cannot be removed. */
@@ -122,16 +158,37 @@ function moduleUrl(module: string): string {
   throw new SwitchyardError('invalid_request', `policy module must be an absolute path or a file: URL, got "${module}"`);
 }
 
-async function importFactory(url: string, name: string): Promise<PolicyFactory> {
-  let mod: { default?: unknown; createPolicy?: unknown };
+interface PolicyModule {
+  readonly default?: unknown;
+  readonly createPolicy?: unknown;
+  readonly route?: unknown;
+  readonly name?: unknown;
+}
+
+async function importModule(url: string, name: string): Promise<PolicyModule> {
   try {
-    mod = (await import(url)) as { default?: unknown; createPolicy?: unknown };
+    return (await import(url)) as PolicyModule;
   } catch (err) {
     throw new SwitchyardError('invalid_request', `cannot load policy module for "${name}" from ${url}: ${(err as Error).message}`, { cause: err });
   }
-  const factory = typeof mod.default === 'function' ? mod.default : mod.createPolicy;
-  if (typeof factory !== 'function') {
-    throw new SwitchyardError('invalid_request', `policy module ${url} exports no factory (default export or createPolicy)`);
+}
+
+/**
+ * The factory a module provides: its default export or `createPolicy` (a PolicyFactory), or, for the
+ * simple form, a `route(request, workers, context)` function wrapped by createPluginPolicy.
+ */
+function factoryOf(mod: PolicyModule, url: string, name: string | undefined): PolicyFactory {
+  if (typeof mod.default === 'function') return mod.default as PolicyFactory;
+  if (typeof mod.createPolicy === 'function') return mod.createPolicy as PolicyFactory;
+  if (typeof mod.route === 'function') {
+    const routeName = name ?? (typeof mod.name === 'string' ? mod.name : undefined);
+    if (routeName === undefined) throw new SwitchyardError('invalid_request', `policy module ${url} exports route() but no name`);
+    const route = mod.route as RouteFunction;
+    return (options) => createPluginPolicy(routeName, route, options);
   }
-  return factory as PolicyFactory;
+  throw new SwitchyardError('invalid_request', `policy module ${url} exports no factory (default export or createPolicy) and no route function`);
+}
+
+async function importFactory(url: string, name: string): Promise<PolicyFactory> {
+  return factoryOf(await importModule(url, name), url, name);
 }

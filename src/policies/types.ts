@@ -19,6 +19,13 @@ export interface RequestFeatures {
   readonly maxNewTokens: number;
   readonly stream: boolean;
   readonly model?: string | undefined;
+  /**
+   * Worker group chosen by size-aware admission (src/policies/admission.ts): the policy then decides
+   * among that group's members only. Absent: every member is a candidate.
+   */
+  readonly group?: string | undefined;
+  /** Admission's reason (e.g. "large_input: 10000 > 8000 tokens -> multi"), prefixed to the decision's. */
+  readonly admission?: string | undefined;
 }
 
 /** A member of the fleet as policies see it; counters are read live from the worker table. */
@@ -82,6 +89,8 @@ export interface Policy {
   snapshot?(): unknown;
   /** Periodic housekeeping (eviction); called by the host. */
   tick?(nowMs: number): void;
+  /** Release what the policy holds (files, timers), flushing buffered output; called once by the host's close. */
+  close?(): void | Promise<void>;
 }
 
 export interface PolicyFactoryOptions {

@@ -1,0 +1,321 @@
+/**
+ * `cache_aware`, as SGLang's router does it (sgl-router policies/cache_aware.rs), in a policy actor:
+ *
+ *   load = the router's own in-flight requests per worker (WorkerTable), over the available workers.
+ *   1. imbalanced if (max_load - min_load) > balance_abs_threshold AND max_load > min_load * balance_rel_threshold
+ *      -> the least-loaded worker;
+ *   2. else match_rate = matched_chars / text_chars over the radix tree of request TEXT; if it is above
+ *      cache_threshold -> the worker holding the longest match, else the least-loaded worker;
+ *   3. insert the text under the chosen worker.
+ *   Eviction every eviction_interval_secs (each worker's LRU leaves while it holds more than max_tree_size
+ *   characters), and the same bound on every insert (sgl-router only evicts periodically).
+ *
+ * The one improvement (OURS, `--balance-keep-locality`, on by default; off = SGLang's exact rule): when
+ * imbalanced, take the longest match among the workers whose load is within balance_abs_threshold of the
+ * minimum (when it passes cache_threshold) instead of throwing locality away.
+ *
+ * Ties (equal longest matches, equal loads) are broken at random with the host's seeded Rng, never by
+ * index. One tree per model (the request's `model`; absent: one default tree). Removed workers are removed
+ * from every tree. Every decision carries its reason and scores (match_rate, matched_chars, text_chars,
+ * load, min_load, max_load, cache_hit, imbalanced); the snapshot carries per-worker tree sizes and the
+ * hit/miss counts for metrics.
+ */
+import { SwitchyardError } from '../errors.js';
+import { collectAvailable, decisionFor } from './common.js';
+import { RadixTree, DEFAULT_MAX_TREE_SIZE } from './radix-tree.js';
+import type { Decision, Policy, PolicyContext, PolicyFactoryOptions, RequestFeatures, WorkerInfo } from './types.js';
+import type { Rng } from '../util/rng.js';
+
+export interface CacheAwareOptions {
+  readonly cacheThreshold: number;
+  readonly balanceAbsThreshold: number;
+  readonly balanceRelThreshold: number;
+  readonly evictionIntervalSecs: number;
+  readonly maxTreeSize: number;
+  /** OURS: when imbalanced, keep the longest match among workers within balanceAbsThreshold of the minimum. */
+  readonly balanceKeepLocality: boolean;
+}
+
+export const CACHE_AWARE_DEFAULTS: CacheAwareOptions = Object.freeze({
+  cacheThreshold: 0.3,
+  balanceAbsThreshold: 64,
+  balanceRelThreshold: 1.5,
+  evictionIntervalSecs: 120,
+  maxTreeSize: DEFAULT_MAX_TREE_SIZE,
+  balanceKeepLocality: true,
+});
+
+/** Trees kept, one per model; further models share one overflow tree (a client cannot grow memory without bound). */
+export const MAX_MODEL_TREES = 64;
+const DEFAULT_MODEL = '';
+const OVERFLOW_MODEL = '\u0000overflow';
+
+function num(o: PolicyFactoryOptions, key: keyof CacheAwareOptions, ok: (v: number) => boolean, what: string): number {
+  const v = o[key];
+  if (v === undefined || v === null) return CACHE_AWARE_DEFAULTS[key] as number;
+  if (typeof v !== 'number' || !ok(v)) throw new SwitchyardError('invalid_request', `cache_aware: ${key} must be ${what}, got ${String(v)}`);
+  return v;
+}
+
+/** The options with SGLang's defaults filled in; bad values throw a SwitchyardError naming the option. */
+export function cacheAwareOptions(o: PolicyFactoryOptions = {}): CacheAwareOptions {
+  const keep = o['balanceKeepLocality'];
+  if (keep !== undefined && typeof keep !== 'boolean') throw new SwitchyardError('invalid_request', `cache_aware: balanceKeepLocality must be a boolean, got ${String(keep)}`);
+  return {
+    cacheThreshold: num(o, 'cacheThreshold', (v) => v >= 0 && v <= 1, 'a number in [0, 1]'),
+    balanceAbsThreshold: num(o, 'balanceAbsThreshold', (v) => Number.isFinite(v) && v >= 0, 'a non-negative number'),
+    balanceRelThreshold: num(o, 'balanceRelThreshold', (v) => Number.isFinite(v) && v >= 1, 'a number >= 1'),
+    evictionIntervalSecs: num(o, 'evictionIntervalSecs', (v) => Number.isFinite(v) && v > 0, 'a positive number'),
+    maxTreeSize: num(o, 'maxTreeSize', (v) => Number.isInteger(v) && v >= 1, 'a positive integer'),
+    balanceKeepLocality: keep ?? CACHE_AWARE_DEFAULTS.balanceKeepLocality,
+  };
+}
+
+/** What the snapshot reports (and what the sharded host merges). */
+export interface CacheAwareState {
+  readonly options: CacheAwareOptions;
+  readonly decisions: number;
+  readonly cache_hits: number;
+  readonly cache_misses: number;
+  /** Decisions taken in the imbalanced branch (sgl_router_load_balancing_events_total). */
+  readonly imbalanced: number;
+  /** Characters held per worker URL, summed over the models' trees (sgl_router_tree_size). */
+  readonly tree_size: Readonly<Record<string, number>>;
+  readonly trees: readonly { readonly model: string; readonly nodes: number; readonly chars: number; readonly entries: number }[];
+  readonly evictions: { readonly runs: number; readonly evicted_chars: number; readonly last_at_ms: number };
+}
+
+export function createCacheAwarePolicy(options: PolicyFactoryOptions = {}): Policy {
+  const o = cacheAwareOptions(options);
+  const evictionMs = o.evictionIntervalSecs * 1000;
+  const trees = new Map<string, RadixTree>();
+  const candidates: WorkerInfo[] = [];
+  let loads = new Float64Array(16);
+  // Matched characters per tenant (= slot), written by the tree in one walk.
+  let matched = new Int32Array(16);
+  let members = new Map<number, WorkerInfo>(); // slot -> current member
+  let decisions = 0;
+  let hits = 0;
+  let misses = 0;
+  let imbalancedCount = 0;
+  let evictionRuns = 0;
+  let evictedChars = 0;
+  let lastEviction = -1;
+
+  function treeFor(model: string | undefined): RadixTree {
+    let key = model ?? DEFAULT_MODEL;
+    let tree = trees.get(key);
+    if (tree !== undefined) return tree;
+    if (trees.size >= MAX_MODEL_TREES) {
+      key = OVERFLOW_MODEL;
+      tree = trees.get(key);
+      if (tree !== undefined) return tree;
+    }
+    tree = new RadixTree({ maxTenantChars: o.maxTreeSize });
+    // a removed worker must not linger in a tree created later either: trees start empty, nothing to do
+    trees.set(key, tree);
+    return tree;
+  }
+
+  /** Index into candidates of the least loaded (random tie-break). */
+  function leastLoaded(n: number, rng: Rng): number {
+    let best = -1;
+    let bestLoad = Infinity;
+    let ties = 0;
+    for (let i = 0; i < n; i++) {
+      const l = loads[i] as number;
+      if (l < bestLoad) {
+        best = i;
+        bestLoad = l;
+        ties = 1;
+      } else if (l === bestLoad && rng.next() * ++ties < 1) best = i;
+    }
+    return best;
+  }
+
+  /** Index of the longest match among candidates with load <= bound; ties at random. -1 if none matched. */
+  function longestMatch(n: number, bound: number, rng: Rng): number {
+    let best = -1;
+    let bestLen = 0;
+    let ties = 0;
+    for (let i = 0; i < n; i++) {
+      if ((loads[i] as number) > bound) continue;
+      const len = matched[(candidates[i] as WorkerInfo).slot] as number;
+      if (len > bestLen) {
+        best = i;
+        bestLen = len;
+        ties = 1;
+      } else if (len === bestLen && len > 0 && rng.next() * ++ties < 1) best = i;
+    }
+    return best;
+  }
+
+  function ensureCapacity(n: number, maxSlot: number): void {
+    if (loads.length < n) loads = new Float64Array(Math.max(n, loads.length * 2));
+    if (matched.length <= maxSlot) matched = new Int32Array(Math.max(maxSlot + 1, matched.length * 2));
+  }
+
+  return {
+    name: 'cache_aware',
+    stateful: true,
+
+    select(req: RequestFeatures, ctx: PolicyContext): Decision | null {
+      const table = ctx.table;
+      const n = collectAvailable(table, ctx.workers, candidates);
+      if (n === 0) return null;
+      let maxSlot = 0;
+      for (let i = 0; i < n; i++) {
+        const s = (candidates[i] as WorkerInfo).slot;
+        if (s > maxSlot) maxSlot = s;
+      }
+      ensureCapacity(n, maxSlot);
+      let minLoad = Infinity;
+      let maxLoad = -Infinity;
+      for (let i = 0; i < n; i++) {
+        const l = table.inFlight((candidates[i] as WorkerInfo).slot);
+        loads[i] = l;
+        if (l < minLoad) minLoad = l;
+        if (l > maxLoad) maxLoad = l;
+      }
+      const imbalanced = maxLoad - minLoad > o.balanceAbsThreshold && maxLoad > minLoad * o.balanceRelThreshold;
+      const text = req.text;
+      const textChars = text.length;
+      const tree = treeFor(req.model);
+      // One walk gives every worker's match; skipped when its answer cannot be used.
+      const needMatch = textChars > 0 && (!imbalanced || o.balanceKeepLocality);
+      if (needMatch) tree.prefixMatchTenants(text, matched);
+      const rng = ctx.rng;
+      let pick = -1;
+      let hit = false;
+      let matchedChars = 0;
+      if (needMatch) {
+        const bound = imbalanced ? minLoad + o.balanceAbsThreshold : Infinity;
+        const m = longestMatch(n, bound, rng);
+        if (m >= 0) {
+          matchedChars = matched[(candidates[m] as WorkerInfo).slot] as number;
+          if (matchedChars / textChars > o.cacheThreshold) {
+            pick = m;
+            hit = true;
+          }
+        }
+      }
+      if (pick < 0) pick = leastLoaded(n, rng);
+      const w = candidates[pick] as WorkerInfo;
+      const load = loads[pick] as number;
+      const rate = textChars === 0 ? 0 : matchedChars / textChars;
+      if (textChars > 0) tree.insert(text, w.slot, ctx.now());
+
+      decisions++;
+      if (hit) hits++;
+      else misses++;
+      if (imbalanced) imbalancedCount++;
+      const t = o.cacheThreshold.toFixed(2);
+      let reason: string;
+      if (!imbalanced) {
+        reason = hit
+          ? `cache_hit: match ${rate.toFixed(2)} > ${t} on worker ${w.url} (load ${load})`
+          : `cache_miss: match ${rate.toFixed(2)} <= ${t}; least loaded ${w.url} (load ${load}, min ${minLoad}, max ${maxLoad})`;
+      } else {
+        const head = `imbalanced: max ${maxLoad} min ${minLoad}`;
+        reason = hit
+          ? `${head}; cache_hit among loads <= ${minLoad + o.balanceAbsThreshold}: match ${rate.toFixed(2)} > ${t} on worker ${w.url} (load ${load})`
+          : `${head} -> least loaded ${w.url} (load ${load})`;
+      }
+      return decisionFor(w, reason, {
+        match_rate: rate,
+        matched_chars: matchedChars,
+        text_chars: textChars,
+        load,
+        min_load: minLoad,
+        max_load: maxLoad,
+        cache_hit: hit ? 1 : 0,
+        imbalanced: imbalanced ? 1 : 0,
+      });
+    },
+
+    onWorkersChanged(ws: readonly WorkerInfo[]): void {
+      const next = new Map<number, WorkerInfo>();
+      for (const w of ws) next.set(w.slot, w);
+      for (const [slot, old] of members) {
+        const now = next.get(slot);
+        // Gone, or the slot now holds another worker: what the tree says about the slot is stale.
+        if (now === undefined || now.generation !== old.generation) for (const tree of trees.values()) tree.removeTenant(slot);
+      }
+      members = next;
+    },
+
+    tick(nowMs: number): void {
+      if (lastEviction < 0) {
+        lastEviction = nowMs;
+        return;
+      }
+      if (nowMs - lastEviction < evictionMs) return;
+      lastEviction = nowMs;
+      evictionRuns++;
+      for (const tree of trees.values()) evictedChars += tree.evictTenantsBySize(o.maxTreeSize).evictedChars;
+    },
+
+    snapshot(): CacheAwareState {
+      const treeSize: Record<string, number> = {};
+      for (const [slot, w] of members) {
+        let chars = 0;
+        for (const tree of trees.values()) chars += tree.tenantSize(slot);
+        treeSize[w.url] = chars;
+      }
+      const list: { model: string; nodes: number; chars: number; entries: number }[] = [];
+      for (const [model, tree] of trees) {
+        const s = tree.size;
+        list.push({ model: model === OVERFLOW_MODEL ? '(overflow)' : model, nodes: s.nodes, chars: s.totalChars, entries: s.entries });
+      }
+      return {
+        options: o,
+        decisions,
+        cache_hits: hits,
+        cache_misses: misses,
+        imbalanced: imbalancedCount,
+        tree_size: treeSize,
+        trees: list,
+        evictions: { runs: evictionRuns, evicted_chars: evictedChars, last_at_ms: lastEviction },
+      };
+    },
+  };
+}
+
+/** The states of several shards as one (sums; per-worker tree sizes added up; trees listed per shard). */
+export function mergeCacheAwareStates(states: readonly unknown[]): CacheAwareState | null {
+  let out: CacheAwareState | null = null;
+  const treeSize: Record<string, number> = {};
+  let decisions = 0;
+  let hits = 0;
+  let misses = 0;
+  let imbalanced = 0;
+  let runs = 0;
+  let evicted = 0;
+  let last = -1;
+  const trees: CacheAwareState['trees'][number][] = [];
+  for (const raw of states) {
+    if (raw === null || typeof raw !== 'object') continue;
+    const s = raw as CacheAwareState;
+    out ??= s;
+    decisions += s.decisions;
+    hits += s.cache_hits;
+    misses += s.cache_misses;
+    imbalanced += s.imbalanced;
+    runs += s.evictions.runs;
+    evicted += s.evictions.evicted_chars;
+    if (s.evictions.last_at_ms > last) last = s.evictions.last_at_ms;
+    for (const [url, chars] of Object.entries(s.tree_size)) treeSize[url] = (treeSize[url] ?? 0) + chars;
+    trees.push(...s.trees);
+  }
+  if (out === null) return null;
+  return {
+    options: out.options,
+    decisions,
+    cache_hits: hits,
+    cache_misses: misses,
+    imbalanced,
+    tree_size: treeSize,
+    trees,
+    evictions: { runs, evicted_chars: evicted, last_at_ms: last },
+  };
+}
