@@ -15,7 +15,7 @@ import { resolveOtlpConfig, type OtlpConfig } from '../otel/config.js';
 import type { OtelTracing } from '../otel/tracing.js';
 import { RouterMetrics, type AdmissionRecorder } from './counters.js';
 import { combineEvents, type RequestEvents } from './events.js';
-import { membersOf, renderMetrics, startPrometheusServer, type PrometheusServer } from './prometheus.js';
+import { emptyHistogramFamilies, membersOf, renderMetrics, startPrometheusServer, type PrometheusServer } from './prometheus.js';
 import { registerStatsRoutes } from './routes.js';
 import { StatsHost, type StatsHostOptions } from './stats-host.js';
 
@@ -107,13 +107,15 @@ export class Observability {
 
   /** The whole exposition text (what GET /metrics answers). */
   async render(ctx: RouterContext): Promise<string> {
-    let histograms: string | undefined;
-    if (this.stats !== undefined && this.stats.available) {
-      try {
-        histograms = await this.stats.prometheus(membersOf(ctx));
-      } catch (err) {
-        this.log.warn({ err }, 'stats actor did not render histograms; exporting zeros');
-      }
+    if (this.stats === undefined) return renderMetrics(ctx, this.metrics, undefined); // zeros: there never is data
+    let histograms: string;
+    try {
+      // Waits for a (re)starting actor, up to the ask timeout.
+      histograms = await this.stats.prometheus(membersOf(ctx));
+    } catch (err) {
+      // Families without series: Prometheus marks them stale. Zeros would read as a counter reset.
+      this.log.warn({ err }, 'stats actor did not render the histograms; exporting them without series');
+      histograms = emptyHistogramFamilies();
     }
     return renderMetrics(ctx, this.metrics, histograms);
   }

@@ -14,7 +14,7 @@ import type { RouterContext } from '../frontend/context.js';
 import type { Logger } from '../util/log.js';
 import type { RouterMetrics } from './counters.js';
 import { labels, PROM_CONTENT_TYPE, PromWriter } from './prom-text.js';
-import { renderHistogramFamilies, ROUTE_LABELS } from './stats-store.js';
+import { HISTOGRAM_HELP, renderHistogramFamilies, ROUTE_LABELS } from './stats-store.js';
 import type { StatsMember } from './stats-protocol.js';
 
 /** The parts of the router the exposition reads. */
@@ -100,6 +100,16 @@ export function renderMetrics(src: MetricsSource, m: RouterMetrics, histograms: 
   for (const [action, trigger, n] of m.admission.entries()) w.sample('sgl_router_admission_total', labels(['action', action], ['trigger', trigger]), n);
 
   w.raw(histograms ?? renderHistogramFamilies([], membersOf(src).map((x) => ({ ...x, ttft: undefined, itl: undefined, tpot: undefined }))));
+  return w.text();
+}
+
+/** The histogram families with HELP and TYPE but no series (the stats actor could not answer). */
+export function emptyHistogramFamilies(): string {
+  const w = new PromWriter();
+  w.family('sgl_router_request_duration_seconds', 'histogram', HISTOGRAM_HELP.duration);
+  w.family('sgl_router_ttft_seconds', 'histogram', HISTOGRAM_HELP.ttft);
+  w.family('sgl_router_inter_token_latency_seconds', 'histogram', HISTOGRAM_HELP.itl);
+  w.family('sgl_router_tpot_seconds', 'histogram', HISTOGRAM_HELP.tpot);
   return w.text();
 }
 

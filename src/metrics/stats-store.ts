@@ -554,7 +554,8 @@ function summarize(h: Histogram | undefined): LatencySummary {
     p50: ms(h.getValueAtPercentile(50)),
     p90: ms(h.getValueAtPercentile(90)),
     p99: ms(h.getValueAtPercentile(99)),
-    max: ms(h.maxValue),
+    // The top of the max's bucket, like the percentiles (stable across merges and checkpoints).
+    max: ms(h.getValueAtPercentile(100)),
   };
 }
 
