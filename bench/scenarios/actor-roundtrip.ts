@@ -156,44 +156,68 @@ const scenario: Scenario = {
     const ms = ctx.quick ? 150 : 350;
     const figures: Figure[] = [];
 
-    for (const [label, tuning] of LATENCY_VARIANTS) {
-      const actor = await startActor(tuning);
-      const samples: number[] = [];
-      for (let r = 0; r < ctx.runs; r++) samples.push(await sequentialUs(actor, ms));
-      await actor.close();
-      const f = figure(`actor.roundtrip.${label}`, samples, 'us', 'lower', 'one call outstanding');
-      ctx.log(`${f.name}: ${f.value} us (spread ${f.spread})`);
-      figures.push(f);
-    }
-
-    for (const [label, tuning] of THROUGHPUT_VARIANTS) {
-      for (const b of BATCHES) {
-        const actor = await startActor({ ...tuning, maxBatch: b, maxBatchesInFlight: IN_FLIGHT });
-        const window = Math.max(2 * IN_FLIGHT * b, 16);
-        const samples: number[] = [];
-        for (let r = 0; r < ctx.runs; r++) samples.push(await closedLoopRate(actor, () => DECIDE, window, ms));
-        await actor.close();
-        const f = figure(`actor.throughput.${label}.b${b}`, samples, 'calls/s', 'higher', `batches <= ${b}, ${window} outstanding`);
-        ctx.log(`${f.name}: ${f.value} calls/s (spread ${f.spread})`);
-        figures.push(f);
+    // Each group's actors run side by side and the rounds are interleaved (variant A, B, C, A, B, C, ...),
+    // so drift on a shared machine hits every variant alike.
+    const group = async (
+      entries: readonly { name: string; tuning: ActorTuning; measure: (a: PolicyActor) => Promise<number>; unit: string; better: 'higher' | 'lower'; note: string }[],
+    ): Promise<void> => {
+      const actors: PolicyActor[] = [];
+      for (const e of entries) actors.push(await startActor(e.tuning));
+      const samples: number[][] = entries.map(() => []);
+      for (let r = 0; r < ctx.runs; r++) {
+        for (let i = 0; i < entries.length; i++) samples[i]!.push(await entries[i]!.measure(actors[i]!));
       }
-    }
+      await Promise.all(actors.map((a) => a.close()));
+      entries.forEach((e, i) => {
+        const f = figure(e.name, samples[i]!, e.unit, e.better, e.note);
+        ctx.log(`${f.name}: ${f.value} ${f.unit} (spread ${f.spread})`);
+        figures.push(f);
+      });
+    };
+
+    await group(
+      LATENCY_VARIANTS.map(([label, tuning]) => ({
+        name: `actor.roundtrip.${label}`,
+        tuning,
+        measure: (a: PolicyActor) => sequentialUs(a, ms),
+        unit: 'us',
+        better: 'lower' as const,
+        note: 'one call outstanding',
+      })),
+    );
+
+    await group(
+      THROUGHPUT_VARIANTS.flatMap(([label, tuning]) =>
+        BATCHES.map((b) => {
+          const window = Math.max(2 * IN_FLIGHT * b, 16);
+          return {
+            name: `actor.throughput.${label}.b${b}`,
+            tuning: { ...tuning, maxBatch: b, maxBatchesInFlight: IN_FLIGHT },
+            measure: (a: PolicyActor) => closedLoopRate(a, () => DECIDE, window, ms),
+            unit: 'calls/s',
+            better: 'higher' as const,
+            note: `batches <= ${b}, ${window} outstanding`,
+          };
+        }),
+      ),
+    );
 
     const payloads = [
       ['feedback', feedback, 'completion-feedback records (observe)'],
       ['decide4k', decideLong, 'decide with a 4000-character prompt'],
     ] as const;
-    for (const [what, make, note] of payloads) {
-      for (const codec of ['clone', 'msgpack'] as const) {
-        const actor = await startActor({ codec, maxBatch: 256, maxBatchesInFlight: IN_FLIGHT });
-        const samples: number[] = [];
-        for (let r = 0; r < ctx.runs; r++) samples.push(await closedLoopRate(actor, make, 2 * IN_FLIGHT * 256, ms));
-        await actor.close();
-        const f = figure(`actor.codec.${what}.${codec}.b256`, samples, 'calls/s', 'higher', note);
-        ctx.log(`${f.name}: ${f.value} calls/s (spread ${f.spread})`);
-        figures.push(f);
-      }
-    }
+    await group(
+      payloads.flatMap(([what, make, note]) =>
+        (['clone', 'msgpack'] as const).map((codec) => ({
+          name: `actor.codec.${what}.${codec}.b256`,
+          tuning: { codec, maxBatch: 256, maxBatchesInFlight: IN_FLIGHT },
+          measure: (a: PolicyActor) => closedLoopRate(a, make, 2 * IN_FLIGHT * 256, ms),
+          unit: 'calls/s',
+          better: 'higher' as const,
+          note,
+        })),
+      ),
+    );
     return figures;
   },
 };
