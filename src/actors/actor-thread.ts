@@ -84,11 +84,8 @@ export function defineActor<M extends ActorMessage, R extends ReplyMap<M>, I>(
     const p = port as MessagePort;
     try {
       p.postMessage(answer);
-    } catch (err) {
-      // A reply that cannot be cloned: fail the batch's messages rather than leave the host waiting.
-      // (DOMException does not survive structured clone as an Error: send a plain one.)
-      const error = new Error(`reply could not be sent: ${asError(err).message}`);
-      p.postMessage({ b: answer.b, tid: threadId, r: new Array(answer.r.length).fill(null), e: new Array(answer.r.length).fill(error) });
+    } catch {
+      p.postMessage(isolateUncloneable(answer));
     }
   }
 
@@ -139,6 +136,32 @@ export function defineActor<M extends ActorMessage, R extends ReplyMap<M>, I>(
     }
     return { tid: threadId };
   }
+}
+
+/**
+ * A reply that cannot be cloned (a function, a socket...) made the whole answer fail to post. Rare, so
+ * find the culprits one by one and fail only those messages; the rest of the batch is answered normally.
+ * (A DOMException does not survive structured clone as an Error: the replacement is a plain Error.)
+ */
+function isolateUncloneable(answer: AnswerBatch): AnswerBatch {
+  const r = answer.r.slice();
+  const e = answer.e === null ? new Array<Error | null>(r.length).fill(null) : answer.e.slice();
+  for (let i = 0; i < r.length; i++) {
+    try {
+      structuredClone(r[i]);
+    } catch (err) {
+      r[i] = null;
+      e[i] = new Error(`reply could not be sent: ${asError(err).message}`);
+    }
+    if (e[i] !== null) {
+      try {
+        structuredClone(e[i]);
+      } catch {
+        e[i] = new Error(String((e[i] as Error).message));
+      }
+    }
+  }
+  return { b: answer.b, tid: answer.tid, r, e };
 }
 
 /** Errors cross back by structured clone: keep name and message, drop whatever might not clone. */
