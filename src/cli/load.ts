@@ -32,15 +32,24 @@ export function parseLoadOptions(argv: readonly string[], env?: NodeJS.ProcessEn
 
 export async function run(argv: string[]): Promise<number> {
   const opts = parseLoadOptions(argv);
+  // Ctrl-C once: stop sending and write what was measured; twice: quit at once.
+  const controller = new AbortController();
+  const onSigint = (): void => {
+    if (controller.signal.aborted) process.exit(130);
+    controller.abort();
+  };
+  process.on('SIGINT', onSigint);
   try {
-    const result = await runLoad(opts);
-    process.stderr.write(`wrote ${result.csvPath} and ${result.summaryPath}\n`);
-    return 0;
+    const result = await runLoad(opts, { signal: controller.signal });
+    process.stderr.write(`wrote ${result.csvPath} and ${result.summaryPath}${result.summary['interrupted'] === true ? ' (interrupted)' : ''}\n`);
+    return result.summary['interrupted'] === true ? 130 : 0;
   } catch (err) {
     if (err instanceof LoadError) {
       process.stderr.write(`switchyard load: ${err.message}\n`);
       return 1;
     }
     throw err;
+  } finally {
+    process.off('SIGINT', onSigint);
   }
 }

@@ -43,6 +43,8 @@ export interface LoadHooks {
   out?: (text: string) => void;
   /** Label of the progress bar. */
   label?: string;
+  /** Aborting stops sending new requests; those in flight finish and the results are written. */
+  signal?: AbortSignal;
 }
 
 export class LoadError extends Error {
@@ -112,12 +114,18 @@ export async function runLoad(opts: LoadOptions, hooks: LoadHooks = {}): Promise
     const recorder = new Recorder(csvPath, n, mapper);
     const progressOn = opts.progress === 'on' || (opts.progress === 'auto' && process.stderr.isTTY === true);
     const scheduler = new Scheduler(client, dataset, settings, path, cumulative, opts, inFlightLimit, runId, recorder);
+    const onAbort = (): void => {
+      log(`stopping: no new requests; waiting for ${scheduler.inFlight} in flight`);
+      scheduler.stop();
+    };
+    hooks.signal?.addEventListener('abort', onAbort, { once: true });
     const bar = progressOn ? new ProgressBar(process.stderr, n, () => ({ done: recorder.finished, failed: recorder.failed, inFlight: scheduler.inFlight }), hooks.label ?? 'load') : undefined;
     bar?.start();
     try {
       await scheduler.run();
     } finally {
       bar?.stop();
+      hooks.signal?.removeEventListener('abort', onAbort);
     }
     await recorder.close();
     await settleGpus(recorder, mapper, target, baseUrl, opts, runId);
@@ -151,6 +159,7 @@ export async function runLoad(opts: LoadOptions, hooks: LoadHooks = {}): Promise
       started_at: startedAt,
     };
     const summary = buildSummary(recorder, meta, opts.slo, (g) => gpuUrl.get(g) ?? '');
+    summary['interrupted'] = scheduler.stopped;
     summary['files'] = { requests_csv: csvPath, summary_json: summaryPath };
     summary['memory'] = { recorder_bytes: recorder.bytes };
     writeFileSync(summaryPath, JSON.stringify(summary, null, 2) + '\n');
@@ -253,7 +262,9 @@ class Scheduler {
   private immediate: NodeJS.Immediate | undefined;
   private pumpQueued = false;
   private resolveDone: (() => void) | undefined;
-  private readonly n: number;
+  /** Requests in the run; lowered to the number already sent when the run is stopped early. */
+  private n: number;
+  stopped = false;
 
   constructor(
     private readonly client: LoadClient,
@@ -307,6 +318,18 @@ class Scheduler {
     return p;
   }
 
+  /** Stop sending: the run ends when the requests already sent have finished. */
+  stop(): void {
+    if (this.stopped) return;
+    this.stopped = true;
+    this.n = this.nextIndex;
+    if (this.timer !== undefined) clearTimeout(this.timer);
+    if (this.immediate !== undefined) clearImmediate(this.immediate);
+    this.timer = undefined;
+    this.immediate = undefined;
+    if (this.recorder.finished >= this.n) this.resolveDone?.();
+  }
+
   private readonly tick = (): void => {
     this.timer = undefined;
     this.immediate = undefined;
@@ -358,7 +381,7 @@ class Scheduler {
       specPromptTokens: spec.promptTokens,
       group: spec.group,
     });
-    if (this.recorder.finished === this.n) {
+    if (this.recorder.finished >= this.n) {
       if (this.timer !== undefined) clearTimeout(this.timer);
       if (this.immediate !== undefined) clearImmediate(this.immediate);
       this.resolveDone?.();

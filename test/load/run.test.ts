@@ -188,3 +188,17 @@ t.test('--max-concurrency bounds requests in flight; the wait is client-side que
   t.equal(f.received.length, 12);
   t.ok(f.received.every((r, i) => r.requestId === `test-${i}`), 'sent in order with x-request-id <run>-<index>');
 });
+
+t.test('stopping early (Ctrl-C): no new requests, those in flight finish, results written', async (t) => {
+  const f = await startFakeTarget({ delayMs: 20 });
+  t.teardown(() => f.close());
+  const dir = tempDir();
+  const controller = new AbortController();
+  setTimeout(() => controller.abort(), 150);
+  const r = await runLoad(loadOpts(f.url, dir, { numPrompts: 1000, requestRate: 100, warmupRequests: 0 }), { log: () => undefined, signal: controller.signal });
+  t.equal(r.summary['interrupted'], true);
+  const rows = readCsv(join(dir, 'requests.csv'));
+  t.ok(rows.length > 3 && rows.length < 100, `stopped after ${rows.length} requests`);
+  t.equal(rows.length, f.received.length, 'every request sent has its row');
+  t.equal(r.summary.completed, rows.length);
+});
