@@ -112,6 +112,8 @@ export interface SimOptions extends SimProfile, SimFaults {
   outputLenMedian: number;
   /** Sigma of the underlying normal of the output length distribution. */
   outputLenSigma: number;
+  /** SGLang's --stream-interval: a streaming chunk every N tokens (the first token is always sent at once). */
+  streamInterval: number;
   /** Request body limit in bytes. */
   maxBodyBytes: number;
   /** GPU id of the first server; server i reports baseGpuId + i. */
@@ -129,6 +131,7 @@ const BASE_DEFAULTS = {
   jitter: 0,
   outputLenMedian: 160,
   outputLenSigma: 0.8,
+  streamInterval: 1,
   maxBodyBytes: 32 * 1024 * 1024,
   baseGpuId: 0,
   failRate: 0,
@@ -189,6 +192,7 @@ export function validateSimOptions(o: SimOptions): void {
   nonNeg(o.outputLenSigma, 'output-len-sigma');
   check(Number.isFinite(o.scheduleConservativeness) && o.scheduleConservativeness > 0, 'schedule-conservativeness must be > 0');
   posInt(o.maxBodyBytes, 'max-body-bytes');
+  posInt(o.streamInterval, 'stream-interval');
   check(Number.isInteger(o.baseGpuId) && o.baseGpuId >= 0, 'base-gpu-id must be an integer >= 0');
   check(typeof o.modelPath === 'string' && o.modelPath.length > 0, 'model-path must not be empty');
   validateFaults(o);
@@ -249,6 +253,7 @@ export const SIM_OPTION_SPECS = [
   { name: 'schedule-conservativeness', type: 'number', default: 1, help: 'scales the output-token reservation at admission (SGLang flag)', group: G_ENGINE },
   { name: 'output-len-median', type: 'number', default: BASE_DEFAULTS.outputLenMedian, min: 1, help: 'median natural output length (log-normal), capped by max_new_tokens', group: G_ENGINE },
   { name: 'output-len-sigma', type: 'number', default: BASE_DEFAULTS.outputLenSigma, min: 0, help: 'sigma of the output length log-normal', group: G_ENGINE },
+  { name: 'stream-interval', type: 'integer', default: 1, min: 1, help: 'streaming chunk every N tokens; the first token is sent at once (SGLang flag)', group: G_ENGINE },
   { name: 'max-body-bytes', type: 'integer', default: BASE_DEFAULTS.maxBodyBytes, min: 1, help: 'request body size limit', group: G_ENGINE },
   { name: 'base-gpu-id', type: 'integer', default: 0, min: 0, help: 'GPU id of the first server (server i reports base + i)', group: G_ENGINE },
   { name: 'prefill-base-ms', type: 'number', min: 0, help: 'fixed cost of a prefill step (default: from --profile)', group: G_TIMING },

@@ -466,6 +466,7 @@ export class SimServer implements SimServerHandle {
       random_seed: o.seed + (this.gpuId - o.baseGpuId),
       enable_metrics: true,
       stream_output: false,
+      stream_interval: o.streamInterval,
       skip_tokenizer_init: false,
       is_embedding: false,
       max_total_num_tokens: o.maxTotalTokens,
@@ -610,6 +611,7 @@ class StreamResponder implements Responder {
   private open = 0;
   private blocked = false;
   private readonly created = Math.floor(Date.now() / 1000);
+  private readonly interval: number;
   /** The constant head of every OpenAI chunk: {"id":..,"object":..,"created":..,"model":.., */
   private readonly head: string;
 
@@ -619,6 +621,7 @@ class StreamResponder implements Responder {
     private readonly parsed: ParsedRequest,
     model: string,
   ) {
+    this.interval = server.opts.streamInterval;
     const object = parsed.kind === 'chat' ? 'chat.completion.chunk' : 'text_completion';
     this.head = '{"id":' + JSON.stringify(parsed.responseId) + ',"object":"' + object + '","created":' + this.created + ',"model":' + JSON.stringify(model) + ',';
     const res = ex.res;
@@ -650,6 +653,9 @@ class StreamResponder implements Responder {
   onTokens(req: SimRequest): void {
     if (this.ex.aborted || this.ex.finished) return;
     const st = req.tag as ChunkState;
+    // --stream-interval: skipped tokens ride on the next chunk (text is cumulative or a delta from `sent`).
+    const k = req.completionTokens;
+    if (this.interval > 1 && k !== 1 && k % this.interval !== 0) return;
     if (this.blocked) {
       st.dirty = true;
       return;

@@ -74,6 +74,20 @@ t.test('API shapes', async (t) => {
     t.notOk('e2e_latency' in s.events[0].meta_info, 'e2e_latency only once finished');
   });
 
+  await t.test('--stream-interval sends a chunk every N tokens (the first at once)', async (t) => {
+    const f = await startSimFleet({ port: 0, timeScale: 0.02, streamInterval: 4 });
+    t.teardown(() => f.close());
+    const s = await postStream(`${f.urls[0]}/generate`, { text: 'x', stream: true, sampling_params: { max_new_tokens: 10, ignore_eos: true } });
+    t.same(
+      s.events.map((e) => e.meta_info.completion_tokens),
+      [1, 4, 8, 10],
+    );
+    const c = await postStream(`${f.urls[0]}/v1/chat/completions`, { messages: [{ role: 'user', content: 'x' }], stream: true, max_tokens: 10, ignore_eos: true });
+    const text = c.events.map((e) => e.choices[0].delta.content ?? '').join('');
+    t.equal(text.length, 40, 'deltas still add up');
+    t.equal(c.events.length, 5, 'chunks at tokens 1, 4 and 8, the rest of the text at the end, then the finish chunk');
+  });
+
   await t.test('POST /generate batches answer with a list; streamed batches tag chunks with index', async (t) => {
     const r = await postJson(`${u0}/generate`, { text: ['first prompt', 'second prompt here'], rid: ['a', 'b'], sampling_params: { max_new_tokens: 3 } });
     t.equal(r.status, 200);
