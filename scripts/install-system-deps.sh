@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian packages Switchyard's tests and benchmarks use, only when missing.
-#   --for test   what `npm test` needs (nothing beyond Node today; kept as the one place to add it)
+#   --for test   what `npm test` needs: prometheus, for the real-Prometheus check of the metrics
+#                exposition (test/metrics/prometheus-check.test.ts; ~45 s to install: apt-get update
+#                ~6 s + install ~38 s, measured on this machine kind)
 #   --for bench  nginx-light and wrk for the end-to-end comparison
 #   --for all    both, plus prometheus for the observability integration script
 #   --also PKG   (repeatable) one more Debian package, installed when dpkg does not list it (a benchmark
@@ -27,7 +29,7 @@ need_pkg() { # need_pkg <package>: by dpkg's record, for packages without a well
   dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed' || pkgs+=("$1")
 }
 case "$want" in
-  test) ;;
+  test) need prometheus prometheus ;;
   bench) need nginx nginx-light; need wrk wrk ;;
   all) need nginx nginx-light; need wrk wrk; need prometheus prometheus ;;
   *) echo "unknown --for $want" >&2; exit 2 ;;
