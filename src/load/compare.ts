@@ -151,7 +151,7 @@ function tableRows(o: CompareOptions, runs: readonly PolicyRun[]): { headers: st
 export function writeCompareOutputs(o: CompareOptions, dir: string, runs: readonly PolicyRun[]): CompareResult {
   const { headers, rows } = tableRows(o, runs);
   const scale = o.sim.timeScale;
-  const timeNote = scale === 1 ? 'latencies are wall-clock ms of the simulated fleet (time scale 1: modelled GPU time)' : `latencies are wall-clock ms with the fleet at --sim-time-scale ${scale} (modelled GPU time x ${scale})`;
+  const timeNote = scale === 1 ? 'latencies are wall-clock ms of the simulated fleet (time scale 1: modelled GPU time)' : `latencies are wall-clock ms with the fleet at --sim-time-scale ${scale} (${formatNumber(1 / scale)}x faster than the modelled GPU)`;
   const workloadLine = `${o.workload.dataset} dataset, ${runs[0]?.summary['num_prompts'] ?? '?'} prompts, request rate ${Number.isFinite(o.workload.requestRate) ? o.workload.requestRate : 'inf'} req/s, burstiness ${o.workload.burstiness}, seed ${o.workload.seed}, ${o.workload.api} API, ${o.workload.disableStream ? 'non-streaming' : 'streaming'}`;
   const fleetLine = `${o.simWorkers} simulated workers (profile ${o.sim.profile}, max-running-requests ${o.sim.maxRunningRequests}, radix cache ${o.sim.disableRadixCache ? 'off' : 'on'}), a fresh fleet and router per policy`;
 

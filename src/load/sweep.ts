@@ -7,7 +7,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { OptionsError } from '../config/options.js';
 import type { SimOptions } from '../sim/options.js';
-import { lineChart } from './charts/svg.js';
+import { formatNumber, lineChart } from './charts/svg.js';
 import { pngRenderer, writeChart } from './charts/png.js';
 import { startFleet } from './harness.js';
 import { htmlFigure, htmlList, htmlReport, htmlTable } from './html.js';
@@ -88,7 +88,7 @@ export function writeSweepOutputs(o: SweepOptions, dir: string, points: readonly
     ];
   });
   const workloadLine = `${o.workload.dataset} dataset, ${points[0]?.summary['num_prompts'] ?? '?'} prompts, request rate ${Number.isFinite(o.workload.requestRate) ? o.workload.requestRate : 'inf'} req/s, seed ${o.workload.seed}, ${o.workload.disableStream ? 'non-streaming' : 'streaming'}`;
-  const timeNote = o.sim.timeScale === 1 ? 'time scale 1 (modelled GPU time)' : `--sim-time-scale ${o.sim.timeScale} (modelled GPU time x ${o.sim.timeScale})`;
+  const timeNote = o.sim.timeScale === 1 ? 'time scale 1 (modelled GPU time)' : `server at --sim-time-scale ${o.sim.timeScale} (${formatNumber(1 / o.sim.timeScale)}x faster than the modelled GPU)`;
   const xs = points.map((p) => p.maxRunningRequests);
   const xLog = xs.length > 1 && Math.max(...xs) / Math.min(...xs) >= 8;
   const series = (key: string): [number, number][] => points.map((p) => [p.maxRunningRequests, Number(p.summary[key])]);
@@ -100,6 +100,7 @@ export function writeSweepOutputs(o: SweepOptions, dir: string, points: readonly
         xLabel: `max-running-requests${xLog ? ' (log scale)' : ''}`,
         yLabel: 'output tokens / s',
         xLog,
+        xTicks: xs,
         yMin: 0,
         series: [{ name: 'output throughput (tok/s)', points: points.map((p) => [p.maxRunningRequests, p.summary.output_throughput] as [number, number]), markers: true }],
       }),
@@ -112,6 +113,7 @@ export function writeSweepOutputs(o: SweepOptions, dir: string, points: readonly
         xLabel: `max-running-requests${xLog ? ' (log scale)' : ''}`,
         yLabel: 'latency (ms)',
         xLog,
+        xTicks: xs,
         yMin: 0,
         series: [
           { name: 'TTFT p50', points: series('median_ttft_ms'), markers: true },

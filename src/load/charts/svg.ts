@@ -32,6 +32,8 @@ export interface LineChartSpec {
   /** Format of y tick labels (e.g. percentages). */
   yFormat?: (v: number) => string;
   xFormat?: (v: number) => string;
+  /** Explicit x ticks (e.g. the swept values); the axis then spans them with a little padding. */
+  xTicks?: readonly number[];
   /** Optional note under the title. */
   subtitle?: string;
 }
@@ -170,9 +172,22 @@ export function lineChart(spec: LineChartSpec): string {
   let xMax = spec.xMax ?? (xs.length ? Math.max(...xs) : 1);
   let yMin = spec.yMin ?? Math.min(0, ...(ys.length ? ys : [0]));
   let yMax = spec.yMax ?? (ys.length ? Math.max(...ys) : 1);
-  const xTicks = spec.xLog ? logTicks(Math.max(xMin, 1e-9), xMax) : niceTicks(xMin, xMax);
+  const explicit = spec.xTicks !== undefined && spec.xTicks.length > 0;
+  const xTicks = explicit ? [...spec.xTicks!] : spec.xLog ? logTicks(Math.max(xMin, 1e-9), xMax) : niceTicks(xMin, xMax);
   const yTicks = niceTicks(yMin, yMax, 5);
-  if (spec.xLog) {
+  if (explicit) {
+    const lo = Math.min(...xTicks);
+    const hi = Math.max(...xTicks);
+    if (spec.xLog) {
+      const pad = Math.pow(hi / lo, 0.04) || 1.1;
+      xMin = lo / pad;
+      xMax = hi * pad;
+    } else {
+      const pad = (hi - lo) * 0.04 || 1;
+      xMin = lo - pad;
+      xMax = hi + pad;
+    }
+  } else if (spec.xLog) {
     xMin = xTicks[0] as number;
     xMax = xTicks[xTicks.length - 1] as number;
   } else {
