@@ -78,11 +78,11 @@ export async function startRouter(opts: RouterOptions, deps: StartRouterDeps = {
   const registry = new WorkerRegistry(table, { requestTimeoutMs, initiallyHealthy: false });
   let policy: PolicyHost | undefined;
   let monitor: WorkerMonitor | undefined;
-  let tracker: ReturnType<typeof createTracker> = undefined;
+  let tracker: Awaited<ReturnType<typeof createTracker>> = undefined;
   let admission: Admission | undefined;
   let obs: Observability | undefined;
   try {
-    tracker = createTracker(opts, log);
+    tracker = await createTracker(opts, log);
     obs = await Observability.create(opts, opts, TABLE_CAPACITY, log, deps.observability);
     registry.addMany(workerUrls, nodeIds);
     monitor = new WorkerMonitor(

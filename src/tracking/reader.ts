@@ -63,7 +63,12 @@ export async function* readTraceFile(path: string, options: ReadTraceLogOptions 
     for (;;) {
       const { bytesRead } = await fh.read(buf, 0, CHUNK, null);
       if (bytesRead === 0) break;
-      decoder.push(buf.subarray(0, bytesRead), out);
+      let corrupt: unknown = null;
+      try {
+        decoder.push(buf.subarray(0, bytesRead), out);
+      } catch (err) {
+        corrupt = err; // delivered after the records that precede it
+      }
       for (const v of out) {
         // Headers, and record shapes from a newer writer this reader does not know, are skipped.
         if (!isTraceRecord(v)) continue;
@@ -72,6 +77,7 @@ export async function* readTraceFile(path: string, options: ReadTraceLogOptions 
         yield v;
       }
       out.length = 0;
+      if (corrupt !== null) throw corrupt;
     }
     if (decoder.heldBytes > 0) options.onTruncated?.(path, decoder.offset, decoder.heldBytes);
   } finally {

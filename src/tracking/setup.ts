@@ -15,11 +15,18 @@ type TrackingOptions = Pick<
   'enableRequestTracking' | 'maxTraceEntries' | 'traceTtlSeconds' | 'traceLogDir' | 'traceLogMaxBytes' | 'traceLogMaxFiles' | 'traceFlushMs' | 'policy'
 >;
 
-/** The tracker for these options, or undefined when tracking is off (then nothing is created at all). */
-export function createTracker(opts: TrackingOptions, logger?: Logger): RequestTracker | undefined {
+/** How long start-up waits for the tracker thread before going on without it (its events queue meanwhile). */
+const READY_TIMEOUT_MS = 15_000;
+
+/**
+ * The tracker for these options, or undefined when tracking is off (then nothing is created at all).
+ * Resolves once the tracker thread is up (and has reloaded the trace log): when the router says it is
+ * ready, traces are answered and flushed on schedule from the first request on.
+ */
+export async function createTracker(opts: TrackingOptions, logger?: Logger): Promise<RequestTracker | undefined> {
   if (!opts.enableRequestTracking) return undefined;
   if (opts.traceLogDir !== undefined) checkTraceLogDir(opts.traceLogDir);
-  return new RequestTracker({
+  const tracker = new RequestTracker({
     maxEntries: opts.maxTraceEntries,
     ttlSeconds: opts.traceTtlSeconds,
     logDir: opts.traceLogDir,
@@ -29,6 +36,14 @@ export function createTracker(opts: TrackingOptions, logger?: Logger): RequestTr
     policy: opts.policy,
     logger,
   });
+  let timer: NodeJS.Timeout | undefined;
+  const timedOut = new Promise<boolean>((resolve) => {
+    timer = setTimeout(() => resolve(true), READY_TIMEOUT_MS);
+  });
+  const late = await Promise.race([tracker.ready().then(() => false), timedOut]);
+  clearTimeout(timer);
+  if (late) logger?.warn({ event: 'tracker.slow_start', waited_ms: READY_TIMEOUT_MS }, 'the tracker thread is not up yet; starting anyway (its events are queued)');
+  return tracker;
 }
 
 /** Node ids for the start-up workers: --worker-node-ids, else --worker-node-map, else port order. */
