@@ -7,13 +7,15 @@
  */
 import { parseOptions, type OptionSpec } from '../config/options.js';
 import { startSimFleet } from '../sim/fleet.js';
-import { SIM_OPTION_SPECS, simOptionsFromParsed } from '../sim/options.js';
+import { SIM_OPTION_SPECS, simEnv, simOptionsFromParsed } from '../sim/options.js';
 import { createLogger, LOG_LEVELS } from '../util/log.js';
 
 const CLI_SPECS = [
-  { name: 'host', type: 'string', default: '127.0.0.1', help: 'listen host', group: 'Servers' },
-  { name: 'port', type: 'integer', default: 30001, min: 0, max: 65535, help: 'port of the first server (server i listens on port + i; 0 = ephemeral)', group: 'Servers' },
-  { name: 'count', type: 'integer', default: 1, min: 1, max: 1024, help: 'number of servers (server i reports GPU id base-gpu-id + i)', group: 'Servers' },
+  ...simEnv([
+    { name: 'host', type: 'string', default: '127.0.0.1', help: 'listen host', group: 'Servers' },
+    { name: 'port', type: 'integer', default: 30001, min: 0, max: 65535, help: 'port of the first server (server i listens on port + i; 0 = ephemeral)', group: 'Servers' },
+    { name: 'count', type: 'integer', default: 1, min: 1, max: 1024, help: 'number of servers (server i reports GPU id base-gpu-id + i)', group: 'Servers' },
+  ] as const),
   { name: 'log-level', type: 'string', default: 'info', choices: LOG_LEVELS, help: 'log level (logs go to stderr)', group: 'Servers' },
 ] as const satisfies readonly OptionSpec[];
 
@@ -25,6 +27,8 @@ export async function run(argv: string[]): Promise<number> {
     summary: 'Run K simulated SGLang servers (continuous batching, prefix cache, SGLang HTTP API) on consecutive ports.',
   });
   const simOptions = simOptionsFromParsed(parsed as unknown as Record<string, unknown>);
+  // A script may stop reading stdout after the ready line (e.g. `| head -1`): that must not kill the servers.
+  process.stdout.on('error', () => undefined);
   const log = createLogger({ level: parsed.logLevel, name: 'sim', destination: 2 });
   if (parsed.port !== 0 && parsed.port + parsed.count - 1 > 65535) {
     process.stderr.write(`switchyard sim: --port ${parsed.port} leaves no room for ${parsed.count} servers\n`);

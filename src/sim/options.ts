@@ -235,11 +235,17 @@ const G_ENGINE = 'Simulated engine (SGLang server args)';
 const G_TIMING = 'Timing profile';
 const G_FAULTS = 'Fault injection';
 
+/** Gives every spec the environment variable SWITCHYARD_SIM_<NAME>, so sim settings never collide with the router's or the load generator's. */
+export function simEnv<const T extends readonly OptionSpec[]>(specs: T): { readonly [K in keyof T]: T[K] & { readonly env: string } } {
+  return specs.map((s) => ({ ...s, env: `SWITCHYARD_SIM_${s.name.replace(/-/g, '_').toUpperCase()}` })) as unknown as { readonly [K in keyof T]: T[K] & { readonly env: string } };
+}
+
 /**
  * The engine, timing and fault flags of a simulated server, without host/port/count (the command
  * that embeds the sim owns those). Flags that default to "from --profile" have no static default.
+ * Environment variables are SWITCHYARD_SIM_<NAME>.
  */
-export const SIM_OPTION_SPECS = [
+export const SIM_OPTION_SPECS = simEnv([
   { name: 'model-path', type: 'string', default: BASE_DEFAULTS.modelPath, help: 'model the servers report (/get_model_info, /v1/models, metric labels)', group: G_ENGINE },
   { name: 'served-model-name', type: 'string', help: 'name in /v1/models and metric labels (default: --model-path)', group: G_ENGINE },
   { name: 'tokenizer-path', type: 'string', help: 'tokenizer path reported by /get_model_info (default: --model-path)', group: G_ENGINE },
@@ -274,11 +280,14 @@ export const SIM_OPTION_SPECS = [
   { name: 'health-fail-after-ms', type: 'number', default: -1, min: -1, help: '/health and /health_generate return 503 after T real ms (-1 = off)', group: G_FAULTS },
   { name: 'hang', type: 'boolean', default: false, help: 'accept data requests and never answer (until the client disconnects)', group: G_FAULTS },
   { name: 'hang-rate', type: 'number', default: 0, min: 0, max: 1, help: 'fraction of data requests that hang', group: G_FAULTS },
-] as const satisfies readonly OptionSpec[];
+] as const satisfies readonly OptionSpec[]);
 
-/** SIM_OPTION_SPECS with every flag renamed `<prefix><name>` (e.g. 'sim-' for `serve --sim-*`). */
+/**
+ * SIM_OPTION_SPECS with every flag renamed `<prefix><name>` (e.g. 'sim-' for `serve --sim-*`); the
+ * environment variables stay SWITCHYARD_SIM_<NAME>.
+ */
 export function prefixedSimSpecs(prefix: string): OptionSpec[] {
-  return SIM_OPTION_SPECS.map((s) => ({ ...s, name: `${prefix}${s.name}`, env: `SWITCHYARD_${`${prefix}${s.name}`.replace(/-/g, '_').toUpperCase()}` }));
+  return SIM_OPTION_SPECS.map((s) => ({ ...s, name: `${prefix}${s.name}` }));
 }
 
 /**

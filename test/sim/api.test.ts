@@ -1,7 +1,7 @@
 /** The SGLang API shapes of every endpoint, over real sockets. */
 import t from 'tap';
 import { startSimFleet } from '../../src/sim/fleet.js';
-import { getJson, metric, metrics, postJson, postStream, promptOf } from './helpers.js';
+import { getJson, metric, metrics, postJson, postStream, promptOf, waitFor } from './helpers.js';
 
 const MODEL = 'test-org/Sim-8B';
 
@@ -206,6 +206,14 @@ t.test('API shapes', async (t) => {
     t.equal(loads.body.loads[0].num_running_reqs, 0);
     const hg = await fetch(`${u1}/health_generate`);
     t.equal(hg.status, 200);
+    // While busy, the next completed step answers it (SGLang: any output after the probe was sent).
+    const busy = postJson(`${u1}/generate`, { text: 'busy', sampling_params: { max_new_tokens: 3000, ignore_eos: true } });
+    await waitFor(async () => (await getJson(`${u1}/get_load`)).body[0].num_reqs === 1, 5000, 'a running request');
+    t.equal((await fetch(`${u1}/health_generate`)).status, 200, 'healthy while busy');
+    const busyLoad = await getJson(`${u1}/get_load`);
+    t.equal(busyLoad.body[0].num_reqs, 1, 'the probe is not left behind');
+    t.ok(busyLoad.body[0].num_tokens > 0);
+    await busy;
     await postJson(`${u1}/generate`, { text: promptOf(50, 9), sampling_params: { max_new_tokens: 1 } });
     const cachedBefore = (await postJson(`${u1}/generate`, { text: promptOf(50, 9), sampling_params: { max_new_tokens: 1 } })).body.meta_info.cached_tokens;
     t.equal(cachedBefore, 49);

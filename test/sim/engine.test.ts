@@ -226,3 +226,19 @@ t.test('flush_cache only when idle', async (t) => {
   t.equal(e.flushCache(), true);
   t.equal(e.cache.totalSize, 0);
 });
+
+t.test('jitter perturbs step times; without it the model is deterministic', async (t) => {
+  const decodeMs = async (o: Partial<SimOptions>): Promise<number> => {
+    const e = engineWith(o);
+    t.teardown(() => e.stop());
+    const r = await run(e, spec(tokenize(promptOf(64, 95)), { maxNewTokens: 50 })).done;
+    return r.lastTokenAt - r.firstTokenAt;
+  };
+  const plainA = await decodeMs({ seed: 1 });
+  const plainB = await decodeMs({ seed: 2 });
+  t.ok(Math.abs(plainA - plainB) < 1e-6, `no jitter: ${plainA.toFixed(4)} = ${plainB.toFixed(4)} ms regardless of the seed`);
+  const jitA = await decodeMs({ seed: 1, jitter: 0.3 });
+  const jitB = await decodeMs({ seed: 2, jitter: 0.3 });
+  t.ok(Math.abs(jitA - jitB) > 1e-3, `jitter 0.3: ${jitA.toFixed(4)} vs ${jitB.toFixed(4)} ms differ by seed`);
+  t.ok(Math.abs(jitA / plainA - 1) < 0.5, 'the mean stays near the model');
+});
