@@ -88,7 +88,9 @@ export function logTicks(min: number, max: number): number[] {
   const lo = Math.floor(Math.log10(Math.max(min, 1e-12)));
   const hi = Math.ceil(Math.log10(Math.max(max, min * 10)));
   const out: number[] = [];
-  for (let e = lo; e <= hi; e++) out.push(Math.pow(10, e));
+  // Few decades: 1-2-5 steps, so the axis has more than two or three labels.
+  const steps = hi - lo <= 3 ? [1, 2, 5] : [1];
+  for (let e = lo; e <= hi; e++) for (const m of steps) if (e < hi || m === 1) out.push(m * Math.pow(10, e));
   return out;
 }
 
@@ -98,7 +100,7 @@ export function formatNumber(v: number): string {
   const a = Math.abs(v);
   if (a >= 1e9) return trimZeros((v / 1e9).toFixed(1)) + 'G';
   if (a >= 1e6) return trimZeros((v / 1e6).toFixed(1)) + 'M';
-  if (a >= 1e4) return Math.round(v).toLocaleString('en-US');
+  if (a >= 1000) return Math.round(v).toLocaleString('en-US');
   if (a >= 100) return trimZeros(v.toFixed(0));
   if (a >= 1) return trimZeros(v.toFixed(2));
   if (a === 0) return '0';
@@ -138,28 +140,57 @@ function axisLabels(f: Frame, xLabel: string | undefined, yLabel: string): strin
   return out;
 }
 
-/** Legend in the top-right corner of the plot area, on a white box. */
-function legend(f: Frame, items: readonly { name: string; color: string; kind: 'line' | 'box'; dashed?: boolean }[]): string[] {
-  if (items.length === 0) return [];
-  const rowH = 18;
-  const maxLen = Math.max(...items.map((i) => i.name.length));
-  const boxW = 34 + maxLen * 7.2;
-  const boxH = items.length * rowH + 10;
-  const x = f.width - f.right - boxW - 8;
-  const y = f.top + 8;
-  const out = [`<rect x="${x}" y="${y}" width="${boxW}" height="${boxH}" fill="#ffffff" fill-opacity="0.9" stroke="#bbb"/>`];
-  items.forEach((it, k) => {
-    const cy = y + 5 + k * rowH + rowH / 2;
-    if (it.kind === 'line') {
-      out.push(`<line x1="${x + 8}" y1="${cy}" x2="${x + 26}" y2="${cy}" stroke="${it.color}" stroke-width="3"${it.dashed ? ' stroke-dasharray="6 3"' : ''}/>`);
-    } else out.push(`<rect x="${x + 10}" y="${cy - 6}" width="14" height="12" fill="${it.color}"/>`);
-    out.push(`<text x="${x + 32}" y="${cy + 4}" font-size="12" fill="#222">${escapeXml(it.name)}</text>`);
+type LegendItem = { name: string; color: string; kind: 'line' | 'box'; dashed?: boolean };
+
+const LEGEND_ROW_H = 20;
+
+/** Approximate text width at 12 px (DejaVu Sans averages ~7 px per character). */
+function textWidth(s: string): number {
+  return s.length * 7.2;
+}
+
+/** Rows of legend items that fit the plot width. */
+function legendRows(items: readonly LegendItem[], width: number): LegendItem[][] {
+  const rows: LegendItem[][] = [];
+  let row: LegendItem[] = [];
+  let w = 0;
+  for (const it of items) {
+    const iw = 34 + textWidth(it.name);
+    if (row.length > 0 && w + iw > width) {
+      rows.push(row);
+      row = [];
+      w = 0;
+    }
+    row.push(it);
+    w += iw;
+  }
+  if (row.length > 0) rows.push(row);
+  return rows;
+}
+
+/** Legend rows above the plot area (never over the data), centred. */
+function legend(f: Frame, rows: readonly LegendItem[][]): string[] {
+  const out: string[] = [];
+  const pw = f.width - f.left - f.right;
+  rows.forEach((row, r) => {
+    const total = row.reduce((a, it) => a + 34 + textWidth(it.name), 0);
+    let x = f.left + (pw - total) / 2;
+    const cy = f.top - 10 - (rows.length - 1 - r) * LEGEND_ROW_H;
+    for (const it of row) {
+      if (it.kind === 'line') out.push(`<line x1="${x.toFixed(1)}" y1="${cy}" x2="${(x + 20).toFixed(1)}" y2="${cy}" stroke="${it.color}" stroke-width="3"${it.dashed ? ' stroke-dasharray="6 3"' : ''}/>`);
+      else out.push(`<rect x="${(x + 3).toFixed(1)}" y="${cy - 6}" width="14" height="12" fill="${it.color}"/>`);
+      out.push(`<text x="${(x + 26).toFixed(1)}" y="${cy + 4}" font-size="12" fill="#222">${escapeXml(it.name)}</text>`);
+      x += 34 + textWidth(it.name);
+    }
   });
   return out;
 }
 
 export function lineChart(spec: LineChartSpec): string {
-  const f: Frame = { width: spec.width ?? 880, height: spec.height ?? 520, left: 84, right: 24, top: spec.subtitle === undefined ? 48 : 62, bottom: 62 };
+  const width = spec.width ?? 880;
+  const items: LegendItem[] = spec.series.map((s, k) => ({ name: s.name, color: PALETTE[k % PALETTE.length] as string, kind: 'line' as const, dashed: s.dashed === true }));
+  const rows = legendRows(items, width - 84 - 24);
+  const f: Frame = { width, height: spec.height ?? 520, left: 84, right: 24, top: (spec.subtitle === undefined ? 48 : 62) + rows.length * LEGEND_ROW_H + 4, bottom: 62 };
   const pw = f.width - f.left - f.right;
   const ph = f.height - f.top - f.bottom;
   const xs: number[] = [];
@@ -236,19 +267,22 @@ export function lineChart(spec: LineChartSpec): string {
     if (s.markers === true) for (const [x, y] of pts) out.push(`<circle cx="${sx(x).toFixed(1)}" cy="${sy(y).toFixed(1)}" r="4" fill="${color}"/>`);
   });
   out.push(...axisLabels(f, spec.xLabel, spec.yLabel));
-  out.push(...legend(f, spec.series.map((s, k) => ({ name: s.name, color: PALETTE[k % PALETTE.length] as string, kind: 'line' as const, dashed: s.dashed === true }))));
+  out.push(...legend(f, rows));
   out.push('</svg>');
   return out.join('\n');
 }
 
 export function barChart(spec: BarChartSpec): string {
-  const f: Frame = { width: spec.width ?? 880, height: spec.height ?? 520, left: 84, right: 24, top: spec.subtitle === undefined ? 48 : 62, bottom: spec.xLabel === undefined ? 48 : 62 };
+  const width = spec.width ?? 880;
+  const showLegend = spec.colorByCategory !== true && (spec.series.length > 1 || (spec.series[0] !== undefined && spec.series[0].name !== ''));
+  const rows = showLegend ? legendRows(spec.series.map((s, k) => ({ name: s.name, color: PALETTE[k % PALETTE.length] as string, kind: 'box' as const })), width - 84 - 24) : [];
+  const f: Frame = { width, height: spec.height ?? 520, left: 84, right: 24, top: (spec.subtitle === undefined ? 48 : 62) + rows.length * LEGEND_ROW_H + 4, bottom: spec.xLabel === undefined ? 48 : 62 };
   const pw = f.width - f.left - f.right;
   const ph = f.height - f.top - f.bottom;
   const all = spec.series.flatMap((s) => s.values.filter((v) => Number.isFinite(v)));
   const rawMax = spec.yMax ?? Math.max(0, ...all);
   // Headroom for the legend and value labels.
-  const yTicks = niceTicks(0, rawMax * (spec.yMax === undefined ? 1.18 : 1), 5);
+  const yTicks = niceTicks(0, rawMax * (spec.yMax === undefined ? 1.08 : 1), 5);
   const yMax = spec.yMax ?? (yTicks[yTicks.length - 1] as number);
   const sy = (y: number): number => f.top + ph - (Math.max(0, y) / (yMax || 1)) * ph;
   const yf = spec.yFormat ?? formatNumber;
@@ -281,9 +315,7 @@ export function barChart(spec: BarChartSpec): string {
   });
   out.push(`<rect x="${f.left}" y="${f.top}" width="${pw}" height="${ph}" fill="none" stroke="#444"/>`);
   out.push(...axisLabels(f, spec.xLabel, spec.yLabel));
-  if (spec.colorByCategory !== true && (spec.series.length > 1 || spec.series[0]?.name !== '')) {
-    out.push(...legend(f, spec.series.map((s, k) => ({ name: s.name, color: PALETTE[k % PALETTE.length] as string, kind: 'box' as const }))));
-  }
+  out.push(...legend(f, rows));
   out.push('</svg>');
   return out.join('\n');
 }
