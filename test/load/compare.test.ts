@@ -2,9 +2,7 @@ import t from 'tap';
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseCompareOptions } from '../../src/cli/compare.js';
-import { parseSweepOptions } from '../../src/cli/sweep.js';
 import { runCompare, validatePolicies } from '../../src/load/compare.js';
-import { runSweep } from '../../src/load/sweep.js';
 import { pngRenderer } from '../../src/load/charts/png.js';
 import { OptionsError } from '../../src/config/options.js';
 import { readCsv, tempDir } from './helpers.js';
@@ -63,19 +61,4 @@ t.test('compare: 2 policies on a tiny workload -> compare.json, markdown, PNG + 
   }
   t.equal(r.files.pngs.length, 4);
   for (const p of r.files.pngs) t.ok(isPng(p) && statSync(p).size < 2_000_000, `${p} is a PNG`);
-});
-
-t.test('sweep: one fresh server per --max-running-requests value; table, JSON, plots', async (t) => {
-  const dir = tempDir('sy-sweep-');
-  t.throws(() => parseSweepOptions(['--max-running-requests', '4,zero'], {}), /integers >= 1/);
-  const opts = parseSweepOptions(['--max-running-requests', '1,8', '--dataset', 'random', '--random-input-len', '40', '--random-output-len', '10', '--num-prompts', '16', '--request-rate', 'inf', '--sim-time-scale', '0.05', '--output', dir, '--quiet', '--progress', 'off'], {});
-  const r = await runSweep(opts, () => undefined);
-  t.same(r.points.map((p) => p.maxRunningRequests), [1, 8]);
-  const json = JSON.parse(readFileSync(join(dir, 'sweep.json'), 'utf8')) as { results: { max_running_requests: number; completed: number; request_throughput: number; median_queue_ms: number; target: string }[] };
-  t.ok(json.results.every((x) => x.completed === 16 && x.target === 'server'));
-  t.ok(existsSync(join(dir, 'mrr-1', 'requests.csv')) && existsSync(join(dir, 'mrr-8', 'summary.json')));
-  t.match(readFileSync(join(dir, 'sweep.md'), 'utf8'), /\| 8 \|/);
-  t.equal((readFileSync(r.files.html, 'utf8').match(/<svg /g) ?? []).length, 2);
-  if (pngRenderer().renderer !== undefined) for (const p of r.files.pngs) t.ok(isPng(p), `${p} is a PNG`);
-  else t.comment(`PNG assertions skipped: ${pngRenderer().reason}`);
 });
