@@ -105,7 +105,7 @@ class Membership {
     public seq: number,
     /** Caller's clock at the last touch (ms). */
     public time: number,
-    /** Index in node.members (for O(1) removal). */
+    /** Position among the node's tags: 0 is node.m0, j > 0 is node.more[j - 1] (O(1) removal). */
     public slot: number,
   ) {}
 }
@@ -116,10 +116,16 @@ class RadixNode {
   prevSibling: RadixNode | null = null;
   childCount = 0;
   childIndex: Map<number, RadixNode> | null = null;
-  /** The node's tags. Arrays are created at their exact size (a push on [] reserves 16 slots). */
-  members: Membership[] = [];
-  /** members[j].tenant, kept alongside: the hot tenant scan reads one packed array, not 16 objects. */
-  memberTenants: number[] = [];
+  /**
+   * The node's tags. Most nodes (leaves, unique text) have one: it lives inline (m0, t0), so such a node
+   * costs three heap objects (node, tag, label), not five. Further tags go in `more`, with their tenant
+   * ids alongside in `moreTenants` so the hot tenant scan reads one packed array, not 16 objects.
+   */
+  memberCount = 0;
+  t0 = -1;
+  m0: Membership | null = null;
+  more: Membership[] | null = null;
+  moreTenants: number[] | null = null;
   constructor(
     /** The edge's text: a string of its own, so a whole label compares natively (one `===`). */
     public label: string,
@@ -201,17 +207,23 @@ function findChild(node: RadixNode, c: number): RadixNode | null {
 }
 
 function findMember(node: RadixNode, tenant: number): Membership | null {
-  const tenants = node.memberTenants;
-  for (let j = 0; j < tenants.length; j++) if (tenants[j] === tenant) return node.members[j] as Membership;
+  if (node.t0 === tenant) return node.m0;
+  const tenants = node.moreTenants;
+  if (tenants === null) return null;
+  for (let j = 0; j < tenants.length; j++) if (tenants[j] === tenant) return (node.more as Membership[])[j] as Membership;
   return null;
+}
+
+/** The node's j-th tag (0 <= j < memberCount). */
+function memberAt(node: RadixNode, j: number): Membership {
+  return (j === 0 ? node.m0 : (node.more as Membership[])[j - 1]) as Membership;
 }
 
 /** The most recently used tag of a node (ties, only possible in restored trees: lowest tenant id). */
 function mostRecent(node: RadixNode): Membership | null {
-  const members = node.members;
   let best: Membership | null = null;
-  for (let j = 0; j < members.length; j++) {
-    const m = members[j] as Membership;
+  for (let j = 0; j < node.memberCount; j++) {
+    const m = memberAt(node, j);
     if (best === null || m.seq > best.seq || (m.seq === best.seq && m.tenant < best.tenant)) best = m;
   }
   return best;
@@ -353,12 +365,16 @@ export class RadixTree {
     for (; j >= 0; j--) {
       const at = pathNodes[j] as RadixNode;
       const end = pathEnds[j] as number;
-      const tenants = at.memberTenants;
-      for (let m = 0; m < tenants.length; m++) {
-        const t = tenants[m] as number;
-        if (t < limit && out[t] === 0) out[t] = end;
+      const t0 = at.t0;
+      if (t0 < limit && out[t0] === 0) out[t0] = end;
+      const tenants = at.moreTenants;
+      if (tenants !== null) {
+        for (let m = 0; m < tenants.length; m++) {
+          const t = tenants[m] as number;
+          if (t < limit && out[t] === 0) out[t] = end;
+        }
       }
-      if (tenants.length === this.activeTenants) break;
+      if (at.memberCount === this.activeTenants) break;
     }
     for (let d = 0; d < depth; d++) pathNodes[d] = null; // do not keep evicted nodes alive
     return i;
@@ -431,7 +447,8 @@ export class RadixTree {
       parents[index] = parent;
       labels[index] = node.label;
       entryStart[index] = entry;
-      for (const m of node.members) {
+      for (let j = 0; j < node.memberCount; j++) {
+        const m = memberAt(node, j);
         entryTenant[entry] = m.tenant;
         entrySeq[entry] = m.seq;
         entryTime[entry] = m.time;
@@ -499,12 +516,15 @@ export class RadixTree {
       if (len < 1) fail('empty label');
       if (node.dead > len + COPY_SLACK) fail('label pins too much dead text');
       if (node.label.charCodeAt(0) !== node.first) fail('first character key');
-      if (node.members.length === 0) fail('node without a tenant');
-      if (node.memberTenants.length !== node.members.length) fail('memberTenants length');
+      if (node.memberCount === 0 || node.m0 === null) fail('node without a tenant');
+      if (node.t0 !== (node.m0 as Membership).tenant) fail('t0');
+      const more = node.more === null ? 0 : node.more.length;
+      if (more === 0 ? node.more !== null || node.moreTenants !== null : node.moreTenants?.length !== more) fail('more arrays');
+      if (node.memberCount !== 1 + more) fail('memberCount');
       const parent = node.parent as RadixNode;
-      for (let j = 0; j < node.members.length; j++) {
-        const m = node.members[j] as Membership;
-        if (m.node !== node || m.slot !== j || node.memberTenants[j] !== m.tenant) fail('tag back-links');
+      for (let j = 0; j < node.memberCount; j++) {
+        const m = memberAt(node, j);
+        if (m.node !== node || m.slot !== j || (j > 0 && (node.moreTenants as number[])[j - 1] !== m.tenant)) fail('tag back-links');
         if (findMember(node, m.tenant) !== m) fail('duplicate tenant tag on a node');
         chars[m.tenant] = (chars[m.tenant] ?? 0) + len;
         entries[m.tenant] = (entries[m.tenant] ?? 0) + 1;
@@ -630,14 +650,17 @@ export class RadixTree {
     this.nodeCount++;
     // upper inherits every tag; each copy goes right after the original in its tenant's list, which is
     // between node and node's old parent: the order invariant holds. Counts do not change (k + rest).
-    const members = node.members;
-    const copies = members.slice();
-    upper.members = copies;
-    upper.memberTenants = node.memberTenants.slice();
-    for (let j = 0; j < members.length; j++) {
-      const m = members[j] as Membership;
+    const count = node.memberCount;
+    const copies = node.more === null ? null : node.more.slice();
+    upper.more = copies;
+    upper.moreTenants = node.moreTenants === null ? null : node.moreTenants.slice();
+    upper.memberCount = count;
+    upper.t0 = node.t0;
+    for (let j = 0; j < count; j++) {
+      const m = memberAt(node, j);
       const u = new Membership(upper, m.tenant, m.seq, m.time, j);
-      copies[j] = u;
+      if (j === 0) upper.m0 = u;
+      else (copies as Membership[])[j - 1] = u;
       const after = m.next;
       u.prev = m;
       u.next = after;
@@ -646,20 +669,56 @@ export class RadixTree {
       else this.lruTail[m.tenant] = u;
       this.tenantEntries[m.tenant] = (this.tenantEntries[m.tenant] as number) + 1;
     }
-    this.entryCount += members.length;
+    this.entryCount += count;
     return upper;
   }
 
   private newMember(node: RadixNode, tenant: number, seq: number, time: number): Membership {
-    const m = new Membership(node, tenant, seq, time, node.members.length);
-    if (node.members.length === 0) {
-      node.members = [m];
-      node.memberTenants = [tenant];
+    const j = node.memberCount;
+    const m = new Membership(node, tenant, seq, time, j);
+    if (j === 0) {
+      node.m0 = m;
+      node.t0 = tenant;
+    } else if (node.more === null) {
+      // exact-size literals: a push on [] would reserve 16 slots
+      node.more = [m];
+      node.moreTenants = [tenant];
     } else {
-      node.members.push(m);
-      node.memberTenants.push(tenant);
+      node.more.push(m);
+      (node.moreTenants as number[]).push(tenant);
     }
+    node.memberCount = j + 1;
     return m;
+  }
+
+  /** Take a tag off its node: the last tag moves into its slot. */
+  private dropMember(node: RadixNode, m: Membership): void {
+    const last = node.memberCount - 1;
+    let moved: Membership;
+    if (last === 0) {
+      moved = node.m0 as Membership;
+      node.m0 = null;
+      node.t0 = -1;
+    } else {
+      const more = node.more as Membership[];
+      moved = more.pop() as Membership;
+      (node.moreTenants as number[]).pop();
+      if (more.length === 0) {
+        node.more = null;
+        node.moreTenants = null;
+      }
+    }
+    node.memberCount = last;
+    if (moved === m) return;
+    const slot = m.slot;
+    if (slot === 0) {
+      node.m0 = moved;
+      node.t0 = moved.tenant;
+    } else {
+      (node.more as Membership[])[slot - 1] = moved;
+      (node.moreTenants as number[])[slot - 1] = moved.tenant;
+    }
+    moved.slot = slot;
   }
 
   /** Tag node with tenant (new tag) and place it in the LRU list before `cursor` (tail when null). */
@@ -744,14 +803,7 @@ export class RadixTree {
       const m = this.lruHead[tenant] as Membership;
       const node = m.node;
       this.unlink(m, tenant);
-      const members = node.members;
-      const last = members.pop() as Membership;
-      const lastTenant = node.memberTenants.pop() as number;
-      if (last !== m) {
-        members[m.slot] = last;
-        node.memberTenants[m.slot] = lastTenant;
-        last.slot = m.slot;
-      }
+      this.dropMember(node, m);
       const len = node.label.length;
       this.tenantChars[tenant] = chars - len;
       const entries = (this.tenantEntries[tenant] as number) - 1;
@@ -761,7 +813,7 @@ export class RadixTree {
       evictedChars += len;
       evictedEntries++;
       // A node without tags has no children either (children's tags are a subset of its own).
-      if (members.length === 0) {
+      if (node.memberCount === 0) {
         this.detachLeaf(node);
         removedNodes++;
       }
@@ -826,7 +878,7 @@ export class RadixTree {
     this.seq = maxSeq;
     // LRU lists: by recency, and among equal recency deeper first (a node ahead of its parent).
     const byEntry: Membership[] = [];
-    for (const node of nodes) for (const m of node.members) byEntry.push(m);
+    for (const node of nodes) for (let j = 0; j < node.memberCount; j++) byEntry.push(memberAt(node, j));
     const order = new Uint32Array(entries);
     for (let e = 0; e < entries; e++) order[e] = e;
     order.sort((a, b) => (entrySeq[a] as number) - (entrySeq[b] as number) || (entryDepth[b] as number) - (entryDepth[a] as number) || a - b);
