@@ -15,6 +15,7 @@ import {
   listen,
   parseContentLength,
   parseJsonObject,
+  statusLine,
   type HttpRequest,
   type HttpResponse,
   type ListenSocket,
@@ -251,6 +252,10 @@ export class SimServer implements SimServerHandle {
     return (res, req) => {
       const ex = new Exchange(res);
       const declared = parseContentLength(req.getHeader('content-length'));
+      if (declared > this.opts.maxBodyBytes) {
+        this.refuseOversize(res, declared);
+        return;
+      }
       ex.readBody(this.opts.maxBodyBytes, declared, (err, body) => {
         if (err !== null || ex.aborted) return;
         // Latencies start once the body is in, like SGLang's (FastAPI reads the body before the handler).
@@ -312,6 +317,17 @@ export class SimServer implements SimServerHandle {
       for (const r of reqs) this.engine.abort(r);
       responder.detach();
     };
+  }
+
+  /** 413 with our headers, closing the connection (the client may still be sending the body we refuse). */
+  private refuseOversize(res: HttpResponse, declared: number): void {
+    const err = new SwitchyardError('payload_too_large', `request body of ${declared} bytes exceeds the limit of ${this.opts.maxBodyBytes} bytes`);
+    res.cork(() => {
+      res.writeStatus(statusLine(err.status));
+      res.writeHeader('content-type', 'application/json');
+      for (const k in this.headers) res.writeHeader(k, this.headers[k] as string);
+      res.end(JSON.stringify(err.toJSON()), true);
+    });
   }
 
   /** FIFO of requests serving the latency fault: one timer for all of them. */

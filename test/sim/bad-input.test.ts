@@ -70,6 +70,9 @@ t.test('bad input', async (t) => {
     const r = await rawRequest(`${url}/generate`, 'POST', big).promise;
     t.equal(r.status, 413);
     t.equal(JSON.parse(r.body).error.code, 'payload_too_large');
+    const declared = await fetch(`${url}/generate`, { method: 'POST', body: big });
+    t.equal(declared.status, 413);
+    t.equal(declared.headers.get('x-sim-gpu-id'), '0', 'the refusal names the server too');
     const chunked = await rawRequest(`${url}/generate`, 'POST', big, { 'transfer-encoding': 'chunked' }).promise;
     t.equal(chunked.status, 413, 'without content-length too');
   });
