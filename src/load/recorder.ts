@@ -116,9 +116,11 @@ export class ItlReservoir {
   }
 }
 
+/** One CSV field; line breaks become spaces so that one row is always one line (grep, wc -l, the GPU rewrite). */
 function csvField(s: string): string {
   if (s === '') return '';
-  if (/[",\n\r]/.test(s)) return '"' + s.replace(/"/g, '""') + '"';
+  if (/[\r\n]/.test(s)) s = s.replace(/[\r\n]+/g, ' ');
+  if (/[",]/.test(s)) return '"' + s.replace(/"/g, '""') + '"';
   return s;
 }
 

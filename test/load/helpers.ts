@@ -86,6 +86,8 @@ export async function startFakeTarget(o: {
   workerHeader?: (index: number) => string | undefined;
   traces?: (ids: string[]) => unknown;
   delayMs?: number;
+  /** Answer request `index` with this HTTP status and error message instead. */
+  failWith?: (index: number) => { status: number; message: string } | undefined;
 }): Promise<FakeTarget> {
   let active = 0;
   const state: FakeTarget = { url: '', port: 0, maxConcurrent: 0, received: [], close: () => Promise.resolve() };
@@ -114,6 +116,11 @@ export async function startFakeTarget(o: {
         state.maxConcurrent = Math.max(state.maxConcurrent, active);
         const index = Number(rid.split('-').pop());
         const worker = Number.isInteger(index) ? o.workerHeader?.(index) : undefined;
+        const failure = Number.isInteger(index) ? o.failWith?.(index) : undefined;
+        if (failure !== undefined) {
+          active--;
+          return send(failure.status, { error: { message: failure.message, type: 'server_error', code: 'internal_error' } });
+        }
         const max = Number((json['sampling_params'] as Record<string, unknown> | undefined)?.['max_new_tokens'] ?? 4);
         setTimeout(() => {
           active--;

@@ -202,3 +202,24 @@ t.test('stopping early (Ctrl-C): no new requests, those in flight finish, result
   t.equal(rows.length, f.received.length, 'every request sent has its row');
   t.equal(r.summary.completed, rows.length);
 });
+
+t.test('error text with commas, quotes and newlines survives the CSV; GPU columns rewritten after the run', async (t) => {
+  const f = await startFakeTarget({
+    listWorkers: { urls: ['http://127.0.0.1:30001', 'http://127.0.0.1:30002'] },
+    workerHeader: (i) => (i % 2 === 0 ? 'http://127.0.0.1:30002' : 'http://127.0.0.1:30001'),
+    failWith: (i) => (i === 3 ? { status: 503, message: 'overloaded, "try" later\nplease' } : undefined),
+  });
+  t.teardown(() => f.close());
+  const dir = tempDir();
+  await runLoad(loadOpts(f.url, dir, { numPrompts: 6 }), { log: () => undefined });
+  const rows = readCsv(join(dir, 'requests.csv'));
+  t.equal(rows.length, 6);
+  const bad = rows.find((x) => x['index'] === '3')!;
+  t.equal(bad['status'], '503');
+  t.equal(bad['error'], 'HTTP 503: internal_error: overloaded, "try" later please', 'quoted; the line break became a space');
+  t.same([bad['gpu_id'], bad['gpu_id_source']], ['', 'unknown'], 'no header, no trace, no estimate: unknown');
+  t.ok(rows.filter((x) => x['index'] !== '3').every((x) => x['gpu_id'] === (Number(x['index']) % 2 === 0 ? '1' : '0') && x['gpu_id_source'] === 'header_port_order'));
+  const text = readFileSync(join(dir, 'requests.csv'), 'utf8');
+  t.notOk(text.includes(',,\n'), 'no row left with empty GPU columns');
+  t.equal(text.trim().split('\n').length, 7, 'one line per row');
+});
