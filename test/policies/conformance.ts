@@ -11,9 +11,15 @@
  * - it works for 1 to 256 workers;
  * - it is deterministic under a seed: same seed, same inputs -> same decisions;
  * - decision fields are well-formed (slot/generation/url match the membership, reason non-empty,
- *   scores finite numbers).
+ *   scores finite numbers);
+ * - a request admitted to a worker group (size-aware admission) goes to a member of that group while one
+ *   is available (to any member otherwise), and its reason starts with admission's.
  */
 import type { Test } from 'tap';
+import { fileURLToPath } from 'node:url';
+import { createPolicyHost, type PolicyHostOptions } from '../../src/policies/host.js';
+import { isPolicyName, loadPolicyModule, policyNames, registerPolicyModule } from '../../src/policies/registry.js';
+import { TEST_PLUGIN_NAME } from './fixtures/test-plugin.js';
 import { BreakerState, Field, SlotState, WorkerTable } from '../../src/actors/worker-table.js';
 import type { PolicyHost } from '../../src/policies/host.js';
 import type { ActorTuning } from '../../src/actors/actor.js';
@@ -102,6 +108,26 @@ async function withHost(t: Test, factory: HostFactory, table: WorkerTable, seed:
   t.teardown(() => host.close());
   await host.ready();
   return host;
+}
+
+/** The shipped plugin example (examples/plugins), a route() module as `--policy-module` loads it. */
+export const EXAMPLE_PLUGIN_FILE = fileURLToPath(new URL('../../../examples/plugins/throughput-latency.js', import.meta.url));
+
+/**
+ * Register the plugins the suite covers besides the built-ins: the test fixture (a factory module) and the
+ * shipped example. Returns every policy name to run the suite for.
+ */
+export async function conformancePolicies(): Promise<string[]> {
+  if (!isPolicyName(TEST_PLUGIN_NAME)) await registerPolicyModule(TEST_PLUGIN_NAME, fileURLToPath(new URL('./fixtures/test-plugin.js', import.meta.url)));
+  await loadPolicyModule(EXAMPLE_PLUGIN_FILE);
+  return policyNames();
+}
+
+/** Run the suite for every policy with hosts built by `createPolicyHost(name, { seed }, table, undefined, options)`. */
+export async function runConformanceForAll(t: Test, label: string, options: PolicyHostOptions): Promise<void> {
+  for (const name of await conformancePolicies()) {
+    t.test(`${name} ${label}`, (t) => runConformance(t, name, (table, seed) => createPolicyHost(name, { seed }, table, undefined, options)));
+  }
 }
 
 export async function runConformance(t: Test, name: string, factory: HostFactory): Promise<void> {
@@ -237,6 +263,41 @@ export async function runConformance(t: Test, name: string, factory: HostFactory
     const b = await run(1234);
     t.equal(a.length, 300);
     t.same(b, a, 'same seed, same inputs -> same decisions');
+  });
+
+  t.test(`${name}: decides within the admitted worker group`, async (t) => {
+    const table = WorkerTable.create(16);
+    const plain = addWorkers(table, 6);
+    const ws = plain.map((w, i) => ({ ...w, group: i < 2 ? 'multi' : 'single' }));
+    const host = await withHost(t, factory, table, 6);
+    host.setWorkers(ws);
+    const rng = new Rng(6);
+    const multi = new Set(ws.filter((w) => w.group === 'multi').map((w) => w.slot));
+    const single = new Set(ws.filter((w) => w.group === 'single').map((w) => w.slot));
+    const ask = async (group: string, i: number): Promise<Decision | null> =>
+      decideAsync(host, { ...makeRequest(i, rng), group, admission: `admission: test -> ${group}` });
+    let outside = 0;
+    for (let i = 0; i < 60; i++) {
+      const group = i % 3 === 0 ? 'multi' : 'single';
+      const d = await ask(group, i);
+      if (d === null) {
+        t.fail('null with workers available');
+        continue;
+      }
+      if (!(group === 'multi' ? multi : single).has(d.slot)) outside++;
+      if (!d.reason.startsWith(`admission: test -> ${group}; `)) t.fail(`reason does not start with admission's: ${d.reason}`);
+      checkWellFormed(t, d, ws, 'grouped');
+    }
+    t.equal(outside, 0, 'every decision stayed in its group');
+    // the multi group goes away: its requests still route, to any available worker
+    for (const w of ws) if (w.group === 'multi') table.setHealthy(w.slot, false);
+    for (let i = 0; i < 10; i++) {
+      const d = await ask('multi', i);
+      t.ok(d !== null && single.has(d.slot), 'an unavailable group falls back to the available workers');
+    }
+    // an unknown group name is no filter at all
+    const d = await ask('nonexistent', 1);
+    t.ok(d !== null && single.has(d.slot));
   });
 
   t.test(`${name}: decision fields are well-formed`, async (t) => {
