@@ -39,8 +39,11 @@ const NO_GAPS: number[] = [];
 
 export class LoadClient {
   readonly pool: Pool;
+  private readonly baseHeaders: string[];
 
   constructor(private readonly opts: ClientOptions) {
+    this.baseHeaders = ['content-type', 'application/json'];
+    for (const [k, v] of Object.entries(opts.headers)) this.baseHeaders.push(k, v);
     this.pool = new Pool(opts.origin, {
       connections: opts.connections,
       pipelining: 1,
@@ -56,7 +59,9 @@ export class LoadClient {
    * (SGLang /generate) rather than deltas.
    */
   send(path: string, body: Buffer, requestId: string, cumulative: boolean, done: (o: ExchangeOutcome) => void): void {
-    const headers: Record<string, string> = { ...this.opts.headers, 'content-type': 'application/json', 'x-request-id': requestId };
+    // A flat [name, value, ...] list: undici takes it as is (no per-request object spread).
+    const headers = this.baseHeaders.slice();
+    headers.push('x-request-id', requestId);
     const handler = new ExchangeHandler(cumulative, done);
     try {
       this.pool.dispatch(
@@ -99,12 +104,14 @@ class ExchangeHandler {
     this.status = statusCode;
     let contentType = '';
     for (let i = 0; i + 1 < rawHeaders.length; i += 2) {
-      const name = rawHeaders[i]!.toString();
-      const len = name.length;
-      // Only three headers matter; compare lengths first to skip the rest cheaply.
-      if (len === 12 && name.toLowerCase() === 'content-type') contentType = rawHeaders[i + 1]!.toString();
-      else if (len === 15 && name.toLowerCase() === 'x-sglang-worker') this.workerUrl = rawHeaders[i + 1]!.toString();
-      else if (len === 12 && name.toLowerCase() === 'x-request-id') this.requestId = rawHeaders[i + 1]!.toString();
+      const raw = rawHeaders[i]!;
+      // Only three headers matter; their lengths (12, 15) skip the others without decoding them.
+      const len = raw.length;
+      if (len !== 12 && len !== 15) continue;
+      const name = raw.toString().toLowerCase();
+      if (name === 'content-type') contentType = rawHeaders[i + 1]!.toString();
+      else if (name === 'x-sglang-worker') this.workerUrl = rawHeaders[i + 1]!.toString();
+      else if (name === 'x-request-id') this.requestId = rawHeaders[i + 1]!.toString();
     }
     if (statusCode < 400 && contentType.startsWith('text/event-stream')) this.reader = new StreamReader(this.cumulative);
     else this.parts = [];
