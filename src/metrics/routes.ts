@@ -151,7 +151,8 @@ export async function buildDebugBundle(ctx: RouterContext, deps: StatsRouteDeps)
   };
 }
 
-const SECRET_KEY = /(apikey|secret|password|passwd|credential|authorization|bearer|privatekey|accesskey|token$)/i;
+/** Keys (separators removed) whose values are secrets: api keys, passwords, auth/access tokens; not e.g. kvBytesPerToken. */
+const SECRET_KEY = /(apikey|secret|passw(?:or)?d|credential|authorization|bearer|privatekey|accesskey|(?:auth|access|api|session|refresh|bearer|id)token)/i;
 
 /** Options with secrets replaced and credentials stripped from URLs. */
 export function redactConfig(config: Readonly<Record<string, unknown>>): Record<string, unknown> {

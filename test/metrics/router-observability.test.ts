@@ -292,3 +292,33 @@ t.test('serve --help lists the observability flags', async (t) => {
   const out = execFileSync(process.execPath, [new URL('../../../bin/switchyard.js', import.meta.url).pathname, 'serve', '--help'], { encoding: 'utf8' });
   for (const flag of ['--prometheus-port', '--disable-stats', '--otlp-endpoint', '--otlp-protocol']) t.match(out, flag);
 });
+
+t.test('config redaction: secrets by key, credentials in URLs, everything else kept', async (t) => {
+  const { redactConfig } = await import('../../src/metrics/routes.js');
+  t.same(
+    redactConfig({
+      apiKey: 'k',
+      adminApiKey: undefined,
+      'api-key': 'k2',
+      hfAccessToken: 't',
+      dbPassword: 'p',
+      kvBytesPerToken: 131072,
+      maxNewTokens: 5,
+      rateLimitTokensPerSecond: 10,
+      workerUrls: ['http://user:pw@h:1', 'http://h:2'],
+      nested: { clientSecret: 'x', url: 'https://a:b@c/d' },
+    }),
+    {
+      apiKey: '[redacted]',
+      adminApiKey: undefined,
+      'api-key': '[redacted]',
+      hfAccessToken: '[redacted]',
+      dbPassword: '[redacted]',
+      kvBytesPerToken: 131072,
+      maxNewTokens: 5,
+      rateLimitTokensPerSecond: 10,
+      workerUrls: ['http://[redacted]@h:1', 'http://h:2'],
+      nested: { clientSecret: '[redacted]', url: 'https://[redacted]@c/d' },
+    },
+  );
+});
