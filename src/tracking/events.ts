@@ -11,6 +11,12 @@
  *   FINISHED    id, status, timestamp_ms, queue_ms, ttft_ms, e2e_ms, node_id, worker_url, policy, reason,
  *               scores, route, stream, http_status, error_code, error_message, input_tokens, output_tokens,
  *               cached_tokens, server_queue_ms, attempts
+ *   OUTCOME     id, status, ttft_ms, e2e_ms, node_id, worker_url, route, stream, http_status, error_code,
+ *               error_message, input_tokens, output_tokens, cached_tokens, server_queue_ms, attempts
+ *
+ * A request that was decided ends with OUTCOME: what its DECIDED event already carried (arrival time,
+ * queueing, policy, reason, scores) is not sent twice, which keeps the per-turn crossing small. FINISHED
+ * (everything) is for requests that never got a worker.
  */
 import type { CompletionRecord } from '../proxy/completion.js';
 import type { RequestProgressView } from '../frontend/context.js';
@@ -19,10 +25,12 @@ import type { TraceStatus } from './types.js';
 export const EV_DECIDED = 1;
 export const EV_FIRST_BYTE = 2;
 export const EV_FINISHED = 3;
+export const EV_OUTCOME = 4;
 
 const DECIDED_SLOTS = 13;
 const FIRST_BYTE_SLOTS = 3;
 const FINISHED_SLOTS = 22;
+const OUTCOME_SLOTS = 17;
 
 /** A flat batch of events as it crosses to the actor. */
 export type EventBatch = unknown[];
@@ -58,6 +66,28 @@ export function pushFirstByte(buf: EventBatch, v: RequestProgressView, at: numbe
 
 export function pushFinished(buf: EventBatch, r: CompletionRecord): void {
   const routed = r.slot >= 0 && r.workerUrl !== '';
+  if (routed && r.decidedAt > 0) {
+    buf.push(
+      EV_OUTCOME,
+      r.requestId,
+      r.status,
+      r.firstTokenAt > 0 ? ms(r.firstTokenAt - r.arrivedAt) : null,
+      ms(r.finishedAt - r.arrivedAt),
+      r.nodeId,
+      r.workerUrl,
+      r.route,
+      r.stream,
+      r.httpStatus > 0 ? r.httpStatus : null,
+      r.errorCode ?? null,
+      r.errorMessage ?? null,
+      r.inputTokens,
+      r.outputTokens,
+      r.cachedTokens,
+      r.queueTime === undefined ? null : ms(r.queueTime * 1000),
+      r.attempts,
+    );
+    return;
+  }
   buf.push(
     EV_FINISHED,
     r.requestId,
@@ -107,6 +137,8 @@ export interface DecidedEvent {
 }
 
 export interface FinishedEvent {
+  /** OUTCOME form: timestampMs, queueMs, policy, reason and scores were sent with the DECIDED event (here: NaN, null, '', null, null). */
+  outcomeOnly: boolean;
   requestId: string;
   status: TraceStatus;
   timestampMs: number;
@@ -186,8 +218,35 @@ export function applyEvents(buf: readonly unknown[], target: EventTarget): numbe
       f.cachedTokens = buf[i + 19] as number;
       f.serverQueueMs = buf[i + 20] as number | null;
       f.attempts = buf[i + 21] as number;
+      f.outcomeOnly = false;
       target.finished(f);
       i += FINISHED_SLOTS;
+    } else if (kind === EV_OUTCOME) {
+      if (i + OUTCOME_SLOTS > len) throw new Error('trace event batch: truncated outcome event');
+      f.outcomeOnly = true;
+      f.requestId = buf[i + 1] as string;
+      f.status = buf[i + 2] as TraceStatus;
+      f.timestampMs = Number.NaN;
+      f.queueMs = null;
+      f.ttftMs = buf[i + 3] as number | null;
+      f.e2eMs = buf[i + 4] as number;
+      f.nodeId = buf[i + 5] as number | null;
+      f.workerUrl = buf[i + 6] as string | null;
+      f.policy = '';
+      f.reason = null;
+      f.scores = null;
+      f.route = buf[i + 7] as string;
+      f.stream = buf[i + 8] as boolean;
+      f.httpStatus = buf[i + 9] as number | null;
+      f.errorCode = buf[i + 10] as string | null;
+      f.errorMessage = buf[i + 11] as string | null;
+      f.inputTokens = buf[i + 12] as number;
+      f.outputTokens = buf[i + 13] as number;
+      f.cachedTokens = buf[i + 14] as number;
+      f.serverQueueMs = buf[i + 15] as number | null;
+      f.attempts = buf[i + 16] as number;
+      target.finished(f);
+      i += OUTCOME_SLOTS;
     } else {
       throw new Error(`trace event batch: unknown event kind ${String(kind)} at ${i}`);
     }

@@ -23,6 +23,8 @@ export interface TraceStoreOptions {
   readonly ttlMs: number;
   /** Wall clock (ms); injectable for tests. */
   readonly now?: () => number;
+  /** routing_policy of a trace whose decision was never seen (its pending trace evicted before the end). */
+  readonly defaultPolicy?: string;
 }
 
 export interface StoreCounters {
@@ -40,6 +42,7 @@ export class TraceStore implements EventTarget {
   readonly maxEntries: number;
   readonly ttlMs: number;
   private readonly now: () => number;
+  private readonly defaultPolicy: string;
   private readonly traces = new Map<string, StoredTrace>();
   private readonly interned = new Map<string, string>();
   private readonly statusCounts: Record<TraceStatus, number> = { pending: 0, streaming: 0, completed: 0, failed: 0, aborted: 0 };
@@ -54,6 +57,7 @@ export class TraceStore implements EventTarget {
     this.maxEntries = options.maxEntries;
     this.ttlMs = options.ttlMs;
     this.now = options.now ?? Date.now;
+    this.defaultPolicy = options.defaultPolicy ?? '';
   }
 
   get size(): number {
@@ -131,14 +135,15 @@ export class TraceStore implements EventTarget {
       t = undefined;
     }
     if (t === undefined) {
-      // Never decided (e.g. no healthy worker), or its pending trace was already evicted.
+      // Never decided (e.g. no healthy worker), or its pending trace was already evicted (then the
+      // decision's details are gone: arrival is estimated, policy is the router's).
       t = {
         request_id: e.requestId,
         node_id: e.nodeId,
         worker_url: this.intern(e.workerUrl),
-        routing_policy: this.intern(e.policy) as string,
+        routing_policy: this.intern(e.outcomeOnly ? this.defaultPolicy : e.policy) as string,
         status,
-        timestamp_ms: e.timestampMs,
+        timestamp_ms: e.outcomeOnly ? Math.round((this.now() - e.e2eMs) * 1000) / 1000 : e.timestampMs,
         route: this.intern(e.route) as string,
         stream: e.stream,
         reason: this.intern(e.reason),
@@ -161,11 +166,13 @@ export class TraceStore implements EventTarget {
     } else {
       this.setNode(t, e.nodeId);
       this.setStatus(t, status);
-      t.worker_url = this.intern(e.workerUrl);
-      t.routing_policy = this.intern(e.policy) as string;
-      t.reason = this.intern(e.reason);
-      t.scores = e.scores;
-      t.queue_ms = e.queueMs;
+      if (t.worker_url !== e.workerUrl) t.worker_url = this.intern(e.workerUrl);
+      if (!e.outcomeOnly) {
+        t.routing_policy = this.intern(e.policy) as string;
+        t.reason = this.intern(e.reason);
+        t.scores = e.scores;
+        t.queue_ms = e.queueMs;
+      }
       t.ttft_ms = e.ttftMs;
       t.e2e_ms = e.e2eMs;
       t.server_queue_ms = e.serverQueueMs;

@@ -79,7 +79,7 @@ function jsonArray(traces: readonly Trace[]): string {
 
 export default defineActor<TrackerMessage, TrackerReplies, TrackerInit>({
   async init({ config }) {
-    const s = new TraceStore({ maxEntries: config.maxEntries, ttlMs: config.ttlSeconds * 1000 });
+    const s = new TraceStore({ maxEntries: config.maxEntries, ttlMs: config.ttlSeconds * 1000, defaultPolicy: config.policy });
     ttlSeconds = config.ttlSeconds;
     if (config.logDir !== undefined) {
       try {

@@ -21,8 +21,6 @@ import type { TrackerInit, TrackerMessage, TrackerReplies } from './protocol.js'
 import type { TraceLogStats, TraceQuery, TraceStats, TrackerConfig } from './types.js';
 
 export interface RequestTrackerOptions extends TrackerConfig {
-  /** The router's policy name (a decision's `routing_policy` until the completion record says otherwise). */
-  readonly policy: string;
   readonly logger?: Logger | undefined;
   readonly actor?: ActorTuning | undefined;
 }
@@ -38,6 +36,7 @@ export class RequestTracker implements CompletionSink, RequestProgressHook {
 
   constructor(options: RequestTrackerOptions) {
     this.config = {
+      policy: options.policy,
       maxEntries: options.maxEntries,
       ttlSeconds: options.ttlSeconds,
       logDir: options.logDir,

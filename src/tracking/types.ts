@@ -164,6 +164,8 @@ export interface TraceLogStats {
 }
 
 export interface TrackerConfig {
+  /** The router's policy name (for a trace whose decision event was lost to eviction). */
+  readonly policy: string;
   readonly maxEntries: number;
   readonly ttlSeconds: number;
   /** Trace log folder; undefined: no log. */

@@ -16,6 +16,7 @@ function decided(id: string, over: Partial<DecidedEvent> = {}): DecidedEvent {
 
 function finished(id: string, over: Partial<FinishedEvent> = {}): FinishedEvent {
   return {
+    outcomeOnly: false,
     requestId: id,
     status: 'completed',
     timestampMs: 1000,
@@ -212,6 +213,25 @@ t.test('load: reloaded traces keep order, skip expired ones and ids already held
   t.equal(s.counters.loaded, 2);
 });
 
+t.test('an outcome whose decision was evicted still makes a trace (policy from the router, arrival estimated)', async (t) => {
+  const c = clock(50_000);
+  const s = new TraceStore({ maxEntries: 1, ttlMs: 60_000, now: c.now, defaultPolicy: 'cache_aware' });
+  s.decided(decided('a'));
+  s.decided(decided('b')); // evicts a's pending trace
+  t.notOk(s.get('a'));
+  s.finished(finished('a', { outcomeOnly: true, policy: '', reason: null, scores: null, timestampMs: Number.NaN, queueMs: null, e2eMs: 1500 }));
+  const a = s.get('a')!;
+  t.equal(a.status, 'completed');
+  t.equal(a.routing_policy, 'cache_aware');
+  t.equal(a.timestamp_ms, 48_500, 'now - e2e');
+  t.equal(a.queue_ms, null);
+  // an outcome for a held trace keeps what the decision said
+  const s2 = new TraceStore({ maxEntries: 10, ttlMs: 60_000 });
+  s2.decided(decided('x', { reason: 'kept', scores: { k: 1 }, queueMs: 0.75, timestampMs: 777 }));
+  s2.finished(finished('x', { outcomeOnly: true, policy: '', reason: null, scores: null, timestampMs: Number.NaN, queueMs: null }));
+  t.match(s2.get('x'), { reason: 'kept', scores: { k: 1 }, queue_ms: 0.75, timestamp_ms: 777, routing_policy: 'random', status: 'completed' });
+});
+
 t.test('rejects bad bounds', async (t) => {
   t.throws(() => new TraceStore({ maxEntries: 0, ttlMs: 1 }));
   t.throws(() => new TraceStore({ maxEntries: 1.5, ttlMs: 1 }));
@@ -277,4 +297,5 @@ t.test('events: the flat batch round-trips through applyEvents', async (t) => {
   t.throws(() => applyEvents([1, 'x', 1], s), /truncated decided/);
   t.throws(() => applyEvents([2, 'x'], s), /truncated first-byte/);
   t.throws(() => applyEvents([3, 'x'], s), /truncated finished/);
+  t.throws(() => applyEvents([4, 'x'], s), /truncated outcome/);
 });
