@@ -7,7 +7,8 @@
  *                sgl-router's insert_throughput measures, there with 1 tenant): the published Rust
  *                figures are ~0.6 us for 10 characters and ~1.1 us for 100.
  *   insert_new   never-seen texts: one of 8 shared prefixes (half the text) + a fresh half, into a tree
- *                bounded per tenant, so steady state includes splitting, copying and eviction.
+ *                bounded at max(65,536, 20 x size) characters per tenant, so steady state includes
+ *                splitting, copying and eviction.
  *   match        prefixMatch of pool texts (full-length hits); match_tenants: prefixMatchTenants.
  * Every query is a distinct string object with the same content (requests arrive as fresh strings, and
  * comparing a string with itself would be free). Each measurement runs many short batches and keeps the
@@ -23,7 +24,7 @@ const SIZES = [10, 100, 1_000, 10_000, 100_000, 200_000] as const;
 const TENANTS = 16;
 const ALPHABET = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789';
 /** Per-tenant bound of the insert_new tree: small enough that eviction runs in steady state. */
-const NEW_TREE_BOUND = 1 << 22;
+const newTreeBound = (size: number): number => Math.max(1 << 16, 20 * size);
 const BATCH_TARGET_MS = 2;
 const KINDS = ['insert_hit', 'insert_new', 'match', 'match_tenants'] as const;
 type Kind = (typeof KINDS)[number];
@@ -114,7 +115,7 @@ function measureSize(size: number, budgetMs: number, seed: number): SizeRun {
   // insert_new: fresh texts, half shared prefix, into a bounded tree (eviction included)
   const prefixes: string[] = [];
   for (let g = 0; g < 8; g++) prefixes.push(source.random(Math.floor(size / 2)));
-  const bounded = new RadixTree({ maxTenantChars: NEW_TREE_BOUND });
+  const bounded = new RadixTree({ maxTenantChars: newTreeBound(size) });
   let batchTexts: string[] = [];
   const makeBatch = (n: number): void => {
     batchTexts = [];
@@ -129,7 +130,7 @@ function measureSize(size: number, budgetMs: number, seed: number): SizeRun {
 }
 
 /** Heap bytes per inserted character: unique-suffix texts (half shared prefix) under 16 tenants. */
-function measureMemory(size: number, gc: () => void, seed: number): { perMillion: number; perNode: number } {
+function measureMemory(size: number, gc: () => void, seed: number): { perMillion: number; perNode: number; perStoredChar: number } {
   const rng = new Rng(seed);
   const source = new TextSource(rng);
   const count = Math.max(20, Math.floor(8e6 / size));
@@ -144,7 +145,9 @@ function measureMemory(size: number, gc: () => void, seed: number): { perMillion
   gc();
   const bytes = process.memoryUsage().heapUsed - before;
   // the prefixes and the corpus are outside the tree but allocated in between: small next to the tree
-  return { perMillion: (bytes / (count * size)) * 1e6, perNode: bytes / tree.size.nodes };
+  const { nodes, totalChars } = tree.size;
+  // overhead per node beyond the label's characters (1 byte each: the text is ASCII)
+  return { perMillion: (bytes / (count * size)) * 1e6, perNode: (bytes - totalChars) / nodes, perStoredChar: bytes / totalChars };
 }
 
 const scenario: Scenario = {
@@ -183,13 +186,13 @@ const scenario: Scenario = {
     }
     for (const size of [100, 1_000, 10_000]) {
       const mem = measureMemory(size, gc, 7 + size);
-      ctx.log(`memory at ${size}-char texts: ${(mem.perMillion / 1e6).toFixed(2)} MB per 1M inserted chars, ${mem.perNode.toFixed(0)} B per node`);
+      ctx.log(`memory at ${size}-char texts: ${(mem.perMillion / 1e6).toFixed(2)} MB per 1M inserted chars, ${mem.perStoredChar.toFixed(2)} B per stored char, ${mem.perNode.toFixed(0)} B per node besides its characters`);
       figures.push({
         name: `radix.memory.${size}`,
         value: mem.perMillion / 1e6,
         unit: 'MB/1M chars',
         better: 'lower',
-        note: `${mem.perNode.toFixed(0)} B per node; half-shared prefixes, 16 tenants, one run`,
+        note: `${mem.perStoredChar.toFixed(2)} B per stored char, ${mem.perNode.toFixed(0)} B per node besides its chars; half-shared prefixes, 16 tenants, one run`,
       });
     }
     return figures;
