@@ -121,7 +121,7 @@ export async function runCompare(o: CompareOptions, log: (line: string) => void 
 
 function tableRows(o: CompareOptions, runs: readonly PolicyRun[]): { headers: string[]; rows: string[][] } {
   const slo = o.workload.slo !== undefined;
-  const headers = ['policy', 'completed', 'failed', 'req/s', 'out tok/s', 'TTFT mean', 'TTFT p50', 'TTFT p99', 'TPOT p50', 'ITL p99', 'E2E p50', 'E2E p99', 'cache hit', 'GPU share min-max'];
+  const headers = ['policy', 'completed', 'failed', 'req/s', 'out tok/s', 'TTFT mean ms', 'TTFT p50 ms', 'TTFT p99 ms', 'TPOT p50 ms', 'ITL p99 ms', 'E2E p50 ms', 'E2E p99 ms', 'cache hit', 'GPU share min-max'];
   if (slo) headers.push('goodput req/s');
   const rows = runs.map((r) => {
     const s = r.summary;
@@ -156,7 +156,7 @@ export function writeCompareOutputs(o: CompareOptions, dir: string, runs: readon
   const fleetLine = `${o.simWorkers} simulated workers (profile ${o.sim.profile}, max-running-requests ${o.sim.maxRunningRequests}, radix cache ${o.sim.disableRadixCache ? 'off' : 'on'}), a fresh fleet and router per policy`;
 
   // ---------------------------------------------------------------- charts
-  const svgs: Record<string, { svg: string; caption: string }> = {};
+  const svgs: Record<string, { svg: string; caption: string; heading: string }> = {};
   svgs['ttft_cdf'] = {
     svg: lineChart({
       title: 'TTFT distribution per policy (CDF)',
@@ -170,6 +170,7 @@ export function writeCompareOutputs(o: CompareOptions, dir: string, runs: readon
       series: runs.map((r) => ({ name: r.policy, points: cdfPoints(r.ttftSortedMs), step: true })),
     }),
     caption: 'Empirical CDF of TTFT (request sent -> first non-empty content chunk) per policy; further left and steeper is better.',
+    heading: 'TTFT distribution per policy',
   };
   const gpuCats = Array.from({ length: o.simWorkers }, (_, g) => `GPU ${g}`);
   svgs['gpu_share'] = {
@@ -188,6 +189,7 @@ export function writeCompareOutputs(o: CompareOptions, dir: string, runs: readon
       valueFormat: (v) => `${Math.round(v * 100)}%`,
     }),
     caption: 'Fraction of the requests each GPU served, per policy.',
+    heading: 'Per-GPU request share (chart)',
   };
   svgs['output_throughput'] = {
     svg: barChart({
@@ -201,6 +203,7 @@ export function writeCompareOutputs(o: CompareOptions, dir: string, runs: readon
       valueFormat: (v) => formatNumber(v),
     }),
     caption: 'Generated tokens per second over the run (start -> last completion).',
+    heading: 'Output token throughput',
   };
   svgs['cache_hit_rate'] = {
     svg: barChart({
@@ -216,6 +219,7 @@ export function writeCompareOutputs(o: CompareOptions, dir: string, runs: readon
       valueFormat: percentFormat,
     }),
     caption: 'meta_info.cached_tokens (or usage.prompt_tokens_details.cached_tokens) over prompt tokens.',
+    heading: 'Prefix cache hit rate',
   };
   const plotsDir = join(dir, 'plots');
   mkdirSync(plotsDir, { recursive: true });
@@ -282,7 +286,7 @@ export function writeCompareOutputs(o: CompareOptions, dir: string, runs: readon
     [
       { heading: 'Results', html: htmlTable(headers, rows) },
       { heading: 'Per-GPU request share', html: htmlTable(gpuHeaders, gpuRows) },
-      ...Object.values(svgs).map((c) => ({ heading: c.caption.split(' (')[0]!.split(';')[0]!.replace(/\.$/, ''), html: htmlFigure(c.svg, c.caption) })),
+      ...Object.values(svgs).map((c) => ({ heading: c.heading, html: htmlFigure(c.svg, c.caption) })),
       { heading: 'Definitions', html: htmlList(Object.values(METRIC_DEFINITIONS)) },
     ],
   );

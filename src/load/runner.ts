@@ -19,7 +19,7 @@ import type { LoadOptions } from './options.js';
 import { buildPayload, requestPath, type PayloadSettings } from './protocol.js';
 import { Recorder } from './recorder.js';
 import { ProgressBar, formatSummary } from './report.js';
-import { buildSummary, type LoadSummary, type RunMeta } from './summary.js';
+import { buildSummary, collectSorted, type LoadSummary, type RunMeta } from './summary.js';
 import { TargetError, firstModel, flushCache, lookupTraces, normalizeUrl, probeTarget, type TargetInfo } from './target.js';
 
 /** Poll (setImmediate) instead of sleeping when the next request is due within this many ms. */
@@ -169,20 +169,12 @@ export async function runLoad(opts: LoadOptions, hooks: LoadHooks = {}): Promise
       dir,
       csvPath,
       summaryPath,
-      ttftSortedMs: sortedSuccess(recorder.ttft, recorder.ok),
+      ttftSortedMs: collectSorted(recorder, recorder.ttft),
       recorderBytes: recorder.bytes,
     };
   } finally {
     await client.close().catch(() => client.destroy());
   }
-}
-
-function sortedSuccess(arr: Float64Array, ok: Uint8Array): Float64Array {
-  const vals: number[] = [];
-  for (let i = 0; i < arr.length; i++) if (ok[i] === 1 && !Number.isNaN(arr[i] as number)) vals.push(arr[i] as number);
-  const out = Float64Array.from(vals);
-  out.sort();
-  return out;
 }
 
 function requestIdOf(runId: string, index: number): string {

@@ -67,7 +67,7 @@ export async function runSweep(o: SweepOptions, log: (line: string) => void = (l
 }
 
 export function writeSweepOutputs(o: SweepOptions, dir: string, points: readonly SweepPoint[]): SweepResult {
-  const headers = ['max-running-requests', 'completed', 'failed', 'req/s', 'out tok/s', 'concurrency', 'TTFT p50', 'TTFT p99', 'TPOT p50', 'E2E p50', 'E2E p99', 'total p50', 'queue p50', 'cache hit'];
+  const headers = ['max-running-requests', 'completed', 'failed', 'req/s', 'out tok/s', 'concurrency', 'TTFT p50 ms', 'TTFT p99 ms', 'TPOT p50 ms', 'E2E p50 ms', 'E2E p99 ms', 'total p50 ms', 'queue p50 ms', 'cache hit'];
   const rows = points.map((p) => {
     const s = p.summary;
     return [
