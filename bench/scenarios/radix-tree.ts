@@ -53,8 +53,15 @@ class TextSource {
   }
 }
 
-/** Per-op time in microseconds: the median over short batches that fill `budgetMs`. */
-function timeOps(budgetMs: number, op: (i: number) => void, prepare?: (batch: number) => void): number {
+interface OpTime {
+  /** Wall-clock microseconds per op (median over batches): the figure. */
+  readonly wall: number;
+  /** CPU microseconds per op (this process, all threads, GC included): steadier on a loaded machine. */
+  readonly cpu: number;
+}
+
+/** Per-op time: the median over short batches that fill `budgetMs`. */
+function timeOps(budgetMs: number, op: (i: number) => void, prepare?: (batch: number) => void): OpTime {
   // calibrate the batch size to about BATCH_TARGET_MS
   let batch = 1;
   for (;;) {
@@ -69,18 +76,22 @@ function timeOps(budgetMs: number, op: (i: number) => void, prepare?: (batch: nu
     batch *= 4;
   }
   const samples: number[] = [];
+  const cpuSamples: number[] = [];
   const started = Date.now();
   while (samples.length < 5 || (Date.now() - started < budgetMs && samples.length < 10_000)) {
     prepare?.(batch);
+    const c0 = process.cpuUsage();
     const t0 = process.hrtime.bigint();
     for (let i = 0; i < batch; i++) op(i);
     samples.push(Number(process.hrtime.bigint() - t0) / 1e3 / batch);
+    const c = process.cpuUsage(c0);
+    cpuSamples.push((c.user + c.system) / batch);
   }
-  return summarize(samples).median;
+  return { wall: summarize(samples).median, cpu: summarize(cpuSamples).median };
 }
 
 interface SizeRun {
-  readonly values: Record<Kind, number>;
+  readonly values: Record<Kind, OpTime>;
 }
 
 function measureSize(size: number, budgetMs: number, seed: number): SizeRun {
@@ -110,7 +121,7 @@ function measureSize(size: number, budgetMs: number, seed: number): SizeRun {
   const matchTenants = timeOps(budgetMs, () => {
     sink += tree.prefixMatchTenants(queries[cursor++ % poolSize] as string, out);
   });
-  if (sink < 0) throw new Error('unreachable');
+  if (sink < 0) throw new Error('unreachable'); // keeps the results alive
 
   // insert_new: fresh texts, half shared prefix, into a bounded tree (eviction included)
   const prefixes: string[] = [];
@@ -159,21 +170,24 @@ const scenario: Scenario = {
     const gc = vm.runInNewContext('gc') as () => void;
     // per (size, kind) measurement; the large sizes get more (fewer ops fit a batch)
     const budgetMs = (ctx.durationSec * 1000) / (ctx.quick ? 12 : 8);
-    const runs: Record<Kind, number[]>[] = SIZES.map(() => ({ insert_hit: [], insert_new: [], match: [], match_tenants: [] }));
+    const runs: Record<Kind, OpTime[]>[] = SIZES.map(() => ({ insert_hit: [], insert_new: [], match: [], match_tenants: [] }));
     for (let r = 0; r < ctx.runs; r++) {
       SIZES.forEach((size, s) => {
         const { values } = measureSize(size, budgetMs, 1000 * r + s + 1);
-        for (const kind of KINDS) (runs[s] as Record<Kind, number[]>)[kind].push(values[kind]);
-        ctx.log(`run ${r + 1}/${ctx.runs} size ${size}: ${KINDS.map((k) => `${k} ${values[k].toFixed(3)} us`).join(', ')}`);
+        for (const kind of KINDS) (runs[s] as Record<Kind, OpTime[]>)[kind].push(values[kind]);
+        const line = KINDS.map((k) => `${k} ${values[k].wall.toFixed(3)} us (cpu ${values[k].cpu.toFixed(3)})`).join(', ');
+        ctx.log(`run ${r + 1}/${ctx.runs} size ${size}: ${line}`);
       });
     }
     const figures: Figure[] = [];
     const medians = new Map<string, number>();
     SIZES.forEach((size, s) => {
       for (const kind of KINDS) {
-        const { median, spread } = summarize((runs[s] as Record<Kind, number[]>)[kind]);
+        const measured = (runs[s] as Record<Kind, OpTime[]>)[kind];
+        const { median, spread } = summarize(measured.map((x) => x.wall));
+        const cpu = summarize(measured.map((x) => x.cpu));
         medians.set(`${kind}.${size}`, median);
-        let note = `median of ${ctx.runs} runs`;
+        let note = `median of ${ctx.runs} runs; cpu ${cpu.median.toFixed(3)} us/op +-${(cpu.spread * 100).toFixed(0)}%`;
         if (kind === 'insert_hit' && size === 10) note += '; sgl-router (Rust): ~0.6 us';
         if (kind === 'insert_hit' && size === 100) note += '; sgl-router (Rust): ~1.1 us';
         figures.push({ name: `radix.${kind}.${size}`, value: median, unit: 'us/op', better: 'lower', spread, note });

@@ -124,6 +124,11 @@ class RadixNode {
   memberCount = 0;
   t0 = -1;
   m0: Membership | null = null;
+  /**
+   * The tenant of the most recent tag, -1 when unknown (its tag was removed, or a restored node). Every
+   * touch carries the newest sequence number, so the last tenant to touch a node is its most recent.
+   */
+  lastTenant = -1;
   more: Membership[] | null = null;
   moreTenants: number[] | null = null;
   constructor(
@@ -219,14 +224,19 @@ function memberAt(node: RadixNode, j: number): Membership {
   return (j === 0 ? node.m0 : (node.more as Membership[])[j - 1]) as Membership;
 }
 
-/** The most recently used tag of a node (ties, only possible in restored trees: lowest tenant id). */
-function mostRecent(node: RadixNode): Membership | null {
-  let best: Membership | null = null;
-  for (let j = 0; j < node.memberCount; j++) {
+/**
+ * The tenant of a node's most recently used tag (ties, only possible in restored trees: lowest id); -1
+ * for the root. Cached in lastTenant, recomputed after that tag went.
+ */
+function mostRecentTenant(node: RadixNode): number {
+  if (node.lastTenant >= 0 || node.memberCount === 0) return node.lastTenant;
+  let best = node.m0 as Membership;
+  for (let j = 1; j < node.memberCount; j++) {
     const m = memberAt(node, j);
-    if (best === null || m.seq > best.seq || (m.seq === best.seq && m.tenant < best.tenant)) best = m;
+    if (m.seq > best.seq || (m.seq === best.seq && m.tenant < best.tenant)) best = m;
   }
-  return best;
+  node.lastTenant = best.tenant;
+  return best.tenant;
 }
 
 export class RadixTree {
@@ -308,10 +318,10 @@ export class RadixTree {
       node = child;
       if (k < child.label.length) break;
     }
-    const best = mostRecent(node);
-    if (best === null) return { matchedChars: 0, tenant: -1 };
-    if (nowMs !== undefined) this.touchPath(node, best.tenant, nowMs);
-    return { matchedChars: i, tenant: best.tenant };
+    const tenant = mostRecentTenant(node);
+    if (tenant < 0) return { matchedChars: 0, tenant: -1 };
+    if (nowMs !== undefined) this.touchPath(node, tenant, nowMs);
+    return { matchedChars: i, tenant };
   }
 
   /** Characters of `text` matched by what `tenant` holds. With nowMs, the matched path is touched. */
@@ -521,6 +531,11 @@ export class RadixTree {
       const more = node.more === null ? 0 : node.more.length;
       if (more === 0 ? node.more !== null || node.moreTenants !== null : node.moreTenants?.length !== more) fail('more arrays');
       if (node.memberCount !== 1 + more) fail('memberCount');
+      if (node.lastTenant >= 0) {
+        let maxSeq = -Infinity;
+        for (let j = 0; j < node.memberCount; j++) maxSeq = Math.max(maxSeq, memberAt(node, j).seq);
+        if (findMember(node, node.lastTenant)?.seq !== maxSeq) fail('lastTenant is not the most recent tag');
+      }
       const parent = node.parent as RadixNode;
       for (let j = 0; j < node.memberCount; j++) {
         const m = memberAt(node, j);
@@ -656,6 +671,7 @@ export class RadixTree {
     upper.moreTenants = node.moreTenants === null ? null : node.moreTenants.slice();
     upper.memberCount = count;
     upper.t0 = node.t0;
+    upper.lastTenant = node.lastTenant;
     for (let j = 0; j < count; j++) {
       const m = memberAt(node, j);
       const u = new Membership(upper, m.tenant, m.seq, m.time, j);
@@ -709,6 +725,7 @@ export class RadixTree {
       }
     }
     node.memberCount = last;
+    if (node.lastTenant === m.tenant) node.lastTenant = -1;
     if (moved === m) return;
     const slot = m.slot;
     if (slot === 0) {
@@ -724,6 +741,7 @@ export class RadixTree {
   /** Tag node with tenant (new tag) and place it in the LRU list before `cursor` (tail when null). */
   private addMember(node: RadixNode, tenant: number, seq: number, time: number, cursor: Membership | null): Membership {
     const m = this.newMember(node, tenant, seq, time);
+    node.lastTenant = tenant;
     this.linkBefore(m, tenant, cursor);
     this.tenantChars[tenant] = (this.tenantChars[tenant] as number) + node.label.length;
     const entries = (this.tenantEntries[tenant] as number) + 1;
@@ -739,6 +757,7 @@ export class RadixTree {
     if (m === null) return this.addMember(node, tenant, seq, time, cursor);
     m.seq = seq;
     m.time = time;
+    node.lastTenant = tenant;
     // Already in place (m.next === null means m is the tail) when the same tenant re-sends a prompt.
     if (m.next !== cursor) {
       this.unlink(m, tenant);
@@ -754,6 +773,7 @@ export class RadixTree {
       const m = findMember(at, tenant) as Membership;
       m.seq = seq;
       m.time = time;
+      at.lastTenant = tenant;
       // Walking up and appending keeps each node ahead of its parent.
       if (this.lruTail[tenant] !== m) {
         this.unlink(m, tenant);

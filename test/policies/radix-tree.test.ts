@@ -419,6 +419,10 @@ t.test('snapshot and restore round-trip', async (t) => {
   copy.checkInvariants();
   t.same(canonical(copy.snapshot()), canonical(snap));
   t.same(copy.stats(), tree.stats());
+  for (let q = 0; q < 200; q++) {
+    const query = randomText(rng, stems, 40);
+    if (copy.prefixMatch(query).tenant !== tree.prefixMatch(query).tenant) t.fail(`restored tree answers ${query} differently`);
+  }
   // the LRU order survives: both evict the same leaves
   tree.evictTenantsBySize(150);
   copy.evictTenantsBySize(150);
@@ -466,6 +470,19 @@ t.test('restore rejects malformed snapshots', async (t) => {
     ['non-finite', { entryTime: Float64Array.from([0, Number.NaN]) }],
     ['seq', { seq: Number.NaN }],
   ];
+  // equal recency on one node (only a snapshot can say so): the lowest tenant id answers
+  const tie = RadixTree.restore({
+    ...base(),
+    labels: ['ab', 'c'],
+    entryStart: Int32Array.from([0, 2, 4]),
+    entryTenant: Int32Array.from([4, 2, 2, 4]),
+    entrySeq: Float64Array.from([5, 5, 3, 3]),
+    entryTime: Float64Array.from([0, 0, 0, 0]),
+  });
+  t.same(tie.prefixMatch('abc'), { matchedChars: 3, tenant: 2 });
+  tie.insert('abc', 4, 1);
+  t.same(tie.prefixMatch('abc'), { matchedChars: 3, tenant: 4 });
+  tie.checkInvariants();
   for (const [name, patch] of cases) t.throws(() => RadixTree.restore({ ...base(), ...patch }), RangeError, name);
 });
 
