@@ -99,7 +99,7 @@ const scalar = async (q) => {
 // Wait for a scrape that saw all the traffic (scrape interval 1 s). Requests are counted when they
 // arrive, their latencies when they finish: wait for the histograms, which come last.
 const settled = "sum(sgl_router_request_duration_seconds_count) + sum(sgl_router_ttft_seconds_count)";
-const deadline = Date.now() + 30_000;
+const deadline = Date.now() + 60_000;
 while ((await scalar(settled)) !== 40) {
   if (Date.now() > deadline) throw new Error(`Prometheus never saw the 30 requests finish (${settled} = ${await scalar(settled)})`);
   await new Promise((r) => setTimeout(r, 250));

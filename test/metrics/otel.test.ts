@@ -72,7 +72,7 @@ function attrs(list: OtlpSpan['attributes']): Record<string, unknown> {
   return out;
 }
 
-const TEST_STATS = { checkpointIntervalMs: 0, actor: { execArgv: [] } };
+const TEST_STATS = { checkpointIntervalMs: 0, askTimeoutMs: 60_000, actor: { execArgv: [] } };
 const TRACE_ID = '4bf92f3577b34da6a3ce929d0e0e4736';
 const PARENT_ID = '00f067aa0ba902b7';
 

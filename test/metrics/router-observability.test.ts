@@ -40,7 +40,7 @@ const REQUIRED: [string, Family['type']][] = [
   ['sgl_router_admission_total', 'counter'],
 ];
 
-const TEST_STATS = { checkpointIntervalMs: 0, actor: { execArgv: [] } };
+const TEST_STATS = { checkpointIntervalMs: 0, askTimeoutMs: 60_000, actor: { execArgv: [] } };
 
 async function routerFor(t: Test, fb: FixtureBackend, args: string[] = []): Promise<StartedRouter> {
   const r = await startTestRouter(['--worker-urls', fb.url, '--policy', 'round_robin', '--prometheus-port', '0', ...args], { observability: { stats: TEST_STATS } });

@@ -44,7 +44,8 @@ function rec(over: Partial<CompletionRecord> = {}): CompletionRecord {
 }
 
 function host(): StatsHost {
-  return new StatsHost({ checkpointIntervalMs: 0, actor: { execArgv: [] } });
+  // A generous ask timeout: the first ask waits for the thread to start, which is slow on a loaded machine.
+  return new StatsHost({ checkpointIntervalMs: 0, askTimeoutMs: 60_000, actor: { execArgv: [] } });
 }
 
 t.test('records are packed into numbers and cross once per event-loop turn', async (t) => {
@@ -106,7 +107,7 @@ t.test('a crashed stats thread is restarted from the latest checkpoint', async (
   const restarts = h.actor.restarts;
   const inc = (h.actor as unknown as { inc: { worker: Worker } }).inc;
   await inc.worker.terminate();
-  const deadline = Date.now() + 20_000;
+  const deadline = Date.now() + 60_000;
   while ((h.actor.restarts === restarts || !h.actor.available) && Date.now() < deadline) await sleep(10);
   t.equal(h.actor.restarts, restarts + 1);
   h.record(rec({ workerUrl: W2, slot: 1, nodeId: 1 }));
