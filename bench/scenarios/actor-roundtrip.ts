@@ -12,6 +12,8 @@
  *                          payloads: completion-feedback records (numbers, short strings) and decide
  *                          messages carrying a 4000-character prompt.
  *
+ * Every figure has a twin `<name>.cpu`: process CPU time (host and actor thread, user + system) per call,
+ * which other processes on a shared machine disturb far less than wall time.
  * Each figure is the median over ctx.runs; spread is from the min/max of the runs. docs/actors.md quotes
  * these figures and the choice they support.
  */
@@ -86,25 +88,38 @@ async function startActor(tuning: ActorTuning): Promise<PolicyActor> {
   return actor;
 }
 
+/** A measurement and the process CPU time (both threads, user + system) it took per call, in us. */
+interface Measured {
+  readonly value: number;
+  readonly cpuUs: number;
+}
+
+function cpuNow(): number {
+  const u = process.cpuUsage();
+  return u.user + u.system;
+}
+
 /** Mean microseconds per call, one call outstanding at a time. */
-async function sequentialUs(actor: PolicyActor, ms: number): Promise<number> {
+async function sequentialUs(actor: PolicyActor, ms: number): Promise<Measured> {
   let n = 0;
+  const cpu0 = cpuNow();
   const t0 = performance.now();
   let elapsed = 0;
   while ((elapsed = performance.now() - t0) < ms) {
     await actor.ask(DECIDE);
     n++;
   }
-  return (elapsed * 1000) / n;
+  return { value: (elapsed * 1000) / n, cpuUs: (cpuNow() - cpu0) / n };
 }
 
 /** Calls per second with `window` calls kept outstanding (closed loop), each answer issuing the next call. */
-function closedLoopRate(actor: PolicyActor, next: (i: number) => PolicyActorMessage, window: number, ms: number): Promise<number> {
+function closedLoopRate(actor: PolicyActor, next: (i: number) => PolicyActorMessage, window: number, ms: number): Promise<Measured> {
   return new Promise((resolve, reject) => {
     let issued = 0;
     let done = 0;
     let outstanding = 0;
     let stopped = false;
+    const cpu0 = cpuNow();
     const t0 = performance.now();
     const cb = (err: Error | null): void => {
       outstanding--;
@@ -118,7 +133,7 @@ function closedLoopRate(actor: PolicyActor, next: (i: number) => PolicyActorMess
       if (!stopped) {
         outstanding++;
         actor.call(next(issued++), cb);
-      } else if (outstanding === 0) resolve((done * 1000) / (performance.now() - t0));
+      } else if (outstanding === 0) resolve({ value: (done * 1000) / (performance.now() - t0), cpuUs: (cpuNow() - cpu0) / done });
     };
     for (let i = 0; i < window; i++) {
       outstanding++;
@@ -159,19 +174,21 @@ const scenario: Scenario = {
     // Each group's actors run side by side and the rounds are interleaved (variant A, B, C, A, B, C, ...),
     // so drift on a shared machine hits every variant alike.
     const group = async (
-      entries: readonly { name: string; tuning: ActorTuning; measure: (a: PolicyActor) => Promise<number>; unit: string; better: 'higher' | 'lower'; note: string }[],
+      entries: readonly { name: string; tuning: ActorTuning; measure: (a: PolicyActor) => Promise<Measured>; unit: string; better: 'higher' | 'lower'; note: string }[],
     ): Promise<void> => {
       const actors: PolicyActor[] = [];
       for (const e of entries) actors.push(await startActor(e.tuning));
-      const samples: number[][] = entries.map(() => []);
+      const samples: Measured[][] = entries.map(() => []);
       for (let r = 0; r < ctx.runs; r++) {
         for (let i = 0; i < entries.length; i++) samples[i]!.push(await entries[i]!.measure(actors[i]!));
       }
       await Promise.all(actors.map((a) => a.close()));
       entries.forEach((e, i) => {
-        const f = figure(e.name, samples[i]!, e.unit, e.better, e.note);
-        ctx.log(`${f.name}: ${f.value} ${f.unit} (spread ${f.spread})`);
-        figures.push(f);
+        const f = figure(e.name, samples[i]!.map((m) => m.value), e.unit, e.better, e.note);
+        // CPU per call is far less sensitive than wall time to other processes on a shared machine.
+        const c = figure(`${e.name}.cpu`, samples[i]!.map((m) => m.cpuUs), 'us', 'lower', 'process CPU (both threads) per call');
+        ctx.log(`${f.name}: ${f.value} ${f.unit} (spread ${f.spread}); cpu ${c.value} us/call (spread ${c.spread})`);
+        figures.push(f, c);
       });
     };
 

@@ -7,6 +7,8 @@
  *   policy.decide.actor.<policy>.w8      ns per decision through an ActorPolicyHost under load: 1024
  *                                        decisions kept outstanding, so crossings are batched; this is
  *                                        the amortised cost the front end pays per request.
+ *   policy.decide.actor.<policy>.w8.cpu  process CPU (front end + actor thread) per decision in that run:
+ *                                        steadier than wall time on a shared machine.
  *   policy.decide.actor.<policy>.latency us for one decision alone through the actor (nothing else in
  *                                        flight): the hop a stateful policy adds at low load.
  *
@@ -67,12 +69,18 @@ function inlineNs(host: PolicyHost, ms: number): number {
   return summarize(samples).median;
 }
 
-/** ns per decision with `OUTSTANDING` decisions in flight (each answer issues the next). */
-function actorLoadedNs(host: PolicyHost, ms: number): Promise<number> {
+function cpuNow(): number {
+  const u = process.cpuUsage();
+  return u.user + u.system;
+}
+
+/** Wall ns per decision with `OUTSTANDING` decisions in flight (each answer issues the next), and CPU ns. */
+function actorLoadedNs(host: PolicyHost, ms: number): Promise<{ wall: number; cpu: number }> {
   return new Promise((resolve) => {
     let done = 0;
     let outstanding = 0;
     let stopped = false;
+    const cpu0 = cpuNow();
     const t0 = performance.now();
     const cb = (_err: Error | null, d: Decision | null): void => {
       outstanding--;
@@ -82,7 +90,7 @@ function actorLoadedNs(host: PolicyHost, ms: number): Promise<number> {
       if (!stopped) {
         outstanding++;
         host.decide(REQUEST, cb);
-      } else if (outstanding === 0) resolve(((performance.now() - t0) * 1e6) / done);
+      } else if (outstanding === 0) resolve({ wall: ((performance.now() - t0) * 1e6) / done, cpu: ((cpuNow() - cpu0) * 1000) / done });
     };
     for (let i = 0; i < OUTSTANDING; i++) {
       outstanding++;
@@ -138,13 +146,17 @@ const scenario: Scenario = {
       host.setWorkers(fleet(table, 8));
       await actorLoadedNs(host, 100); // warm-up
       const loaded: number[] = [];
+      const loadedCpu: number[] = [];
       const alone: number[] = [];
       for (let r = 0; r < ctx.runs; r++) {
-        loaded.push(await actorLoadedNs(host, ms));
+        const m = await actorLoadedNs(host, ms);
+        loaded.push(m.wall);
+        loadedCpu.push(m.cpu);
         alone.push(await actorLatencyUs(host, ms / 2));
       }
       await host.close();
       report(figure(`policy.decide.actor.${name}.w8`, loaded, 'ns', `actor host, ${OUTSTANDING} outstanding`));
+      report(figure(`policy.decide.actor.${name}.w8.cpu`, loadedCpu, 'ns', 'process CPU (both threads) per decision'));
       report(figure(`policy.decide.actor.${name}.latency`, alone, 'us', 'actor host, one decision at a time'));
     }
     if (sink === -1) ctx.log('unreachable'); // keeps the decisions observable to the optimiser
