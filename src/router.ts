@@ -139,6 +139,7 @@ export async function startRouter(opts: RouterOptions, deps: StartRouterDeps = {
         pressureKvMb: opts.pressureKvMb,
         kvBytesPerToken: opts.kvBytesPerToken,
       });
+      admission.addRecorder(obs.admission); // /stats routing section, sgl_router_admission_total
     }
     const host = policy;
     const admit = admission;

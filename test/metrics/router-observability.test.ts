@@ -322,3 +322,24 @@ t.test('config redaction: secrets by key, credentials in URLs, everything else k
     },
   );
 });
+
+t.test('size-aware admission reports into /stats and sgl_router_admission_total', async (t) => {
+  const single = await startFixtureBackend();
+  const multi = await startFixtureBackend();
+  t.teardown(() => Promise.all([single.close(), multi.close()]));
+  const r = await startTestRouter(['--worker-urls', single.url, multi.url, '--worker-groups', `${multi.url}=multi`, '--large-input-tokens', '10', '--policy', 'round_robin', '--prometheus-port', '0'], {
+    observability: { stats: TEST_STATS },
+  });
+  t.teardown(() => r.close(2000));
+  await waitFor(() => r.ctx.registry.healthyCount() === 2, 10_000, 'two healthy workers');
+  t.equal((await post(`${r.url}/generate`, { text: 'short' })).status, 200);
+  t.equal((await post(`${r.url}/generate`, { text: 'a long prompt '.repeat(20) })).status, 200);
+  t.equal((await post(`${r.url}/generate`, { text: 'tiny' })).status, 200);
+  const routing = (JSON.parse((await get(`${r.url}/stats`)).body) as Record<string, any>)['routing'];
+  t.equal(routing.total_requests, 3);
+  t.same(routing.actions, { single: 2, multi: 1 });
+  t.match(routing.triggers, { none: 2, large_input: 1, large_kv: 0, memory_pressure: 0 });
+  const { fams } = await scrape(r);
+  t.equal(valueOf(fams, 'sgl_router_admission_total', { action: 'multi', trigger: 'large_input' }), 1);
+  t.equal(valueOf(fams, 'sgl_router_admission_total', { action: 'single', trigger: 'none' }), 2);
+});
