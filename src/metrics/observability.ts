@@ -107,17 +107,33 @@ export class Observability {
 
   /** The whole exposition text (what GET /metrics answers). */
   async render(ctx: RouterContext): Promise<string> {
-    if (this.stats === undefined) return renderMetrics(ctx, this.metrics, undefined); // zeros: there never is data
-    let histograms: string;
+    const [histograms] = await Promise.all([this.histograms(ctx), this.refreshTreeSizes(ctx)]);
+    return renderMetrics(ctx, this.metrics, histograms);
+  }
+
+  private async histograms(ctx: RouterContext): Promise<string | undefined> {
+    if (this.stats === undefined) return undefined; // zeros: there never is data
     try {
       // Waits for a (re)starting actor, up to the ask timeout.
-      histograms = await this.stats.prometheus(membersOf(ctx));
+      return await this.stats.prometheus(membersOf(ctx));
     } catch (err) {
       // Families without series: Prometheus marks them stale. Zeros would read as a counter reset.
       this.log.warn({ err }, 'stats actor did not render the histograms; exporting them without series');
-      histograms = emptyHistogramFamilies();
+      return emptyHistogramFamilies();
     }
-    return renderMetrics(ctx, this.metrics, histograms);
+  }
+
+  /** sgl_router_tree_size from the policy's snapshot (cache_aware reports `tree_size` per worker URL). */
+  private async refreshTreeSizes(ctx: RouterContext): Promise<void> {
+    let snap: unknown;
+    try {
+      snap = await withTimeout(ctx.policy.snapshot(), 2000);
+    } catch {
+      return; // keep the last known sizes
+    }
+    const sizes = treeSizesOf(snap);
+    if (sizes === undefined) return;
+    for (const [url, chars] of Object.entries(sizes)) if (typeof chars === 'number') this.metrics.setTreeSize(url, chars);
   }
 
   /** Start the Prometheus listener (after the router context exists). */
@@ -132,6 +148,34 @@ export class Observability {
     this.prom?.close();
     await Promise.allSettled([this.stats?.close(), this.otel?.close()]);
   }
+}
+
+/** `tree_size` of a policy snapshot: inline and sharded hosts put it in `state`, actor hosts in `actor.state`. */
+export function treeSizesOf(snap: unknown): Record<string, unknown> | undefined {
+  if (snap === null || typeof snap !== 'object') return undefined;
+  const o = snap as { state?: unknown; actor?: { state?: unknown } | null };
+  for (const state of [o.state, o.actor?.state]) {
+    if (state === null || typeof state !== 'object') continue;
+    const sizes = (state as { tree_size?: unknown }).tree_size;
+    if (sizes !== null && typeof sizes === 'object') return sizes as Record<string, unknown>;
+  }
+  return undefined;
+}
+
+function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
+    p.then(
+      (v) => {
+        clearTimeout(timer);
+        resolve(v);
+      },
+      (err: unknown) => {
+        clearTimeout(timer);
+        reject(err instanceof Error ? err : new Error(String(err)));
+      },
+    );
+  });
 }
 
 let version: string | undefined;

@@ -343,3 +343,29 @@ t.test('size-aware admission reports into /stats and sgl_router_admission_total'
   t.equal(valueOf(fams, 'sgl_router_admission_total', { action: 'multi', trigger: 'large_input' }), 1);
   t.equal(valueOf(fams, 'sgl_router_admission_total', { action: 'single', trigger: 'none' }), 2);
 });
+
+t.test('cache_aware: tree sizes from the policy snapshot, hits and misses from its decision scores', async (t) => {
+  const fb = await startFixtureBackend();
+  t.teardown(() => fb.close());
+  const r = await startTestRouter(['--worker-urls', fb.url, '--policy', 'cache_aware', '--prometheus-port', '0'], { observability: { stats: TEST_STATS } });
+  t.teardown(() => r.close(2000));
+  await waitFor(() => r.ctx.registry.healthyCount() === 1, 10_000, 'a healthy worker');
+  await r.ctx.policy.ready();
+  const prompt = 'You are a helpful assistant. Answer briefly. ';
+  for (let i = 0; i < 4; i++) t.equal((await post(`${r.url}/generate`, { text: `${prompt}question ${i}` })).status, 200);
+  const { fams } = await scrape(r);
+  const hits = valueOf(fams, 'sgl_router_cache_hits_total') ?? 0;
+  const misses = valueOf(fams, 'sgl_router_cache_misses_total') ?? 0;
+  t.equal(hits + misses, 4, 'every cache-aware decision is a hit or a miss');
+  t.ok(hits >= 3, `the shared prefix is followed after the first request (${hits} hits)`);
+  t.ok((valueOf(fams, 'sgl_router_tree_size', { worker: fb.url }) ?? 0) >= prompt.length, 'the tree holds at least the shared prefix');
+});
+
+t.test('tree sizes are found in inline, actor and sharded snapshots', async (t) => {
+  const { treeSizesOf } = await import('../../src/metrics/observability.js');
+  t.same(treeSizesOf({ state: { tree_size: { a: 1 } } }), { a: 1 });
+  t.same(treeSizesOf({ actor: { state: { tree_size: { b: 2 } } } }), { b: 2 });
+  t.equal(treeSizesOf({ actor: null }), undefined);
+  t.equal(treeSizesOf({ state: { counter: 3 } }), undefined);
+  t.equal(treeSizesOf(null), undefined);
+});
