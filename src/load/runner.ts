@@ -70,7 +70,6 @@ export async function runLoad(opts: LoadOptions, hooks: LoadHooks = {}): Promise
     throw new LoadError(`--url '${opts.url}' is not a valid URL (e.g. http://127.0.0.1:30000)`);
   }
   const dir = resolve(opts.output);
-  mkdirSync(dir, { recursive: true });
 
   let target: TargetInfo;
   try {
@@ -86,6 +85,8 @@ export async function runLoad(opts: LoadOptions, hooks: LoadHooks = {}): Promise
   }
   const dataset = createDataset(opts);
   const n = dataset.size;
+  // Only now (target reachable, dataset valid) does the run leave a folder behind.
+  mkdirSync(dir, { recursive: true });
   const runId = opts.runId ?? randomBytes(4).toString('hex');
   const inFlightLimit = Math.max(1, Math.min(opts.maxConcurrency ?? opts.maxConnections, opts.maxConnections));
   const client = new LoadClient({
