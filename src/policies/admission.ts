@@ -223,7 +223,7 @@ export class Admission {
     let lowest = Infinity;
     for (const w of ws) {
       if (!isCandidate(this.table, w)) continue;
-      const u = this.table.get(w.slot, Field.TokenUsagePermille) / 1000;
+      const u = this.table.peek(w.slot, Field.TokenUsagePermille) / 1000;
       if (u < lowest) lowest = u;
     }
     return lowest === Infinity ? 0 : lowest;

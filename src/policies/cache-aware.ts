@@ -20,6 +20,7 @@
  * load, min_load, max_load, cache_hit, imbalanced); the snapshot carries per-worker tree sizes and the
  * hit/miss counts for metrics.
  */
+import { Field } from '../actors/worker-table.js';
 import { SwitchyardError } from '../errors.js';
 import { collectAvailable, decisionFor } from './common.js';
 import { RadixTree, DEFAULT_MAX_TREE_SIZE } from './radix-tree.js';
@@ -172,7 +173,7 @@ export function createCacheAwarePolicy(options: PolicyFactoryOptions = {}): Poli
       let minLoad = Infinity;
       let maxLoad = -Infinity;
       for (let i = 0; i < n; i++) {
-        const l = table.inFlight((candidates[i] as WorkerInfo).slot);
+        const l = table.peek((candidates[i] as WorkerInfo).slot, Field.InFlightRequests);
         loads[i] = l;
         if (l < minLoad) minLoad = l;
         if (l > maxLoad) maxLoad = l;

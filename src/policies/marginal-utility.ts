@@ -23,7 +23,7 @@
  */
 import { basename, dirname, extname, join } from 'node:path';
 import { SwitchyardError } from '../errors.js';
-import type { WorkerTable } from '../actors/worker-table.js';
+import { Field, type WorkerTable } from '../actors/worker-table.js';
 import { collectAvailable, decisionFor } from './common.js';
 import { checkCsvPath, DecisionsCsv, type SelectionReason } from './decisions-csv.js';
 import { WorkerWindows, type SampleRing } from './worker-windows.js';
@@ -190,7 +190,7 @@ export function createMarginalUtilityPolicy(options: PolicyFactoryOptions = {}):
       if (outstanding.length < n) outstanding = new Float64Array(Math.max(n, outstanding.length * 2));
       let minOut = Infinity;
       for (let i = 0; i < n; i++) {
-        const v = ctx.table.inFlight((candidates[i] as WorkerInfo).slot);
+        const v = ctx.table.peek((candidates[i] as WorkerInfo).slot, Field.InFlightRequests);
         outstanding[i] = v;
         if (v < minOut) minOut = v;
       }
@@ -247,7 +247,7 @@ export function createMarginalUtilityPolicy(options: PolicyFactoryOptions = {}):
       const ring = windows.get(f.slot) as SampleRing;
       const tr = computeTrend(ring, o);
       trends.set(f.slot, tr);
-      row(f.url, f.requestId, tr, table === null ? 0 : table.inFlight(f.slot), 'completion_record');
+      row(f.url, f.requestId, tr, table === null ? 0 : table.peek(f.slot, Field.InFlightRequests), 'completion_record');
     },
 
     onWorkersChanged(ws: readonly WorkerInfo[]): void {

@@ -95,14 +95,14 @@ function fill(v: View, w: WorkerInfo, table: WorkerTable, windows: WorkerWindows
   v.nodeId = w.nodeId;
   v.group = w.group;
   v.healthy = true;
-  v.inFlight = table.inFlight(s);
-  v.inFlightTokens = table.inFlightTokens(s);
-  v.waiting = table.get(s, Field.ReportedQueue);
-  v.running = table.get(s, Field.ReportedRunning);
-  v.reportedTokens = table.get(s, Field.ReportedTokens);
+  v.inFlight = table.peek(s, Field.InFlightRequests);
+  v.inFlightTokens = table.peek(s, Field.InFlightTokens);
+  v.waiting = table.peek(s, Field.ReportedQueue);
+  v.running = table.peek(s, Field.ReportedRunning);
+  v.reportedTokens = table.peek(s, Field.ReportedTokens);
   v.queueDepth = Math.max(v.inFlight, v.waiting + v.running);
-  v.tokenUsage = table.get(s, Field.TokenUsagePermille) / 1000;
-  v.processed = table.get(s, Field.Processed);
+  v.tokenUsage = table.peek(s, Field.TokenUsagePermille) / 1000;
+  v.processed = table.peek(s, Field.Processed);
   const ring = windows.get(s);
   if (ring === undefined) {
     v.samples = 0;

@@ -23,7 +23,7 @@ export function createPowerOfTwoPolicy(options: PolicyFactoryOptions = {}): Poli
       if (n === 0) return null;
       if (n === 1) {
         const only = candidates[0] as WorkerInfo;
-        const load = table.inFlight(only.slot);
+        const load = table.peek(only.slot, Field.InFlightRequests);
         return decisionFor(only, `power_of_two: ${only.url} is the only available worker (in-flight ${load})`, { load, available: 1 });
       }
       const i = Math.floor(ctx.rng.next() * n);
@@ -33,8 +33,8 @@ export function createPowerOfTwoPolicy(options: PolicyFactoryOptions = {}): Poli
       const b = candidates[j] as WorkerInfo;
       const nowSec = reportClockSec();
       const byTokens = hasFreshReport(table, a.slot, nowSec, maxAge) && hasFreshReport(table, b.slot, nowSec, maxAge);
-      const la = byTokens ? table.get(a.slot, Field.ReportedTokens) : table.inFlight(a.slot);
-      const lb = byTokens ? table.get(b.slot, Field.ReportedTokens) : table.inFlight(b.slot);
+      const la = byTokens ? table.peek(a.slot, Field.ReportedTokens) : table.peek(a.slot, Field.InFlightRequests);
+      const lb = byTokens ? table.peek(b.slot, Field.ReportedTokens) : table.peek(b.slot, Field.InFlightRequests);
       const firstWins = la <= lb;
       const w = firstWins ? a : b;
       const unit = byTokens ? 'reported tokens' : 'in-flight';

@@ -16,7 +16,7 @@ export function reportClockSec(): number {
 
 /** True when the slot holds a report no older than maxAgeSecs. */
 export function hasFreshReport(table: WorkerTable, slot: number, nowSec: number, maxAgeSecs: number): boolean {
-  const at = table.get(slot, Field.ReportedAtSec);
+  const at = table.peek(slot, Field.ReportedAtSec);
   return at > 0 && nowSec - at <= maxAgeSecs;
 }
 

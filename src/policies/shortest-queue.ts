@@ -51,12 +51,12 @@ export function createShortestQueuePolicy(options: PolicyFactoryOptions = {}): P
       const rng = ctx.rng;
       for (let i = 0; i < n; i++) {
         const slot = (candidates[i] as WorkerInfo).slot;
-        const inFlight = table.inFlight(slot);
+        const inFlight = table.peek(slot, Field.InFlightRequests);
         let waiting = 0;
         let running = 0;
         if (hasFreshReport(table, slot, nowSec, maxAge)) {
-          waiting = table.get(slot, Field.ReportedQueue);
-          running = table.get(slot, Field.ReportedRunning);
+          waiting = table.peek(slot, Field.ReportedQueue);
+          running = table.peek(slot, Field.ReportedRunning);
         }
         const reported = waiting + running;
         const queue = inFlight > reported ? inFlight : reported;
