@@ -107,3 +107,20 @@ t.test('charts: nice ticks, labelled SVG, PNG when the renderer is here', async 
   renderer.write(svg, path);
   t.same([...readFileSync(path).subarray(0, 8)], [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a], 'a PNG file');
 });
+
+t.test('without a PNG renderer, charts degrade to SVG only and say why', async (t) => {
+  const { spawnSync } = await import('node:child_process');
+  const { mkdtempSync, existsSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const { join } = await import('node:path');
+  const dir = mkdtempSync(join(tmpdir(), 'sy-nopng-'));
+  const png = new URL('../../src/load/charts/png.js', import.meta.url).href;
+  const script = `const m = await import(${JSON.stringify(png)}); const w = m.writeChart('<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"/>', ${JSON.stringify(join(dir, 'c'))}); console.log(JSON.stringify({ w, reason: m.pngRenderer().reason }));`;
+  const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { env: { ...process.env, SWITCHYARD_NO_PNG: '1' }, encoding: 'utf8' });
+  t.equal(r.status, 0, r.stderr);
+  const out = JSON.parse(r.stdout) as { w: { svg: string; png: string | null }; reason: string };
+  t.equal(out.w.png, undefined, 'no PNG written (the key is absent from the JSON)');
+  t.match(out.reason, /SWITCHYARD_NO_PNG/);
+  t.ok(existsSync(join(dir, 'c.svg')));
+  t.notOk(existsSync(join(dir, 'c.png')));
+});
