@@ -139,6 +139,7 @@ export class Observability {
   /** Start the Prometheus listener (after the router context exists). */
   async listen(ctx: RouterContext): Promise<void> {
     if (this.closed) return;
+    this.otel?.useAdmission(ctx.admission);
     this.prom = await startPrometheusServer(this.config.prometheusHost, this.config.prometheusPort, () => this.render(ctx), this.log);
   }
 

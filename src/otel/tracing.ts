@@ -17,14 +17,21 @@ import { resourceFromAttributes } from '@opentelemetry/resources';
 import { OTLPTraceExporter as OtlpHttpJsonExporter } from '@opentelemetry/exporter-trace-otlp-http';
 import { OTLPTraceExporter as OtlpHttpProtoExporter } from '@opentelemetry/exporter-trace-otlp-proto';
 import type { CompletionRecord, CompletionSink } from '../proxy/completion.js';
-import type { RouteKind } from '../policies/types.js';
+import type { RequestFeatures, RouteKind } from '../policies/types.js';
 import type { Logger } from '../util/log.js';
 import type { RequestEventView, RequestEvents } from '../metrics/events.js';
 import { displayUrl, type OtlpConfig } from './config.js';
 
+/** What tracing needs of size-aware admission (src/policies/admission.ts): the KV estimate of a request. */
+export interface KvEstimator {
+  classify(req: RequestFeatures): { readonly predictedKvMb: number };
+}
+
 export interface OtelTracing {
   readonly sink: CompletionSink;
   readonly events: RequestEvents;
+  /** Size-aware admission, once the router has it: routing.predicted_kv_mb comes from its estimate. */
+  useAdmission(a: KvEstimator | undefined): void;
   describe(): Record<string, unknown>;
   /** Export what is queued and stop (bounded). */
   close(timeoutMs?: number): Promise<void>;
@@ -34,6 +41,10 @@ export interface OtelTracing {
 interface Pending {
   readonly traceparent: string;
   readonly inputTokens: number;
+  /** Admission's action (worker group) and reason, when admission classed the request. */
+  readonly group: string | undefined;
+  readonly admission: string | undefined;
+  readonly kvMb: number | undefined;
 }
 const MAX_PENDING = 100_000;
 
@@ -69,13 +80,16 @@ export function startOtelTracing(cfg: OtlpConfig, log: Logger, version: string):
   const tracer = provider.getTracer('switchyard', version);
   const pending = new Map<string, Pending>();
   let recorded = 0;
+  let admission: KvEstimator | undefined;
 
   const events: RequestEvents = {
     accepted() {},
     rejected() {},
     decided(req: RequestEventView) {
       if (pending.size >= MAX_PENDING) pending.clear(); // records that never came (cannot happen today): do not grow
-      pending.set(req.requestId, { traceparent: req.traceparent, inputTokens: req.features.inputTokens });
+      const f = req.features;
+      const kvMb = admission === undefined ? undefined : admission.classify(f).predictedKvMb;
+      pending.set(req.requestId, { traceparent: req.traceparent, inputTokens: f.inputTokens, group: f.group, admission: f.admission, kvMb });
     },
   };
 
@@ -110,12 +124,17 @@ export function startOtelTracing(cfg: OtlpConfig, log: Logger, version: string):
       const span = tracer.startSpan(SPAN_NAMES[rec.route], { kind: SpanKind.SERVER, startTime: start, attributes: attrs }, parent);
 
       const routed = rec.slot >= 0 && rec.workerUrl !== '';
+      // With size-aware admission the decision is its action (single / multi) and the trigger its
+      // reason (seed 002); otherwise the policy's decision kind and reason.
+      const admitted = info?.group !== undefined && info.admission !== undefined;
       const decision: Attributes = {
         'routing.input_tokens': info?.inputTokens ?? rec.inputTokens,
-        'routing.decision': routed ? decisionKind(rec.reason) : 'no_worker',
-        'routing.trigger_reason': routed ? rec.reason : (rec.errorCode ?? rec.status),
+        'routing.decision': admitted ? (info.group as string) : routed ? decisionKind(rec.reason) : 'no_worker',
+        'routing.trigger_reason': admitted ? (info.admission as string).replace(/^admission: /, '') : routed ? rec.reason : (rec.errorCode ?? rec.status),
         'routing.policy': rec.policy,
       };
+      if (admitted) decision['routing.policy_reason'] = routed ? rec.reason : (rec.errorCode ?? rec.status);
+      if (info?.kvMb !== undefined) decision['routing.predicted_kv_mb'] = Math.round(info.kvMb * 10) / 10;
       if (routed) {
         decision['routing.worker'] = rec.workerUrl;
         decision['routing.node_id'] = rec.nodeId;
@@ -144,6 +163,9 @@ export function startOtelTracing(cfg: OtlpConfig, log: Logger, version: string):
   return {
     sink,
     events,
+    useAdmission(a) {
+      admission = a;
+    },
     describe() {
       return { endpoint: displayUrl(cfg.tracesUrl), protocol: cfg.protocol, service_name: cfg.serviceName, requests_traced: recorded, pending: pending.size, exported_spans: counts.exportedSpans, failed_spans: counts.failedSpans, failed_exports: counts.failedExports, last_error: counts.lastError };
     },

@@ -153,6 +153,29 @@ t.test('OTLP/HTTP JSON: a route span per request with a routing_decision child, 
   t.ok(bundle['opentelemetry'].exported_spans >= 6);
 });
 
+t.test('with size-aware admission the routing_decision span carries its action, trigger reason and KV estimate (seed 002)', async (t) => {
+  const receiver = await startReceiver(t);
+  const single = await startFixtureBackend();
+  const multi = await startFixtureBackend();
+  t.teardown(() => Promise.all([single.close(), multi.close()]));
+  const r = await startTestRouter(
+    ['--worker-urls', single.url, multi.url, '--worker-groups', `${multi.url}=multi`, '--large-input-tokens', '20', '--policy', 'round_robin', '--prometheus-port', '0', '--otlp-endpoint', receiver.url, '--otlp-protocol', 'http/json'],
+    { observability: { stats: TEST_STATS, otlpFlushMs: 100 } },
+  );
+  t.teardown(() => r.close(2000));
+  await waitFor(() => r.ctx.registry.healthyCount() === 2, 10_000, 'two healthy workers');
+  const text = 'x'.repeat(400); // 100 tokens by the 4-characters rule
+  t.equal((await post(`${r.url}/generate`, { text, sampling_params: { max_new_tokens: 28 } })).status, 200);
+  t.equal((await post(`${r.url}/generate`, { text: 'small', sampling_params: { max_new_tokens: 8 } })).status, 200);
+  await waitFor(() => spansOf(receiver.got).spans.filter((s) => s.name === 'routing_decision').length >= 2, 15_000, 'two decisions exported');
+  const decisions = spansOf(receiver.got).spans.filter((s) => s.name === 'routing_decision').map((s) => attrs(s.attributes));
+  const big = decisions.find((a) => a['routing.input_tokens'] === 100) as Record<string, unknown>;
+  t.match(big, { 'routing.decision': 'multi', 'routing.trigger_reason': /^large_input: 100 > 20 tokens -> multi$/, 'routing.worker': multi.url, 'routing.policy': 'round_robin', 'routing.policy_reason': /round_robin: counter/ });
+  t.equal(big['routing.predicted_kv_mb'], Math.round(((100 + 28) * 131072) / 2 ** 20 * 10) / 10, '(input + max_new_tokens) x kv bytes per token');
+  const small = decisions.find((a) => a['routing.input_tokens'] !== 100) as Record<string, unknown>;
+  t.match(small, { 'routing.decision': 'single', 'routing.trigger_reason': /^small: /, 'routing.worker': single.url });
+});
+
 t.test('OTLP/HTTP protobuf (the default protocol) reaches the receiver; a refusing collector is counted, not fatal', async (t) => {
   const receiver = await startReceiver(t);
   const refusing = await startReceiver(t, 400);
