@@ -196,9 +196,9 @@ const scenario: Scenario = {
       }
     });
     // linear growth: per-character cost at 200 KB relative to 100 KB, where per-character work dominates
-    // (below ~10 KB the fixed per-node costs do): 1.0 = linear. Not for insert_new: there V8's copying of
-    // the 50 KB halves through the young generation (strings under ~128 KB are allocated there, larger
-    // ones go straight to large-object space) makes 100 KB dearer per character than 200 KB.
+    // (below ~10 KB the fixed per-node costs do): 1.0 = linear. Not for insert_new: its fresh texts are
+    // made between timed batches and collecting them lands in the timed part unevenly across sizes (this
+    // figure came out 0.3-0.45 here while a standalone loop grew linearly; see docs/radix-tree.md).
     for (const kind of ['insert_hit', 'match', 'match_tenants'] as const) {
       const ratio = ((medians.get(`${kind}.200000`) as number) / 200_000) / ((medians.get(`${kind}.100000`) as number) / 100_000);
       figures.push({ name: `radix.${kind}.linearity`, value: ratio, unit: 'ratio', better: 'lower', note: 'per-char CPU cost at 200 KB / at 100 KB (1 = linear)' });
