@@ -6,8 +6,9 @@
  * exceeds max_tree_size); the differences are listed in docs/radix-tree.md.
  *
  * Cost model (why the structure looks like this):
- * - Insert and match are linear in the prompt: one pass of charCodeAt over the caller's string and the
- *   node labels, no substrings on the match path, no recursion anywhere (200 KB prompts, 1M-deep chains).
+ * - Insert and match are linear in the prompt: one pass down the path, each label compared natively
+ *   against an O(1) slice of the text (see matchLabel), nothing copied on a match, no recursion anywhere
+ *   (200 KB prompts, 1M-deep chains).
  * - Every (node, tenant) pair is a Membership that also sits in that tenant's doubly linked LRU list,
  *   ordered so that a node always comes before its parent. The head of a tenant's list is therefore
  *   always a leaf for that tenant, and evicting it is O(1): no heap, no tree scan.
@@ -254,8 +255,8 @@ export class RadixTree {
   private readonly lruHead: (Membership | null)[] = [];
   private readonly lruTail: (Membership | null)[] = [];
   // Reused by prefixMatchTenants: the matched path and the matched length at the end of each node.
-  private pathNodes: (RadixNode | null)[] = [];
-  private pathEnds: number[] = [];
+  private readonly pathNodes: (RadixNode | null)[] = [];
+  private readonly pathEnds: number[] = [];
 
   constructor(options: RadixTreeOptions = {}) {
     const max = options.maxTenantChars ?? DEFAULT_MAX_TREE_SIZE;
