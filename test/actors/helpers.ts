@@ -14,7 +14,8 @@ export function echoActor(tuning: ActorTuning = {}, init: () => EchoInit = () =>
 
 export const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
-export async function until(what: string, cond: () => boolean, timeoutMs = 10_000): Promise<void> {
+/** Poll until cond holds; the bound is generous because thread starts are slow on a loaded machine. */
+export async function until(what: string, cond: () => boolean, timeoutMs = 60_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!cond()) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);

@@ -17,7 +17,7 @@ for (const transport of ['port', 'task'] as const) {
       const firstThread = actor.threadId;
 
       // slow calls in flight when the thread dies
-      const pending = [actor.ask({ t: 'slow', ms: 5000, v: 1 }), actor.ask({ t: 'slow', ms: 5000, v: 2 })];
+      const pending = [actor.ask({ t: 'slow', ms: 60_000, v: 1 }), actor.ask({ t: 'slow', ms: 60_000, v: 2 })];
       await sleep(20); // let them reach the thread
       const started = Date.now();
       if (how === 'crash') actor.tell({ t: 'crash' });
@@ -30,7 +30,8 @@ for (const transport of ['port', 'task'] as const) {
       }
       const reason = (outcomes[0] as PromiseRejectedResult).reason as Error;
       t.match(reason.message, how === 'crash' ? /deliberate crash/ : /exited with code 3/);
-      t.ok(waited < 4000, `failed long before the 5 s replies were due (${waited} ms)`);
+      // (generous: the machine is shared; what matters is not waiting for the 60 s replies)
+      t.ok(waited < 30_000, `failed long before the 60 s replies were due (${waited} ms)`);
 
       await actor.whenAvailable();
       t.equal(actor.available, true);
