@@ -6,11 +6,16 @@
  *
  *   stats.e2e.<workload>.rps_ratio   stats on / off, median of the per-round ratios (target >= 0.97)
  *   stats.e2e.<workload>.p99_ratio   stats on / off (target <= 1.05)
+ *   stats.e2e.<workload>.cpu_ratio   router CPU time per request (all its threads, /proc/<pid>/stat),
+ *                                    stats on / off: what statistics cost, much less disturbed by other
+ *                                    load on the machine than throughput is
+ *   stats.e2e.<workload>.on_cpu_us / off_cpu_us   CPU microseconds per request behind it
  *   stats.e2e.<workload>.on_rps / off_rps, on_p99_ms / off_p99_ms   the medians behind them
  *
  * Environment: SWITCHYARD_BENCH_WRK_THREADS (1), SWITCHYARD_BENCH_WRK_CONNECTIONS (64).
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -32,6 +37,28 @@ function envInt(name: string, fallback: number): number {
   const n = Number(raw);
   if (!Number.isInteger(n) || n < 1) throw new Error(`${name} must be a positive integer, got '${raw}'`);
   return n;
+}
+
+/** Clock ticks per second of /proc's CPU times. */
+function clockTicks(): number {
+  try {
+    const n = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim());
+    return Number.isFinite(n) && n > 0 ? n : 100;
+  } catch {
+    return 100;
+  }
+}
+
+/** User + system CPU seconds of a process, all threads included; NaN where /proc is not there. */
+function cpuSeconds(pid: number, ticks: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // Fields after the parenthesised command name: state is field 3, utime 14, stime 15.
+    const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(rest[11]) + Number(rest[12])) / ticks;
+  } catch {
+    return Number.NaN;
+  }
 }
 
 interface RouterUnderTest {
@@ -95,6 +122,7 @@ const scenario: Scenario = {
     const threads = envInt('SWITCHYARD_BENCH_WRK_THREADS', 1);
     const connections = envInt('SWITCHYARD_BENCH_WRK_CONNECTIONS', 64);
     const warmupSec = Math.max(1, Math.min(3, Math.round(ctx.durationSec / 3)));
+    const ticks = clockTicks();
     const dir = mkdtempSync(join(tmpdir(), 'switchyard-stats-'));
     removeOnExit(dir);
     const procs: ManagedProcess[] = [];
@@ -120,17 +148,22 @@ const scenario: Scenario = {
         const load = (r: RouterUnderTest, seconds: number): Promise<WrkResult> => runWrk({ url: `${r.url}/generate`, threads, connections, durationSec: seconds, scriptPath: script, wrkPath: wrk });
         for (const r of routers) await load(r, warmupSec);
         const runs: Record<'on' | 'off', WrkResult[]> = { on: [], off: [] };
+        const cpu: Record<'on' | 'off', number[]> = { on: [], off: [] };
         for (let round = 1; round <= ctx.runs; round++) {
           // Alternate which goes first so a drift within the round does not always favour one side.
           const order = round % 2 === 1 ? routers : [...routers].reverse();
           for (const r of order) {
             const stop = scraper(r.metricsUrl);
+            const cpu0 = cpuSeconds(r.proc.pid, ticks);
             const res = await load(r, ctx.durationSec);
+            const cpuUsed = cpuSeconds(r.proc.pid, ticks) - cpu0;
             const scrapes = await stop();
             const problem = runProblem(res);
             if (problem !== undefined) throw new Error(`${w.name} round ${round} stats ${r.name}: ${problem}`);
             runs[r.name].push(res);
-            ctx.log(`${w.name} round ${round}/${ctx.runs} stats ${r.name}: ${res.requestsPerSec.toFixed(0)} req/s, p50 ${res.latency.p50Ms.toFixed(2)} ms, p99 ${res.latency.p99Ms.toFixed(2)} ms (${scrapes} scrapes)`);
+            const cpuUs = (cpuUsed * 1e6) / res.requests;
+            cpu[r.name].push(cpuUs);
+            ctx.log(`${w.name} round ${round}/${ctx.runs} stats ${r.name}: ${res.requestsPerSec.toFixed(0)} req/s, p50 ${res.latency.p50Ms.toFixed(2)} ms, p99 ${res.latency.p99Ms.toFixed(2)} ms, ${cpuUs.toFixed(1)} us CPU/request (${scrapes} scrapes)`);
           }
         }
         const rps = (k: 'on' | 'off'): number[] => runs[k].map((r) => r.requestsPerSec);
@@ -144,6 +177,9 @@ const scenario: Scenario = {
         figures.push(
           fig('rps_ratio', ratio(rps('on'), rps('off')), 'x', 'higher', `stats on / off, per round (target >= 0.97); ${loadNote}`),
           fig('p99_ratio', ratio(p99('on'), p99('off')), 'x', 'lower', 'stats on / off, per round (target <= 1.05)'),
+          fig('cpu_ratio', ratio(cpu.on, cpu.off), 'x', 'lower', 'router CPU time per request (all threads), stats on / off, per round'),
+          fig('on_cpu_us', cpu.on, 'us', 'lower', 'router CPU per request, stats on'),
+          fig('off_cpu_us', cpu.off, 'us', 'lower', 'router CPU per request, --disable-stats'),
           fig('on_rps', rps('on'), 'req/s', 'higher', 'stats actor on (default)'),
           fig('off_rps', rps('off'), 'req/s', 'higher', '--disable-stats'),
           fig('on_p99_ms', p99('on'), 'ms', 'lower', 'stats actor on'),

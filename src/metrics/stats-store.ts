@@ -297,6 +297,7 @@ export class StatsStore {
     const now = this.now();
     const epoch = this.epochOf(now);
     const minute = Math.floor(epoch / SLICES_PER_MINUTE);
+    this.releaseFormer(members, epoch);
     const wall = Date.now();
     const uptimeMs = wall - this.windowsSince;
     const oneMinuteStart = (epoch - SLICES_PER_MINUTE + 1) * this.sliceMs;
@@ -313,6 +314,43 @@ export class StatsStore {
         cumulative: this.windowSnapshot('cumulative', epoch, minute, members, Math.max(0, wall - this.since) / 1000),
       },
     };
+  }
+
+  /**
+   * Workers that left the membership and have nothing left in the 5m window keep only their cumulative
+   * histograms: their ring slices are folded and freed (a fleet with churn does not grow ~1 MB per URL).
+   */
+  releaseFormer(members: readonly StatsMember[], epoch: number): number {
+    const current = new Set(members.map((m) => m.url));
+    const minute = Math.floor(epoch / SLICES_PER_MINUTE);
+    let released = 0;
+    for (const s of this.byUrl.values()) {
+      if (current.has(s.url)) continue;
+      let live = false;
+      let held = false;
+      for (const t of s.tens) {
+        if (t.index < 0) continue;
+        held = true;
+        if (Math.floor(t.index / SLICES_PER_MINUTE) > minute - MINUTES_KEPT) live = true;
+      }
+      for (const m of s.minutes) {
+        if (m.index < 0) continue;
+        held = true;
+        if (m.index > minute - MINUTES_KEPT) live = true;
+      }
+      if (live || !held) continue;
+      for (const t of s.tens) if (t.index >= 0) this.fold(s, t, epoch);
+      for (const slot of [...s.tens, ...s.minutes]) {
+        slot.index = -1;
+        slot.counters.fill(0);
+        for (let k = 0; k < METRIC_COUNT; k++) {
+          slot.hists[k]?.destroy();
+          slot.hists[k] = null;
+        }
+      }
+      released++;
+    }
+    return released;
   }
 
   /** Slots of one series that belong to a window (the live ring slices and, for 5m / cumulative, folded data). */
@@ -393,6 +431,7 @@ export class StatsStore {
 
   /** The histogram families rendered from this store: request duration per route, TTFT / ITL / TPOT per member. */
   renderPrometheus(members: readonly StatsMember[]): string {
+    this.releaseFormer(members, this.epochOf(this.now())); // scrapes are regular: a good time to tidy
     return renderHistogramFamilies(
       this.durations,
       members.map((m) => {

@@ -217,3 +217,22 @@ t.test('Prometheus histograms from the store: strict parse, exact bucket counts'
   t.equal(valueOf(fams, 'sgl_router_request_duration_seconds_count', { route: 'other' }), 1);
   t.equal(valueOf(fams, 'sgl_router_request_duration_seconds_count', { route: '/v1/completions' }), 0);
 });
+
+t.test('former workers with nothing in the 5m window keep only their cumulative histograms', async (t) => {
+  const clock = { now: 0 };
+  const s = makeStore(true, clock);
+  t.teardown(() => s.destroy());
+  s.ingest(pack([{ worker: 2, e2eMs: 10 }, { worker: 2, e2eMs: 20 }, { worker: 0, e2eMs: 30 }]));
+  const members = MEMBERS.slice(0, 2); // C was removed
+  t.equal(s.releaseFormer(members, 0), 0, 'C still has data in the 5m window');
+  clock.now = 10 * 60_000;
+  const cum = s.snapshot(members).windows.cumulative;
+  t.equal(cum.workers[C]?.requests.total, 2, 'folded into the cumulative, still reported');
+  t.equal(cum.workers[C]?.latency.e2e_ms.count, 2);
+  t.equal(cum.latency.e2e_ms.count, 3);
+  t.equal(s.releaseFormer(members, s.epochOf(clock.now)), 0, 'released once, nothing left to release');
+  s.ingest(pack([{ worker: 2, e2eMs: 40 }])); // it came back
+  const w = s.snapshot(MEMBERS).windows;
+  t.equal(w['1m'].workers[C]?.requests.total, 1);
+  t.equal(w.cumulative.workers[C]?.requests.total, 3);
+});
