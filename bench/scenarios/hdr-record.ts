@@ -10,11 +10,19 @@
  *   stats.snapshot.ms_w8        one /stats snapshot: 3 windows x 8 workers x 6 metrics merged and
  *                               summarised, every ring slice populated
  *   stats.checkpoint.ms_w8      one checkpoint (cumulative histograms, encodeIntoCompressedBase64)
+ *   stats.pipeline.cpu_us_per_stream          CPU (all threads: front end + stats actor) per finished
+ *                               100-gap stream pushed through a real StatsHost and its actor, one request
+ *                               per event-loop turn (the usual case under steady load), batched by the
+ *                               default 10 ms flush interval; the cost of the bare turn is subtracted
+ *   stats.pipeline.cpu_us_per_stream_per_turn the same with one crossing per turn (flushIntervalMs 0):
+ *                               why records are held for a few milliseconds
  *
  * Medians over ctx.runs; spread from the min/max of the runs.
  */
 import { build, initWebAssembly, type Histogram } from 'hdr-histogram-js';
 import { StatsStore } from '../../src/metrics/stats-store.js';
+import { StatsHost } from '../../src/metrics/stats-host.js';
+import type { CompletionRecord } from '../../src/proxy/completion.js';
 import { Rec, REC_HEADER } from '../../src/metrics/stats-protocol.js';
 import { summarize, type BenchContext, type Figure, type Scenario } from '../lib/scenario.js';
 
@@ -76,6 +84,38 @@ function figure(name: string, values: number[], unit: string, better: Figure['be
   return { name, value: median, unit, better, spread, note };
 }
 
+const turn = (): Promise<void> => new Promise((r) => setImmediate(r));
+
+/** CPU microseconds (all threads) per record pushed through a StatsHost, one record per turn, minus the bare turn. */
+async function pipelineCpuUs(flushIntervalMs: number, n: number): Promise<number> {
+  const host = new StatsHost({ checkpointIntervalMs: 0, askTimeoutMs: 120_000, flushIntervalMs });
+  try {
+    await host.actor.whenAvailable();
+    const itl = Array.from({ length: 100 }, (_, i) => 10 + (i % 7));
+    const members = [0, 1, 2, 3].map((i) => ({ url: `http://127.0.0.1:3100${i}`, nodeId: i }));
+    const rec = (i: number): CompletionRecord => ({
+      requestId: 'bench', route: 'generate', stream: true, workerUrl: members[i & 3]?.url ?? '', slot: i & 3, nodeId: i & 3, policy: 'round_robin', reason: '', scores: undefined,
+      status: 'completed', httpStatus: 200, errorCode: undefined, errorMessage: undefined, timestamp: Date.now(), arrivedAt: 1, decidedAt: 1.1, sentAt: 1.2, firstTokenAt: 21, finishedAt: 1021,
+      inputTokens: 10, outputTokens: 101, cachedTokens: 0, queueTime: 0.001, itl, attempts: 1,
+    });
+    for (let i = 0; i < 1000; i++) host.record(rec(i)); // warm both threads
+    await host.snapshot(members);
+    const bare0 = process.cpuUsage();
+    for (let i = 0; i < n; i++) await turn();
+    const bare = process.cpuUsage(bare0);
+    const c0 = process.cpuUsage();
+    for (let i = 0; i < n; i++) {
+      host.record(rec(i));
+      await turn();
+    }
+    await host.snapshot(members); // everything ingested
+    const c = process.cpuUsage(c0);
+    return (c.user + c.system - (bare.user + bare.system)) / n;
+  } finally {
+    await host.close();
+  }
+}
+
 const scenario: Scenario = {
   name: 'hdr-record',
   description: 'stats actor costs: HDR record (JS vs WASM), ingest per request, snapshot and checkpoint for 8 workers',
@@ -126,6 +166,14 @@ const scenario: Scenario = {
       checkpoint.push(Number(process.hrtime.bigint() - t2) / reps / 1e6);
       store.destroy();
     }
+    const pipeline: number[] = [];
+    const pipelinePerTurn: number[] = [];
+    const n = ctx.quick ? 3000 : 20_000;
+    for (let r = 0; r < ctx.runs; r++) {
+      pipeline.push(await pipelineCpuUs(10, n));
+      pipelinePerTurn.push(await pipelineCpuUs(0, n));
+      ctx.log(`round ${r + 1}/${ctx.runs}: pipeline ${pipeline.at(-1)?.toFixed(1)} us CPU per stream (10 ms flush), ${pipelinePerTurn.at(-1)?.toFixed(1)} us (per turn)`);
+    }
     if (sink === -1) ctx.log('unreachable');
     return [
       figure('hdr.record.js_ns', js, 'ns', 'lower', 'hdr-histogram-js recordValue, JS build, 2 digits'),
@@ -134,6 +182,8 @@ const scenario: Scenario = {
       figure('stats.ingest.us_per_request', ingest, 'us', 'lower', 'one streamed request with 100 ITL gaps (WASM store)'),
       figure('stats.snapshot.ms_w8', snapshot, 'ms', 'lower', '1m + 5m + cumulative, 8 workers x 6 metrics, full rings'),
       figure('stats.checkpoint.ms_w8', checkpoint, 'ms', 'lower', 'cumulative histograms of 8 workers, compressed base64'),
+      figure('stats.pipeline.cpu_us_per_stream', pipeline, 'us', 'lower', 'CPU, all threads, per 100-gap stream: StatsHost + actor, 10 ms flush'),
+      figure('stats.pipeline.cpu_us_per_stream_per_turn', pipelinePerTurn, 'us', 'lower', 'the same with one crossing per event-loop turn'),
     ];
   },
 };

@@ -11,7 +11,7 @@ const ctx = (skipped: string[]): BenchContext => ({ quick: true, durationSec: 0.
 
 t.test('hdr-record reports its figures', async (t) => {
   const figures = await hdrRecord.run(ctx([]));
-  t.same(figures.map((f) => f.name), ['hdr.record.js_ns', 'hdr.record.wasm_ns', 'hdr.record.wasm_speedup', 'stats.ingest.us_per_request', 'stats.snapshot.ms_w8', 'stats.checkpoint.ms_w8']);
+  t.same(figures.map((f) => f.name), ['hdr.record.js_ns', 'hdr.record.wasm_ns', 'hdr.record.wasm_speedup', 'stats.ingest.us_per_request', 'stats.snapshot.ms_w8', 'stats.checkpoint.ms_w8', 'stats.pipeline.cpu_us_per_stream', 'stats.pipeline.cpu_us_per_stream_per_turn']);
   for (const f of figures) t.ok(Number.isFinite(f.value) && f.value > 0, `${f.name} = ${f.value} ${f.unit}`);
 });
 

@@ -55,7 +55,10 @@ t.test('records are packed into numbers and cross once per event-loop turn', asy
   const before = h.actor.stats().callsSent;
   for (let i = 0; i < 100; i++) h.record(rec({ workerUrl: i % 2 === 0 ? W1 : W2, slot: i % 2, nodeId: i % 2 }));
   t.equal(h.recorded, 100);
-  await sleep(20);
+  t.equal(h.batchesSent, 0, 'held until the flush interval');
+  const deadline = Date.now() + 10_000;
+  while (h.batchesSent === 0 && Date.now() < deadline) await sleep(5);
+  await sleep(30);
   t.equal(h.batchesSent, 1, 'one message for the 100 records of one turn');
   t.equal(h.actor.stats().callsSent - before, 1);
   const snap = await h.snapshot(MEMBERS);
@@ -125,6 +128,23 @@ t.test('asks time out instead of hanging; closed hosts ignore records', async (t
   h.record(rec());
   t.equal(h.recorded, 0);
   await h.close();
+});
+
+t.test('records of several turns share a crossing within the flush interval; 0 = one per turn', async (t) => {
+  const held = new StatsHost({ checkpointIntervalMs: 0, askTimeoutMs: 60_000, flushIntervalMs: 200, actor: { execArgv: [] } });
+  const perTurn = new StatsHost({ checkpointIntervalMs: 0, askTimeoutMs: 60_000, flushIntervalMs: 0, actor: { execArgv: [] } });
+  t.teardown(() => Promise.all([held.close(), perTurn.close()]));
+  for (let turn = 0; turn < 5; turn++) {
+    held.record(rec());
+    perTurn.record(rec());
+    await new Promise((r) => setImmediate(r));
+    await new Promise((r) => setImmediate(r));
+  }
+  t.equal(held.batchesSent, 0, 'still held');
+  t.equal(perTurn.batchesSent, 5, 'one crossing per turn');
+  const snap = await held.snapshot(MEMBERS); // a snapshot flushes first
+  t.equal(held.batchesSent, 1);
+  t.equal(snap.windows.cumulative.requests.total, 5);
 });
 
 t.test('thread flags drop module loaders only', async (t) => {
