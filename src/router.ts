@@ -23,6 +23,8 @@ import type { SimFleet } from './sim/fleet.js';
 import { SwitchyardError } from './errors.js';
 import { createTracker, registerTraceRoutes, resolveWorkerNodeIds } from './tracking/setup.js';
 import { Observability, type ObservabilityTuning } from './metrics/observability.js';
+import { CircuitBreakers } from './workers/breaker.js';
+import { AdmissionLimits } from './frontend/admission.js';
 
 export interface StartedRouter {
   readonly port: number;
@@ -166,7 +168,27 @@ export async function startRouter(opts: RouterOptions, deps: StartRouterDeps = {
       corsAllowedOrigins: opts.corsAllowedOrigins,
       allowedWorkerHosts: opts.allowedWorkerHosts,
       retryConnectFailures: !opts.disableRetries,
+      retry: {
+        maxRetries: opts.disableRetries ? 0 : opts.retryMaxRetries,
+        initialBackoffMs: opts.retryInitialBackoffMs,
+        maxBackoffMs: opts.retryMaxBackoffMs,
+        multiplier: opts.retryBackoffMultiplier,
+        jitter: opts.retryJitterFactor,
+      },
     },
+    breakers: opts.disableCircuitBreaker
+      ? undefined
+      : new CircuitBreakers(
+          table,
+          { failureThreshold: opts.cbFailureThreshold, successThreshold: opts.cbSuccessThreshold, openMs: Math.round(opts.cbTimeoutDurationSecs * 1000) },
+          (ref, from, to) => log.warn({ event: 'worker.breaker', worker: registry.bySlot(ref.slot)?.url, from, to }, 'circuit breaker state changed'),
+        ),
+    limits: new AdmissionLimits({
+      maxConcurrent: opts.maxConcurrentRequests,
+      queueSize: opts.queueSize,
+      queueTimeoutMs: Math.round(opts.queueTimeoutSecs * 1000),
+      ratePerSecond: opts.rateLimitTokensPerSecond,
+    }),
     registry,
     table,
     monitor,
@@ -206,8 +228,10 @@ export async function startRouter(opts: RouterOptions, deps: StartRouterDeps = {
     closing ??= (async () => {
       ctx.shuttingDown = true;
       if (socket !== undefined) closeListenSocket(socket);
+      ctx.limits?.drain(new SwitchyardError('shutting_down', 'the router is shutting down'));
       const deadline = Date.now() + graceMs;
       while (ctx.counters.active > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      ctx.breakers?.close();
       await Promise.allSettled([monitor!.close(), policy!.close(), tracker?.close(), obs!.close(), registry.close()]);
       if (fleet !== undefined) await fleet.close();
       log.info({ event: 'router.stopped', unfinished: ctx.counters.active }, 'switchyard stopped');

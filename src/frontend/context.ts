@@ -11,6 +11,9 @@ import type { WorkerTable } from '../actors/worker-table.js';
 import type { WorkerEntry } from '../workers/registry.js';
 import type { Decision, RequestFeatures, RouteKind } from '../policies/types.js';
 import type { RequestEvents } from '../metrics/events.js';
+import type { CircuitBreakers } from '../workers/breaker.js';
+import type { RetryPolicy } from './retry.js';
+import type { AdmissionLimits } from './admission.js';
 
 export interface RouterSettings {
   readonly policyName: string;
@@ -22,6 +25,8 @@ export interface RouterSettings {
   readonly allowedWorkerHosts: readonly string[];
   /** Retry a connection failure once on another worker (the full retry policy is the hardening issue's). */
   readonly retryConnectFailures: boolean;
+  /** Retries with backoff (--retry-*); absent: the single connection-failure retry above. */
+  readonly retry?: RetryPolicy | undefined;
 }
 
 export interface RouterCounters {
@@ -49,6 +54,10 @@ export interface RouterContext {
   readonly progress?: RequestProgressHook | undefined;
   /** Request counters for metrics and OpenTelemetry (src/metrics/events.ts): accepted / rejected / decided. */
   readonly events?: RequestEvents | undefined;
+  /** Per-worker circuit breakers (--cb-*); absent: --disable-circuit-breaker. */
+  readonly breakers?: CircuitBreakers | undefined;
+  /** Concurrency limit with a wait queue and rate limit (--max-concurrent-requests, --rate-limit-*). */
+  readonly limits?: AdmissionLimits | undefined;
   shuttingDown: boolean;
 }
 

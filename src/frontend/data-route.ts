@@ -14,6 +14,8 @@ import type { Decision, RequestFeatures, RouteKind } from '../policies/types.js'
 import type { WorkerEntry } from '../workers/registry.js';
 import type { RequestProgressHook, RouterContext } from './context.js';
 import { checkBearer } from './auth.js';
+import { backoffMs, isRetryableStatus } from './retry.js';
+import { Permit } from '../workers/breaker.js';
 
 const now = (): number => performance.now();
 const MAX_REDECIDE = 3;
@@ -32,8 +34,12 @@ interface InFlight {
   attempts: number;
   decision: Decision | undefined;
   worker: WorkerEntry | undefined;
-  /** Workers that failed at the connection level for this request (not retried on). */
+  /** Workers that failed this request (avoided by its retries while another worker is available). */
   failedSlots: number[];
+  /** What the circuit breaker granted the current attempt. */
+  permit: Permit;
+  /** Pending backoff before the next attempt (cleared if the client leaves). */
+  backoff: NodeJS.Timeout | undefined;
   traceparent: string;
   authorization: string;
 }
@@ -81,8 +87,32 @@ export function handleDataRequest(ctx: RouterContext, res: HttpResponse, req: Ht
       ctx.events?.rejected(route, err.code);
       return;
     }
-    onBody(ctx, ex, route, path, body, headerId, arrivedAt, traceparent, authorization);
+    const limits = ctx.limits;
+    if (limits === undefined || limits.unlimited) return onBody(ctx, ex, route, path, body, headerId, arrivedAt, traceparent, authorization);
+    // Concurrency limit / rate limit: admitted now, refused now, or queued until a slot frees.
+    const admitted = limits.acquire((qerr) => {
+      ex.onAbort = undefined;
+      if (qerr !== null) return refuse(ctx, ex, qerr, route);
+      onBody(ctx, ex, route, path, body, headerId, arrivedAt, traceparent, authorization);
+    });
+    if (admitted === null) return onBody(ctx, ex, route, path, body, headerId, arrivedAt, traceparent, authorization);
+    if (admitted instanceof SwitchyardError) return refuse(ctx, ex, admitted, route);
+    ex.onAbort = () => {
+      // The client left while queued: it leaves the queue and is counted as aborted.
+      limits.cancel(admitted);
+      ctx.counters.active--;
+      ctx.counters.aborted++;
+      ctx.events?.rejected(route, 'client_closed');
+    };
   });
+}
+
+/** Refused before admission (no limiter slot held). */
+function refuse(ctx: RouterContext, ex: Exchange, err: SwitchyardError, route: RouteKind): void {
+  ctx.counters.active--;
+  ctx.counters.failed++;
+  ctx.events?.rejected(route, err.code);
+  ex.error(err);
 }
 
 function onBody(ctx: RouterContext, ex: Exchange, route: RouteKind, path: string, raw: Buffer, headerId: string, arrivedAt: number, traceparent: string, authorization: string): void {
@@ -123,6 +153,8 @@ function onBody(ctx: RouterContext, ex: Exchange, route: RouteKind, path: string
     decision: undefined,
     worker: undefined,
     failedSlots: [],
+    permit: Permit.Normal,
+    backoff: undefined,
     traceparent,
     authorization,
   };
@@ -160,6 +192,7 @@ function withRid(raw: Buffer, parsed: Record<string, unknown>, f: ExtractedFeatu
 }
 
 function reject(ctx: RouterContext, ex: Exchange, err: SwitchyardError, route: RouteKind): void {
+  ctx.limits?.release();
   ctx.counters.active--;
   ctx.counters.failed++;
   ctx.events?.rejected(route, err.code);
@@ -173,8 +206,25 @@ function decideAndSend(ctx: RouterContext, st: InFlight, redecides: number): voi
     if (err !== null) {
       ctx.log.error({ err, request_id: st.requestId }, 'policy failed');
     }
+    const breakers = ctx.breakers;
+    let permit = Permit.Normal;
+    if (decision !== null && decision !== undefined && breakers !== undefined && !st.failedSlots.includes(decision.slot)) {
+      // A half-open breaker lets only a few probes through at once; the rest go elsewhere.
+      permit = breakers.tryAcquire(decision);
+      if (permit === Permit.Refused) {
+        const alt = leastLoadedExcluding(ctx, [...st.failedSlots, decision.slot], 'half-open breaker is full');
+        if (alt !== undefined) permit = breakers.tryAcquire(alt);
+        decision = alt !== undefined && permit !== Permit.Refused ? alt : null;
+      }
+    }
     if (decision === null || decision === undefined || st.failedSlots.includes(decision.slot)) {
-      const alt = decision !== null && decision !== undefined ? leastLoadedExcluding(ctx, st.failedSlots) : undefined;
+      let alt = decision !== null && decision !== undefined ? leastLoadedExcluding(ctx, st.failedSlots, 'after a failed attempt') : undefined;
+      // No other worker: a worker that failed this request may still be tried again (it is still available).
+      if (alt === undefined && decision !== null && decision !== undefined && ctx.table.isAvailable(decision.slot)) alt = decision;
+      if (alt !== undefined && breakers !== undefined) {
+        permit = breakers.tryAcquire(alt);
+        if (permit === Permit.Refused) alt = undefined;
+      }
       if (alt === undefined) {
         const e = new SwitchyardError('no_healthy_workers', ctx.registry.size === 0 ? 'no workers are registered' : 'no healthy worker is available');
         st.ex.error(e);
@@ -185,6 +235,7 @@ function decideAndSend(ctx: RouterContext, st: InFlight, redecides: number): voi
     const worker = ctx.registry.bySlot(decision.slot);
     if (worker === undefined || worker.generation !== decision.generation || !ctx.table.acquire(worker.ref, st.features.inputTokens)) {
       // The worker was removed between decision and dispatch: decide again.
+      if (permit === Permit.Probe && worker !== undefined) breakers?.record(worker.ref, permit, undefined);
       if (redecides < MAX_REDECIDE) return decideAndSend(ctx, st, redecides + 1);
       const e = new SwitchyardError('no_healthy_workers', 'workers changed too quickly to route the request');
       st.ex.error(e);
@@ -192,6 +243,7 @@ function decideAndSend(ctx: RouterContext, st: InFlight, redecides: number): voi
     }
     st.decision = decision;
     st.worker = worker;
+    st.permit = permit;
     st.decidedAt = now();
     st.attempts++;
     ctx.progress?.decided(st);
@@ -206,7 +258,7 @@ function decideAndSend(ctx: RouterContext, st: InFlight, redecides: number): voi
   });
 }
 
-function leastLoadedExcluding(ctx: RouterContext, excluded: readonly number[]): Decision | undefined {
+function leastLoadedExcluding(ctx: RouterContext, excluded: readonly number[], why: string): Decision | undefined {
   let best: WorkerEntry | undefined;
   let bestLoad = Infinity;
   for (const w of ctx.registry.list()) {
@@ -218,7 +270,7 @@ function leastLoadedExcluding(ctx: RouterContext, excluded: readonly number[]): 
     }
   }
   if (best === undefined) return undefined;
-  return { slot: best.slot, generation: best.generation, url: best.url, reason: `retry: least loaded (${bestLoad}) after a connection failure` };
+  return { slot: best.slot, generation: best.generation, url: best.url, reason: `retry: least loaded (${bestLoad}) ${why}` };
 }
 
 function send(ctx: RouterContext, st: InFlight, worker: WorkerEntry): void {
@@ -240,7 +292,8 @@ function send(ctx: RouterContext, st: InFlight, worker: WorkerEntry): void {
         ['X-SGLang-Worker', worker.url],
       ],
       timeoutMs: ctx.settings.requestTimeoutMs,
-      deferConnectErrors: ctx.settings.retryConnectFailures && st.attempts === 1,
+      deferConnectErrors: mayRetry(ctx, st),
+      deferStatus: ctx.settings.retry !== undefined && mayRetry(ctx, st) ? isRetryableStatus : undefined,
     },
     progress !== undefined && st.features.stream ? firstByteClock(progress, st) : now,
     (outcome) => onRelayFinished(ctx, st, worker, outcome),
@@ -263,16 +316,37 @@ function firstByteClock(progress: RequestProgressHook, st: InFlight): () => numb
   };
 }
 
+/** May the attempt now being sent be retried if it fails before reaching the client? */
+function mayRetry(ctx: RouterContext, st: InFlight): boolean {
+  const policy = ctx.settings.retry;
+  if (policy === undefined) return ctx.settings.retryConnectFailures && st.attempts === 1;
+  return st.attempts <= policy.maxRetries;
+}
+
 function onRelayFinished(ctx: RouterContext, st: InFlight, worker: WorkerEntry, outcome: RelayOutcome): void {
   const completed = outcome.kind === 'completed' && outcome.status < 400;
   ctx.table.releaseLoad(worker.ref, st.features.inputTokens, completed);
   if (outcome.connectionFailure) ctx.monitor.reportConnectionFailure(worker, outcome.error?.message ?? 'connection failure');
+  // Breaker: an error or a 5xx counts against the worker, an answer below 500 for it, a client abort neither.
+  ctx.breakers?.record(worker.ref, st.permit, outcome.kind === 'aborted' ? undefined : outcome.error === undefined && outcome.status < 500);
   if (outcome.retryable && !st.ex.aborted) {
-    // Nothing reached the client: try once more on another worker.
+    // Nothing reached the client: back off, then choose a worker again (avoiding this one if possible).
     ctx.counters.retries++;
-    st.failedSlots.push(worker.slot);
-    ctx.log.warn({ event: 'routing.retry', request_id: st.requestId, worker: worker.url, error: outcome.error?.message }, 'retrying on another worker');
-    decideAndSend(ctx, st, 0);
+    if (!st.failedSlots.includes(worker.slot)) st.failedSlots.push(worker.slot);
+    const policy = ctx.settings.retry;
+    const delay = policy === undefined ? 0 : backoffMs(policy, st.attempts);
+    ctx.log.warn({ event: 'routing.retry', request_id: st.requestId, worker: worker.url, status: outcome.status, error: outcome.error?.message, attempt: st.attempts, backoff_ms: delay }, 'retrying');
+    if (delay <= 0) return decideAndSend(ctx, st, 0);
+    st.ex.onAbort = () => {
+      if (st.backoff !== undefined) clearTimeout(st.backoff);
+      st.backoff = undefined;
+      finishWithoutWorker(ctx, st, 'aborted', 0, undefined);
+    };
+    st.backoff = setTimeout(() => {
+      st.backoff = undefined;
+      st.ex.onAbort = undefined;
+      decideAndSend(ctx, st, 0);
+    }, delay);
     return;
   }
   let input = st.features.inputTokens;
@@ -367,6 +441,7 @@ function finishWithoutWorker(ctx: RouterContext, st: InFlight, status: 'failed' 
 }
 
 function finishRecord(ctx: RouterContext, rec: CompletionRecord): void {
+  ctx.limits?.release();
   const c = ctx.counters;
   c.active--;
   if (rec.status === 'completed') c.completed++;

@@ -46,6 +46,11 @@ export interface RelayRequest {
   timeoutMs: number;
   /** When the relay fails before anything was written, let the caller decide (retry) instead of answering. */
   deferConnectErrors: boolean;
+  /**
+   * Also defer (gather, do not write) an upstream answer whose status this predicate accepts, and any
+   * non-timeout error before the client got a byte: the outcome is then `retryable` with the body kept.
+   */
+  deferStatus?: ((status: number) => boolean) | undefined;
 }
 
 const KEEP_UNSIZED_BODY_LIMIT = 1 << 20;
@@ -121,7 +126,9 @@ class RelayHandler {
       if (!HOP_BY_HOP.has(name)) forward.push(name, value);
     }
     const isEventStream = contentType.startsWith('text/event-stream');
-    this.streaming = isEventStream || contentLength < 0;
+    // A deferred (retryable) status is always gathered, even when chunked: it may never reach the client.
+    this.deferred = this.req.deferStatus !== undefined && this.req.deferStatus(statusCode);
+    this.streaming = !this.deferred && (isEventStream || contentLength < 0);
     if (isEventStream) this.scanner = new SseScanner();
     else if (this.streaming) this.kept = [];
     if (!this.streaming) {
@@ -141,6 +148,7 @@ class RelayHandler {
   }
 
   private pendingHeaders: string[] = [];
+  private deferred = false;
   private kept: Buffer[] | undefined;
   private pendingStatusText = '';
 
@@ -148,6 +156,10 @@ class RelayHandler {
     this.bytes += chunk.length;
     if (this.ex.aborted) return false;
     if (!this.streaming) {
+      if (this.deferred && this.bytes > KEEP_UNSIZED_BODY_LIMIT) {
+        // An error body this large is not worth keeping for a retry: answer with it as it stands.
+        this.deferred = false;
+      }
       this.gathered!.push(chunk);
       return true;
     }
@@ -192,6 +204,11 @@ class RelayHandler {
     if (!this.streaming) {
       const parts = this.gathered!;
       body = parts.length === 1 ? parts[0]! : Buffer.concat(parts, this.bytes);
+      if (this.deferred) {
+        const error = new SwitchyardError('upstream_error', `upstream answered ${this.status}`, { status: this.status });
+        this.settle('failed', this.status, error, true, false, body);
+        return;
+      }
       const headers = this.pendingHeaders;
       res.cork(() => {
         res.writeStatus(`${this.status} ${this.pendingStatusText || 'OK'}`);
@@ -225,7 +242,8 @@ class RelayHandler {
     const error = new SwitchyardError(errorCode, `upstream ${describe(code, err)}`);
     if (!this.ex.started) {
       // Nothing reached the client yet.
-      if (this.req.deferConnectErrors && connectionFailure) {
+      const timedOut = errorCode === 'upstream_timeout';
+      if ((this.req.deferConnectErrors && connectionFailure) || (this.req.deferStatus !== undefined && !timedOut)) {
         this.settle('failed', error.status, error, true, true);
         return;
       }

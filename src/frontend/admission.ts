@@ -1,0 +1,189 @@
+/**
+ * Front-end admission limits (sgl-router's flags): a concurrency limit with a bounded FIFO wait queue
+ * (--max-concurrent-requests, --queue-size, --queue-timeout-secs: 429 queue_full when the queue is full,
+ * 408 queue_timeout after waiting too long) and a token-bucket request rate limit
+ * (--rate-limit-tokens-per-second: 429 rate_limited when the bucket is empty).
+ *
+ * Main thread only. A queued waiter costs one small object and one timer; a cancelled waiter (the client
+ * went away) is skipped lazily when its turn comes, so cancel is O(1).
+ */
+import { SwitchyardError } from '../errors.js';
+
+export interface AdmissionLimitOptions {
+  /** Requests admitted at once; -1 (or 0) = no limit. */
+  maxConcurrent: number;
+  /** Requests that may wait for a slot; beyond: 429 queue_full. */
+  queueSize: number;
+  /** Longest wait in the queue (ms); after: 408 queue_timeout. */
+  queueTimeoutMs: number;
+  /** Requests per second refilled into the bucket; undefined or <= 0 = no rate limit. */
+  ratePerSecond?: number | undefined;
+  /** Bucket capacity (burst); default: one second's worth (at least 1). */
+  rateBurst?: number | undefined;
+  /** Clock in ms (tests). */
+  now?: () => number;
+}
+
+export interface AdmissionLimitStats {
+  admitted: number;
+  queued: number;
+  queueFull: number;
+  queueTimeouts: number;
+  rateLimited: number;
+  cancelled: number;
+}
+
+/** A request waiting in the queue; pass to `cancel` when its client goes away. */
+export interface Waiter {
+  readonly enqueuedAt: number;
+}
+
+interface QueueEntry extends Waiter {
+  cb: (err: SwitchyardError | null) => void;
+  timer: NodeJS.Timeout | undefined;
+  settled: boolean;
+}
+
+export class AdmissionLimits {
+  readonly stats: AdmissionLimitStats = { admitted: 0, queued: 0, queueFull: 0, queueTimeouts: 0, rateLimited: 0, cancelled: 0 };
+  /** Admitted and not yet released. */
+  private inUse = 0;
+  private readonly queue: QueueEntry[] = [];
+  private head = 0;
+  /** Live (not cancelled, not timed out) waiters. */
+  private waiting = 0;
+  private readonly limit: number;
+  private readonly rate: number;
+  private readonly burst: number;
+  private tokens: number;
+  private refilledAt: number;
+  private readonly now: () => number;
+
+  constructor(private readonly options: AdmissionLimitOptions) {
+    this.limit = options.maxConcurrent > 0 ? options.maxConcurrent : Infinity;
+    this.rate = options.ratePerSecond !== undefined && options.ratePerSecond > 0 ? options.ratePerSecond : 0;
+    this.burst = this.rate > 0 ? Math.max(1, options.rateBurst ?? this.rate) : 0;
+    this.tokens = this.burst;
+    this.now = options.now ?? Date.now;
+    this.refilledAt = this.now();
+  }
+
+  /** True when neither a concurrency limit nor a rate limit is configured. */
+  get unlimited(): boolean {
+    return this.limit === Infinity && this.rate === 0;
+  }
+
+  get active(): number {
+    return this.inUse;
+  }
+
+  get queued(): number {
+    return this.waiting;
+  }
+
+  /**
+   * Ask to be admitted. Returns null when admitted at once (call `release` when the request ends), a
+   * SwitchyardError when refused at once, or a Waiter: `cb` is called later with null (admitted: release
+   * later) or queue_timeout. A waiter whose client leaves must be cancelled.
+   */
+  acquire(cb: (err: SwitchyardError | null) => void): null | SwitchyardError | Waiter {
+    if (this.rate > 0 && !this.takeToken()) {
+      this.stats.rateLimited++;
+      return new SwitchyardError('rate_limited', `rate limit of ${this.rate} requests per second exceeded`, { details: { retry_after_ms: Math.ceil(1000 / this.rate) } });
+    }
+    if (this.inUse < this.limit && this.waiting === 0) {
+      this.inUse++;
+      this.stats.admitted++;
+      return null;
+    }
+    if (this.waiting >= this.options.queueSize || this.options.queueTimeoutMs <= 0) {
+      this.stats.queueFull++;
+      return new SwitchyardError('queue_full', `${this.inUse} requests in flight (limit ${this.limit}) and ${this.waiting} waiting (queue size ${this.options.queueSize})`);
+    }
+    const entry: QueueEntry = { enqueuedAt: this.now(), cb, timer: undefined, settled: false };
+    entry.timer = setTimeout(() => this.expire(entry), this.options.queueTimeoutMs);
+    this.queue.push(entry);
+    this.waiting++;
+    this.stats.queued++;
+    return entry;
+  }
+
+  /** The client of a queued request went away: it leaves the queue; its callback is never called. */
+  cancel(waiter: Waiter): void {
+    const entry = waiter as QueueEntry;
+    if (entry.settled) return;
+    entry.settled = true;
+    if (entry.timer !== undefined) clearTimeout(entry.timer);
+    this.waiting--;
+    this.stats.cancelled++;
+    this.compact();
+  }
+
+  /** An admitted request ended: its slot goes to the oldest live waiter. */
+  release(): void {
+    if (this.inUse > 0) this.inUse--;
+    while (this.inUse < this.limit && this.head < this.queue.length) {
+      const entry = this.queue[this.head]!;
+      this.queue[this.head] = undefined as unknown as QueueEntry;
+      this.head++;
+      if (entry.settled) continue;
+      entry.settled = true;
+      if (entry.timer !== undefined) clearTimeout(entry.timer);
+      this.waiting--;
+      this.inUse++;
+      this.stats.admitted++;
+      entry.cb(null);
+    }
+    this.compact();
+  }
+
+  /** Refuse every waiter (shutdown). */
+  drain(err: SwitchyardError): void {
+    while (this.head < this.queue.length) {
+      const entry = this.queue[this.head]!;
+      this.head++;
+      if (entry.settled) continue;
+      entry.settled = true;
+      if (entry.timer !== undefined) clearTimeout(entry.timer);
+      this.waiting--;
+      entry.cb(err);
+    }
+    this.compact();
+  }
+
+  private expire(entry: QueueEntry): void {
+    if (entry.settled) return;
+    entry.settled = true;
+    entry.timer = undefined;
+    this.waiting--;
+    this.stats.queueTimeouts++;
+    entry.cb(new SwitchyardError('queue_timeout', `waited ${this.options.queueTimeoutMs} ms in the admission queue without a free slot`));
+    this.compact();
+  }
+
+  /** Drop the consumed prefix once it dominates (amortised O(1)); skip leading settled entries. */
+  private compact(): void {
+    while (this.head < this.queue.length && this.queue[this.head]!.settled) this.head++;
+    if (this.head === this.queue.length) {
+      this.queue.length = 0;
+      this.head = 0;
+    } else if (this.head > 1024 && this.head * 2 > this.queue.length) {
+      this.queue.splice(0, this.head);
+      this.head = 0;
+    }
+  }
+
+  private takeToken(): boolean {
+    const t = this.now();
+    const elapsed = t - this.refilledAt;
+    if (elapsed > 0) {
+      this.tokens = Math.min(this.burst, this.tokens + (elapsed * this.rate) / 1000);
+      this.refilledAt = t;
+    }
+    if (this.tokens >= 1) {
+      this.tokens -= 1;
+      return true;
+    }
+    return false;
+  }
+}

@@ -1,0 +1,150 @@
+/**
+ * Per-worker circuit breakers (sgl-router's --cb-* flags): closed -> open after `failureThreshold`
+ * consecutive failed attempts; open -> half-open after `openMs`; half-open lets at most `halfOpenProbes`
+ * requests through at a time, closes after `successThreshold` successes and re-opens on any failure.
+ *
+ * The state lives in the shared WorkerTable's Breaker field, so the policies in actor threads (which read
+ * `isCandidate` / `isAvailable`) stop choosing an open worker without a message. The bookkeeping (counts,
+ * timers, probes in flight) is main-thread only: every attempt is dispatched and finished there.
+ */
+import { BreakerState, Field, type SlotRef, type WorkerTable } from '../actors/worker-table.js';
+
+export interface BreakerOptions {
+  failureThreshold: number;
+  successThreshold: number;
+  /** How long an open breaker refuses traffic before letting probes through. */
+  openMs: number;
+  /** Concurrent probe requests allowed while half-open (default: successThreshold). */
+  halfOpenProbes?: number;
+}
+
+export interface BreakerTransitions {
+  opened: number;
+  halfOpened: number;
+  closed: number;
+}
+
+/** What `tryAcquire` grants: refused, a normal attempt, or one of the half-open probes. */
+export const enum Permit {
+  Refused = 0,
+  Normal = 1,
+  Probe = 2,
+}
+
+interface BreakerSlot {
+  generation: number;
+  failures: number;
+  successes: number;
+  probesInFlight: number;
+  timer: NodeJS.Timeout | undefined;
+}
+
+export type BreakerListener = (ref: SlotRef, from: BreakerState, to: BreakerState) => void;
+
+export class CircuitBreakers {
+  readonly transitions: BreakerTransitions = { opened: 0, halfOpened: 0, closed: 0 };
+  private readonly slots = new Map<number, BreakerSlot>();
+  private readonly probes: number;
+  private closedForGood = false;
+
+  constructor(
+    private readonly table: WorkerTable,
+    private readonly options: BreakerOptions,
+    private readonly listener?: BreakerListener,
+  ) {
+    this.probes = Math.max(1, options.halfOpenProbes ?? options.successThreshold);
+  }
+
+  state(ref: SlotRef): BreakerState {
+    return this.table.get(ref.slot, Field.Breaker) as BreakerState;
+  }
+
+  /** May an attempt go to this worker now? A Probe permit must be given back through `record`. */
+  tryAcquire(ref: SlotRef): Permit {
+    const state = this.state(ref);
+    if (state === BreakerState.Closed) return Permit.Normal;
+    if (state === BreakerState.Open) return Permit.Refused;
+    const s = this.slotOf(ref);
+    if (s.probesInFlight >= this.probes) return Permit.Refused;
+    s.probesInFlight++;
+    return Permit.Probe;
+  }
+
+  /**
+   * The result of one attempt. `success` undefined: neither (client abort) — only gives a probe back.
+   * Attempts that started before the breaker opened and finish while it is open change nothing.
+   */
+  record(ref: SlotRef, permit: Permit, success: boolean | undefined): void {
+    if (!this.table.isCurrent(ref)) return;
+    const s = this.slotOf(ref);
+    if (permit === Permit.Probe && s.probesInFlight > 0) s.probesInFlight--;
+    if (success === undefined) return;
+    const state = this.state(ref);
+    if (success) {
+      s.failures = 0;
+      if (state === BreakerState.HalfOpen && permit === Permit.Probe) {
+        s.successes++;
+        if (s.successes >= this.options.successThreshold) this.move(ref, s, BreakerState.Closed);
+      }
+      return;
+    }
+    s.successes = 0;
+    if (state === BreakerState.HalfOpen) {
+      if (permit === Permit.Probe) this.move(ref, s, BreakerState.Open);
+      return;
+    }
+    if (state === BreakerState.Closed) {
+      s.failures++;
+      if (s.failures >= this.options.failureThreshold) this.move(ref, s, BreakerState.Open);
+    }
+  }
+
+  /** The worker was removed: drop its timer and counts (the table slot is reset by the registry). */
+  forget(ref: SlotRef): void {
+    const s = this.slots.get(ref.slot);
+    if (s === undefined || s.generation !== ref.generation) return;
+    if (s.timer !== undefined) clearTimeout(s.timer);
+    this.slots.delete(ref.slot);
+  }
+
+  close(): void {
+    this.closedForGood = true;
+    for (const s of this.slots.values()) if (s.timer !== undefined) clearTimeout(s.timer);
+    this.slots.clear();
+  }
+
+  private move(ref: SlotRef, s: BreakerSlot, to: BreakerState): void {
+    const from = this.state(ref);
+    if (from === to) return;
+    if (s.timer !== undefined) {
+      clearTimeout(s.timer);
+      s.timer = undefined;
+    }
+    s.failures = 0;
+    s.successes = 0;
+    s.probesInFlight = 0;
+    this.table.set(ref.slot, Field.Breaker, to);
+    if (to === BreakerState.Open) {
+      this.transitions.opened++;
+      if (!this.closedForGood) {
+        s.timer = setTimeout(() => {
+          s.timer = undefined;
+          if (this.table.isCurrent(ref) && this.state(ref) === BreakerState.Open) this.move(ref, s, BreakerState.HalfOpen);
+        }, this.options.openMs);
+        s.timer.unref();
+      }
+    } else if (to === BreakerState.HalfOpen) this.transitions.halfOpened++;
+    else this.transitions.closed++;
+    this.listener?.(ref, from, to);
+  }
+
+  private slotOf(ref: SlotRef): BreakerSlot {
+    let s = this.slots.get(ref.slot);
+    if (s === undefined || s.generation !== ref.generation) {
+      if (s?.timer !== undefined) clearTimeout(s.timer);
+      s = { generation: ref.generation, failures: 0, successes: 0, probesInFlight: 0, timer: undefined };
+      this.slots.set(ref.slot, s);
+    }
+    return s;
+  }
+}

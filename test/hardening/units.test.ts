@@ -1,0 +1,140 @@
+/**
+ * Unit behaviour of the hardening pieces: backoff schedule, circuit breaker state machine (in the shared
+ * worker table), admission limits (concurrency + FIFO queue + token bucket).
+ */
+import t from 'tap';
+import { backoffMs, isRetryableStatus, DEFAULT_RETRY_POLICY } from '../../src/frontend/retry.js';
+import { CircuitBreakers, Permit } from '../../src/workers/breaker.js';
+import { BreakerState, Field, WorkerTable } from '../../src/actors/worker-table.js';
+import { AdmissionLimits } from '../../src/frontend/admission.js';
+import type { SwitchyardError } from '../../src/errors.js';
+
+t.test('backoff: exponential, capped, jittered within bounds', (t) => {
+  const p = { ...DEFAULT_RETRY_POLICY, jitter: 0 };
+  t.equal(backoffMs(p, 1), 50);
+  t.equal(backoffMs(p, 2), 75);
+  t.equal(backoffMs(p, 3), 113);
+  t.equal(backoffMs(p, 100), 30_000, 'capped at max');
+  const j = DEFAULT_RETRY_POLICY;
+  t.equal(backoffMs(j, 1, () => 0), 40, 'lowest jitter: -20%');
+  t.equal(backoffMs(j, 1, () => 1), 60, 'highest jitter: +20%');
+  t.equal(backoffMs(j, 100, () => 1), 30_000, 'jitter never exceeds the max');
+  for (let i = 0; i < 1000; i++) {
+    const d = backoffMs(j, 4);
+    if (d < Math.round(168.75 * 0.8) - 1 || d > Math.round(168.75 * 1.2) + 1) t.fail(`out of bounds: ${d}`);
+  }
+  t.same([408, 429, 500, 502, 503, 504].map(isRetryableStatus), [true, true, true, true, true, true]);
+  t.same([200, 400, 404, 413, 501].map(isRetryableStatus), [false, false, false, false, false]);
+  t.end();
+});
+
+t.test('breaker: closed -> open -> half-open (limited probes) -> closed; failure in half-open re-opens', async (t) => {
+  const table = WorkerTable.create(8);
+  const ref = table.allocate();
+  const seen: string[] = [];
+  const b = new CircuitBreakers(table, { failureThreshold: 3, successThreshold: 2, openMs: 40 }, (_r, from, to) => seen.push(`${from}->${to}`));
+  t.teardown(() => b.close());
+  t.equal(b.tryAcquire(ref), Permit.Normal);
+  b.record(ref, Permit.Normal, false);
+  b.record(ref, Permit.Normal, false);
+  b.record(ref, Permit.Normal, true); // a success resets the count
+  b.record(ref, Permit.Normal, false);
+  b.record(ref, Permit.Normal, false);
+  t.equal(table.get(ref.slot, Field.Breaker), BreakerState.Closed, 'not yet: failures must be consecutive');
+  b.record(ref, Permit.Normal, false);
+  t.equal(table.get(ref.slot, Field.Breaker), BreakerState.Open, 'open after 3 consecutive failures');
+  t.notOk(table.isAvailable(ref.slot), 'an open breaker makes the worker unavailable to policies');
+  t.equal(b.tryAcquire(ref), Permit.Refused);
+  await new Promise((r) => setTimeout(r, 120));
+  t.equal(table.get(ref.slot, Field.Breaker), BreakerState.HalfOpen, 'half-open after the timeout');
+  t.ok(table.isAvailable(ref.slot));
+  t.equal(b.tryAcquire(ref), Permit.Probe);
+  t.equal(b.tryAcquire(ref), Permit.Probe);
+  t.equal(b.tryAcquire(ref), Permit.Refused, 'only successThreshold probes at once');
+  b.record(ref, Permit.Probe, undefined); // an aborted probe gives its permit back
+  t.equal(b.tryAcquire(ref), Permit.Probe);
+  b.record(ref, Permit.Probe, true);
+  t.equal(table.get(ref.slot, Field.Breaker), BreakerState.HalfOpen);
+  b.record(ref, Permit.Probe, false);
+  t.equal(table.get(ref.slot, Field.Breaker), BreakerState.Open, 'a failed probe re-opens');
+  await new Promise((r) => setTimeout(r, 120));
+  t.equal(b.tryAcquire(ref), Permit.Probe);
+  t.equal(b.tryAcquire(ref), Permit.Probe);
+  b.record(ref, Permit.Probe, true);
+  b.record(ref, Permit.Probe, true);
+  t.equal(table.get(ref.slot, Field.Breaker), BreakerState.Closed, 'closed after successThreshold successes');
+  t.same(seen, ['0->1', '1->2', '2->1', '1->2', '2->0']);
+  t.same(b.transitions, { opened: 2, halfOpened: 2, closed: 1 });
+  // A slot reused by another worker starts closed with fresh counts.
+  b.record(ref, Permit.Normal, false);
+  table.release(ref.slot);
+  const again = table.allocate();
+  t.equal(again.slot, ref.slot);
+  b.record(again, Permit.Normal, false);
+  b.record(again, Permit.Normal, false);
+  t.equal(table.get(again.slot, Field.Breaker), BreakerState.Closed, 'old failures do not count for the new worker');
+});
+
+t.test('admission: concurrency limit, FIFO queue, queue_full, queue_timeout, cancel', async (t) => {
+  const a = new AdmissionLimits({ maxConcurrent: 2, queueSize: 2, queueTimeoutMs: 60 });
+  const order: string[] = [];
+  const cb = (name: string) => (err: SwitchyardError | null) => order.push(err === null ? name : `${name}:${err.code}`);
+  t.equal(a.acquire(cb('a')), null);
+  t.equal(a.acquire(cb('b')), null);
+  const c = a.acquire(cb('c'));
+  const d = a.acquire(cb('d'));
+  t.ok(c !== null && !('code' in c) && d !== null && !('code' in d), 'c and d wait');
+  const e = a.acquire(cb('e'));
+  t.equal((e as SwitchyardError).code, 'queue_full');
+  t.equal((e as SwitchyardError).status, 429);
+  a.cancel(c as never);
+  t.equal(a.queued, 1);
+  a.release();
+  t.same(order, ['d'], 'the cancelled waiter is skipped; d admitted');
+  t.equal(a.active, 2);
+  const f = a.acquire(cb('f'));
+  t.ok(f !== null && !('code' in f));
+  await new Promise((r) => setTimeout(r, 150));
+  t.same(order, ['d', 'f:queue_timeout']);
+  t.equal(a.queued, 0);
+  a.release();
+  a.release();
+  t.equal(a.active, 0);
+  t.equal(a.acquire(cb('g')), null, 'admitted at once when free');
+  t.same(a.stats, { admitted: 4, queued: 3, queueFull: 1, queueTimeouts: 1, rateLimited: 0, cancelled: 1 });
+});
+
+t.test('admission: FIFO order under churn', (t) => {
+  const a = new AdmissionLimits({ maxConcurrent: 1, queueSize: 5000, queueTimeoutMs: 60_000 });
+  const got: number[] = [];
+  t.equal(a.acquire(() => undefined), null);
+  const waiters = [];
+  for (let i = 0; i < 3000; i++) waiters.push(a.acquire((err) => (err === null ? got.push(i) : undefined)));
+  for (let i = 0; i < 3000; i += 3) a.cancel(waiters[i] as never);
+  for (let i = 0; i < 3000; i++) a.release();
+  const expected = [];
+  for (let i = 0; i < 3000; i++) if (i % 3 !== 0) expected.push(i);
+  t.same(got, expected);
+  a.drain(new Error('x') as never);
+  t.end();
+});
+
+t.test('admission: token bucket rate limit', (t) => {
+  let now = 0;
+  const a = new AdmissionLimits({ maxConcurrent: -1, queueSize: 0, queueTimeoutMs: 0, ratePerSecond: 10, now: () => now });
+  let ok = 0;
+  let limited = 0;
+  for (let i = 0; i < 15; i++) {
+    const r = a.acquire(() => undefined);
+    if (r === null) ok++;
+    else if ((r as SwitchyardError).code === 'rate_limited') limited++;
+  }
+  t.equal(ok, 10, 'a burst of one second');
+  t.equal(limited, 5);
+  now += 500;
+  ok = 0;
+  for (let i = 0; i < 10; i++) if (a.acquire(() => undefined) === null) ok++;
+  t.equal(ok, 5, 'refilled at 10/s');
+  t.ok(new AdmissionLimits({ maxConcurrent: -1, queueSize: 1, queueTimeoutMs: 1 }).unlimited, 'no limits configured');
+  t.end();
+});
