@@ -9,23 +9,33 @@
  *   trace.record.msgpack_bytes      bytes per trace in the log (after the file's first record)
  *   trace.record.json_bytes         bytes per trace as JSON text
  *   trace.events.push_ns            front-end cost per request: a decided + a finished event appended to
- *                                   the per-turn batch (what the hot path pays with tracking on)
+ *                                   the per-turn batch (EventWriter; what the hot path pays with tracking on)
  *   trace.events.crossing_ns        per request, structuredClone of a 256-request batch: serialise and
  *                                   deserialise on one thread, an upper bound of what postMessage costs
  *                                   the front end once per event-loop turn
  *   trace.store.apply_ns            per request, the actor applying both events to a 100k-entry store
+ *   trace.tracker.cpu_us            CPU time (user + system, every thread of the process) per request of a
+ *                                   real RequestTracker (front-end side + actor thread), fed 32 requests per
+ *                                   event-loop turn, minus the same loop without it: what tracking costs
+ *                                   the router per request, measured as CPU so a busy machine's waiting
+ *                                   does not count (compare with tracking.e2e.*.off_cpu_us)
+ *   trace.tracker.log_cpu_us        the same with the trace log on
  *
  * Medians over ctx.runs of time-boxed batches; spread from the min/max of the runs.
  */
 import { Packr } from 'msgpackr';
 import { logPackr, toLogRecord } from '../../src/tracking/log-format.js';
-import { applyEvents, pushDecided, pushFinished } from '../../src/tracking/events.js';
+import { EventReader, EventWriter, type EventBatch } from '../../src/tracking/events.js';
 import { TraceStore } from '../../src/tracking/store.js';
 import type { Trace } from '../../src/tracking/types.js';
 import type { RequestProgressView } from '../../src/frontend/context.js';
 import type { CompletionRecord } from '../../src/proxy/completion.js';
 import type { WorkerEntry } from '../../src/workers/registry.js';
 import { summarize, type BenchContext, type Figure, type Scenario } from '../lib/scenario.js';
+import { RequestTracker } from '../../src/tracking/tracker.js';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 
 const WORKERS = Array.from({ length: 8 }, (_, i) => `http://10.0.0.${i + 1}:30000`);
 
@@ -152,52 +162,49 @@ const scenario: Scenario = {
       json.push(j);
       ratio.push(j / s);
 
-      // The front end: two events per request into the turn's flat batch, a new batch every 256 requests.
-      let buf: unknown[] = [];
+      // The front end: a decided and a finished event per request, a batch taken every 256 requests.
+      const writer = new EventWriter();
       push.push(
         nsPerOp((i) => {
           const x = inputs[i & (N - 1)]!;
-          pushDecided(buf, x.view, 'cache_aware');
-          pushFinished(buf, x.rec);
-          if ((i & 255) === 255) buf = [];
+          writer.decided(x.view, 'cache_aware');
+          writer.finished(x.rec);
+          if ((i & 255) === 255) writer.take();
           return 1;
         }, ms),
       );
-      // One crossing of a 256-request batch (decided + finished each), per request.
-      const batch: unknown[] = [];
+      writer.take();
+      // One crossing of a 256-request batch, per request.
       for (let i = 0; i < 256; i++) {
-        pushDecided(batch, inputs[i]!.view, 'cache_aware');
-        pushFinished(batch, inputs[i]!.rec);
+        writer.decided(inputs[i]!.view, 'cache_aware');
+        writer.finished(inputs[i]!.rec);
       }
-      crossing.push(nsPerOp(() => (structuredClone(batch) as unknown[]).length, ms, 20) / 256);
-      // The actor: apply those batches (cloned, as received) to a store at 100k entries.
+      const batch = writer.take()!;
+      crossing.push(nsPerOp(() => (structuredClone(batch) as EventBatch).nums.length, ms, 20) / 256);
+      // The actor: apply batches (cloned, as received) to a store at its 100k cap (evicting).
       const store = new TraceStore({ maxEntries: 100_000, ttlMs: 3_600_000 });
-      const received: unknown[][] = [];
-      const idSlots: number[] = []; // where the request ids sit in a batch (the same in every batch)
+      const reader = new EventReader(writer.dictionary);
+      const received: EventBatch[] = [];
       for (let b = 0; b < 16; b++) {
-        const part: unknown[] = [];
         for (let i = 0; i < 256; i++) {
           const x = inputs[b * 256 + i]!;
-          if (b === 0) idSlots.push(part.length + 1);
-          pushDecided(part, x.view, 'cache_aware');
-          if (b === 0) idSlots.push(part.length + 1);
-          pushFinished(part, x.rec);
+          writer.decided(x.view, 'cache_aware');
+          writer.finished(x.rec);
         }
-        received.push(structuredClone(part) as unknown[]);
+        received.push(structuredClone(writer.take()!));
       }
       let round = 0;
       apply.push(
         nsPerOp(
           () => {
-            // fresh ids each round so the store grows to (and then stays at) its cap
+            // fresh ids each round (the strings list holds id, reason, id, error message per request)
             const b = received[round++ & 15]!;
-            // fresh ids in place (a decided and a finished event per request)
-            for (let k = 0; k < idSlots.length; k += 2) {
+            for (let k = 0; k < b.strs.length; k += 4) {
               const id = `r${round}-${k}`;
-              b[idSlots[k] as number] = id;
-              b[idSlots[k + 1] as number] = id;
+              b.strs[k] = id;
+              b.strs[k + 2] = id;
             }
-            return applyEvents(b, store);
+            return reader.apply(b, store);
           },
           ms,
           20,
@@ -205,6 +212,19 @@ const scenario: Scenario = {
       );
     }
     const bytes = recordBytes(traces);
+    const trackerCpu: number[] = [];
+    const trackerLogCpu: number[] = [];
+    const requests = ctx.quick ? 20_000 : 60_000;
+    for (let run = 0; run < ctx.runs; run++) {
+      const base = await feedCpuUs(undefined, inputs, requests);
+      trackerCpu.push((await withTracker(undefined, (t) => feedCpuUs(t, inputs, requests))) - base);
+      const dir = mkdtempSync(join(tmpdir(), 'switchyard-trace-cpu-'));
+      try {
+        trackerLogCpu.push((await withTracker(dir, (t) => feedCpuUs(t, inputs, requests))) - base);
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    }
     return [
       fig('trace.encode.msgpack_seq_ns', seq, 'ns', 'lower', 'msgpackr sequential records (the trace log format), one finished trace'),
       fig('trace.encode.msgpack_shared_ns', shared, 'ns', 'lower', 'msgpackr shared structures, same trace'),
@@ -212,12 +232,49 @@ const scenario: Scenario = {
       fig('trace.encode.json_vs_msgpack', ratio, 'x', 'higher', 'json_ns / msgpack_seq_ns, same round'),
       { name: 'trace.record.msgpack_bytes', value: bytes.msgpack, unit: 'B', better: 'lower', note: 'per trace in the log, structure already defined' },
       { name: 'trace.record.json_bytes', value: bytes.json, unit: 'B', better: 'lower', note: 'per trace as JSON text' },
-      fig('trace.events.push_ns', push, 'ns', 'lower', 'per request on the front end: decided + finished events appended to the turn batch'),
+      fig('trace.events.push_ns', push, 'ns', 'lower', 'per request on the front end: decided + finished events appended to the turn batch (EventWriter)'),
       fig('trace.events.crossing_ns', crossing, 'ns', 'lower', 'per request: structured clone of a 256-request event batch (one postMessage per turn)'),
       fig('trace.store.apply_ns', apply, 'ns', 'lower', 'per request in the actor: both events applied to a store capped at 100k (LRU evicting)'),
+      fig('trace.tracker.cpu_us', trackerCpu, 'us', 'lower', `CPU per request, all threads, RequestTracker in memory (${requests} requests, 32 per turn)`),
+      fig('trace.tracker.log_cpu_us', trackerLogCpu, 'us', 'lower', 'the same with --trace-log-dir (msgpack log, 100 ms flushes)'),
     ];
   },
 };
+
+async function withTracker(logDir: string | undefined, fn: (t: RequestTracker) => Promise<number>): Promise<number> {
+  const tracker = new RequestTracker({ policy: 'cache_aware', maxEntries: 100_000, ttlSeconds: 3600, logDir, logMaxBytes: 64 << 20, logMaxFiles: 8, flushMs: 100, actor: { execArgv: [] } });
+  try {
+    await tracker.ready();
+    return await fn(tracker);
+  } finally {
+    await tracker.close();
+  }
+}
+
+/**
+ * Feed `n` requests (a decided and a finished event each, 32 per event-loop turn) and wait until the actor
+ * applied them all; CPU microseconds per request for the whole process (every thread).
+ */
+async function feedCpuUs(tracker: RequestTracker | undefined, inputs: readonly { view: RequestProgressView; rec: CompletionRecord }[], n: number): Promise<number> {
+  const m = inputs.length;
+  const c0 = process.cpuUsage();
+  for (let i = 0; i < n; ) {
+    for (let k = 0; k < 32 && i < n; k++, i++) {
+      const x = inputs[i % m]!;
+      // distinct ids, so the store grows to its cap and evicts as it would under real traffic
+      const view = { ...x.view, requestId: `${x.view.requestId}-${i}` };
+      const rec = { ...x.rec, requestId: view.requestId };
+      if (tracker !== undefined) {
+        tracker.decided(view);
+        tracker.record(rec);
+      } else sink += view.requestId.length + rec.inputTokens;
+    }
+    await new Promise<void>((resolve) => setImmediate(resolve));
+  }
+  if (tracker !== undefined) await tracker.flush();
+  const c = process.cpuUsage(c0);
+  return (c.user + c.system) / n;
+}
 
 function seqNs(p: Packr, traces: readonly Trace[], ms: number): number {
   const n = traces.length;

@@ -8,11 +8,15 @@
  *   tracking.e2e.<workload>.p99_ratio       on / off (target <= 1.05)
  *   tracking.e2e.<workload>.log_rps_ratio   on with the trace log / off
  *   tracking.e2e.<workload>.log_p99_ratio
- *   tracking.e2e.<workload>.{off,on,log}_rps, {off,on,log}_p99_ms   the medians behind them
+ *   tracking.e2e.<workload>.cpu_ratio       router process CPU time per request (all threads: front end,
+ *                                           tracker, stats), on / off: the cost itself, much less sensitive
+ *                                           than throughput to other load on the machine
+ *   tracking.e2e.<workload>.log_cpu_ratio   the same, with the trace log / off
+ *   tracking.e2e.<workload>.{off,on,log}_rps, {off,on,log}_p99_ms, {off,on,log}_cpu_us   the medians behind them
  *
  * Environment: SWITCHYARD_BENCH_WRK_THREADS (1), SWITCHYARD_BENCH_WRK_CONNECTIONS (64).
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -37,6 +41,24 @@ function envInt(name: string, fallback: number): number {
   const n = Number(raw);
   if (!Number.isInteger(n) || n < 1) throw new Error(`${name} must be a positive integer, got '${raw}'`);
   return n;
+}
+
+/** User + system CPU seconds of a process so far (Linux /proc), or NaN where unavailable. */
+function cpuSeconds(pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15 (1-based).
+    const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(rest[11]) + Number(rest[12])) / 100; // USER_HZ is 100 on Linux
+  } catch {
+    return Number.NaN;
+  }
+}
+
+interface Measured {
+  readonly wrk: WrkResult;
+  /** Router CPU microseconds per request during the run. */
+  readonly cpuUs: number;
 }
 
 interface RouterUnderTest {
@@ -101,21 +123,24 @@ const scenario: Scenario = {
         const script = writePostScript(dir, w.name, w.body);
         const load = (r: RouterUnderTest, seconds: number): Promise<WrkResult> => runWrk({ url: `${r.url}/generate`, threads, connections, durationSec: seconds, scriptPath: script, wrkPath: wrk });
         for (const r of routers) await load(r, warmupSec);
-        const runs: Record<Variant, WrkResult[]> = { off: [], on: [], log: [] };
+        const runs: Record<Variant, Measured[]> = { off: [], on: [], log: [] };
         for (let round = 1; round <= ctx.runs; round++) {
           // Rotate the order so a drift within the round does not always favour one variant.
           const k = (round - 1) % routers.length;
           const order = [...routers.slice(k), ...routers.slice(0, k)];
           for (const r of order) {
+            const cpu0 = cpuSeconds(r.proc.pid);
             const res = await load(r, ctx.durationSec);
+            const cpuUs = ((cpuSeconds(r.proc.pid) - cpu0) * 1e6) / res.requests;
             const problem = runProblem(res);
             if (problem !== undefined) throw new Error(`${w.name} round ${round} tracking ${r.name}: ${problem}`);
-            runs[r.name].push(res);
-            ctx.log(`${w.name} round ${round}/${ctx.runs} tracking ${r.name}: ${res.requestsPerSec.toFixed(0)} req/s, p50 ${res.latency.p50Ms.toFixed(2)} ms, p99 ${res.latency.p99Ms.toFixed(2)} ms`);
+            runs[r.name].push({ wrk: res, cpuUs });
+            ctx.log(`${w.name} round ${round}/${ctx.runs} tracking ${r.name}: ${res.requestsPerSec.toFixed(0)} req/s, p50 ${res.latency.p50Ms.toFixed(2)} ms, p99 ${res.latency.p99Ms.toFixed(2)} ms, ${cpuUs.toFixed(1)} us CPU/request`);
           }
         }
-        const rps = (k: Variant): number[] => runs[k].map((r) => r.requestsPerSec);
-        const p99 = (k: Variant): number[] => runs[k].map((r) => r.latency.p99Ms);
+        const rps = (k: Variant): number[] => runs[k].map((r) => r.wrk.requestsPerSec);
+        const p99 = (k: Variant): number[] => runs[k].map((r) => r.wrk.latency.p99Ms);
+        const cpu = (k: Variant): number[] => runs[k].map((r) => r.cpuUs);
         const ratio = (a: number[], b: number[]): number[] => a.map((v, i) => v / (b[i] as number));
         const fig = (name: string, values: number[], unit: string, better: Figure['better'], note: string): Figure => {
           const { median, spread } = summarize(values);
@@ -127,6 +152,11 @@ const scenario: Scenario = {
           fig('p99_ratio', ratio(p99('on'), p99('off')), 'x', 'lower', 'tracking on / off, per round (target <= 1.05)'),
           fig('log_rps_ratio', ratio(rps('log'), rps('off')), 'x', 'higher', 'tracking + trace log / off, per round'),
           fig('log_p99_ratio', ratio(p99('log'), p99('off')), 'x', 'lower', 'tracking + trace log / off, per round'),
+          fig('cpu_ratio', ratio(cpu('on'), cpu('off')), 'x', 'lower', 'router CPU per request (all threads), tracking on / off, per round'),
+          fig('log_cpu_ratio', ratio(cpu('log'), cpu('off')), 'x', 'lower', 'router CPU per request, tracking + trace log / off, per round'),
+          fig('off_cpu_us', cpu('off'), 'us', 'lower', 'router CPU per request, --no-enable-request-tracking'),
+          fig('on_cpu_us', cpu('on'), 'us', 'lower', 'router CPU per request, tracking on'),
+          fig('log_cpu_us', cpu('log'), 'us', 'lower', 'router CPU per request, tracking + trace log'),
           fig('off_rps', rps('off'), 'req/s', 'higher', '--no-enable-request-tracking'),
           fig('on_rps', rps('on'), 'req/s', 'higher', 'tracking on (default)'),
           fig('log_rps', rps('log'), 'req/s', 'higher', 'tracking on, --trace-log-dir'),

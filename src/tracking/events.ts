@@ -1,22 +1,29 @@
 /**
- * Trace events, front end -> tracker actor. The front end appends each event's fields to one flat array per
- * event-loop turn (no object per event, no per-event crossing); the actor walks the array and applies the
- * events in order. Monotonic stamps are turned into durations on the front end, because a worker thread's
- * performance.now() has its own origin.
+ * Trace events, front end -> tracker actor, encoded for a cheap crossing.
  *
- * Layouts (first slot: the kind):
- *   DECIDED     id, timestamp_ms, queue_ms, node_id, worker_url, policy, reason, scores, route, stream,
- *               input_tokens, attempts
- *   FIRST_BYTE  id, ttft_ms
- *   FINISHED    id, status, timestamp_ms, queue_ms, ttft_ms, e2e_ms, node_id, worker_url, policy, reason,
- *               scores, route, stream, http_status, error_code, error_message, input_tokens, output_tokens,
- *               cached_tokens, server_queue_ms, attempts
- *   OUTCOME     id, status, ttft_ms, e2e_ms, node_id, worker_url, route, stream, http_status, error_code,
- *               error_message, input_tokens, output_tokens, cached_tokens, server_queue_ms, attempts
+ * The front end appends every event of an event-loop turn to one batch: numbers into a Float64Array (a
+ * single memcpy when the batch is cloned to the actor's thread, and no boxed doubles on the hot path),
+ * strings that differ per request (request id, the policy's reason, an error message) into a string list,
+ * and strings that repeat (worker URLs, policy names, route kinds, statuses, error codes, score keys) as
+ * small integer codes of a dictionary the two sides share. A code's string crosses once, in the first
+ * batch that uses it; a restarted actor gets the whole dictionary with its init data.
  *
- * A request that was decided ends with OUTCOME: what its DECIDED event already carried (arrival time,
- * queueing, policy, reason, scores) is not sent twice, which keeps the per-turn crossing small. FINISHED
- * (everything) is for requests that never got a worker.
+ * Monotonic stamps are turned into durations here, because a worker thread's performance.now() has its
+ * own origin.
+ *
+ * Layouts (N: a number; C: a dictionary code, -1 null, -2 "the string is the next in strs"; S: the next
+ * string of strs; nullable numbers are NaN when null, node ids -1):
+ *   DECIDED    1 S:id N:timestamp_ms N:queue_ms N:node_id C:worker_url C:policy C:route N:stream
+ *              N:input_tokens N:attempts S:reason N:score_count (C:key N:value)*
+ *   FIRST_BYTE 2 S:id N:ttft_ms
+ *   FINISHED   3 S:id C:status N:timestamp_ms N:queue_ms N:ttft_ms N:e2e_ms N:node_id C:worker_url
+ *              C:policy C:route N:stream N:http_status C:error_code S:error_message N:input_tokens
+ *              N:output_tokens N:cached_tokens N:server_queue_ms N:attempts S:reason N:score_count (C:key N:value)*
+ *   OUTCOME    4 S:id C:status N:ttft_ms N:e2e_ms N:node_id C:worker_url C:route N:stream N:http_status
+ *              C:error_code S:error_message N:input_tokens N:output_tokens N:cached_tokens
+ *              N:server_queue_ms N:attempts
+ * A request that was decided ends with OUTCOME (what its DECIDED event carried is not sent twice);
+ * FINISHED (everything) is for requests that never got a worker. score_count is -1 for no scores.
  */
 import type { CompletionRecord } from '../proxy/completion.js';
 import type { RequestProgressView } from '../frontend/context.js';
@@ -27,91 +34,178 @@ export const EV_FIRST_BYTE = 2;
 export const EV_FINISHED = 3;
 export const EV_OUTCOME = 4;
 
-const DECIDED_SLOTS = 13;
-const FIRST_BYTE_SLOTS = 3;
-const FINISHED_SLOTS = 22;
-const OUTCOME_SLOTS = 17;
+const NULL_CODE = -1;
+const RAW_CODE = -2;
+/** Distinct repeated strings given codes at most; beyond, strings travel raw (reasons never use codes). */
+export const MAX_CODES = 8192;
+const INITIAL_NUMBERS = 4096;
 
-/** A flat batch of events as it crosses to the actor. */
-export type EventBatch = unknown[];
+/** One turn's events as they cross to the actor. */
+export interface EventBatch {
+  readonly nums: Float64Array;
+  readonly strs: (string | null)[];
+  /** Dictionary entries first used in this batch, starting at code `defsFrom`. */
+  readonly defsFrom: number;
+  readonly defs: string[];
+}
 
 /** Milliseconds rounded to microseconds (keeps JSON short; finer is noise). */
 function ms(x: number): number {
   return Math.round(x * 1000) / 1000;
 }
 
-export function pushDecided(buf: EventBatch, v: RequestProgressView, policy: string): void {
-  const w = v.worker;
-  const d = v.decision;
-  buf.push(
-    EV_DECIDED,
-    v.requestId,
-    ms(v.timestamp),
-    ms(v.decidedAt - v.arrivedAt),
-    w === undefined ? null : w.nodeId,
-    w === undefined ? null : w.url,
-    policy,
-    d === undefined ? null : d.reason,
-    d === undefined || d.scores === undefined ? null : d.scores,
-    v.route,
-    v.features.stream,
-    v.features.inputTokens,
-    v.attempts,
-  );
-}
+/** The front end's side: appends events, hands over one batch per turn. Not thread-safe (one per thread). */
+export class EventWriter {
+  private nums = new Float64Array(INITIAL_NUMBERS);
+  private n = 0;
+  private strs: (string | null)[] = [];
+  private readonly codes = new Map<string, number>();
+  /** Every dictionary entry so far, by code (what a restarted actor is initialised with). */
+  readonly dictionary: string[] = [];
+  private sentDefs = 0;
 
-export function pushFirstByte(buf: EventBatch, v: RequestProgressView, at: number): void {
-  buf.push(EV_FIRST_BYTE, v.requestId, ms(at - v.arrivedAt));
-}
-
-export function pushFinished(buf: EventBatch, r: CompletionRecord): void {
-  const routed = r.slot >= 0 && r.workerUrl !== '';
-  if (routed && r.decidedAt > 0) {
-    buf.push(
-      EV_OUTCOME,
-      r.requestId,
-      r.status,
-      r.firstTokenAt > 0 ? ms(r.firstTokenAt - r.arrivedAt) : null,
-      ms(r.finishedAt - r.arrivedAt),
-      r.nodeId,
-      r.workerUrl,
-      r.route,
-      r.stream,
-      r.httpStatus > 0 ? r.httpStatus : null,
-      r.errorCode ?? null,
-      r.errorMessage ?? null,
-      r.inputTokens,
-      r.outputTokens,
-      r.cachedTokens,
-      r.queueTime === undefined ? null : ms(r.queueTime * 1000),
-      r.attempts,
-    );
-    return;
+  /** Events waiting for take(). */
+  get pending(): boolean {
+    return this.n > 0;
   }
-  buf.push(
-    EV_FINISHED,
-    r.requestId,
-    r.status,
-    ms(r.timestamp),
-    r.decidedAt > 0 ? ms(r.decidedAt - r.arrivedAt) : null,
-    r.firstTokenAt > 0 ? ms(r.firstTokenAt - r.arrivedAt) : null,
-    ms(r.finishedAt - r.arrivedAt),
-    routed ? r.nodeId : null,
-    routed ? r.workerUrl : null,
-    r.policy,
-    r.reason === '' ? null : r.reason,
-    r.scores === undefined ? null : r.scores,
-    r.route,
-    r.stream,
-    r.httpStatus > 0 ? r.httpStatus : null,
-    r.errorCode ?? null,
-    r.errorMessage ?? null,
-    r.inputTokens,
-    r.outputTokens,
-    r.cachedTokens,
-    r.queueTime === undefined ? null : ms(r.queueTime * 1000),
-    r.attempts,
-  );
+
+  decided(v: RequestProgressView, policy: string): void {
+    this.reserve(16);
+    const w = v.worker;
+    const d = v.decision;
+    this.num(EV_DECIDED);
+    this.strs.push(v.requestId);
+    this.num(ms(v.timestamp));
+    this.num(ms(v.decidedAt - v.arrivedAt));
+    this.num(w === undefined ? -1 : w.nodeId);
+    this.code(w === undefined ? null : w.url);
+    this.code(policy);
+    this.code(v.route);
+    this.num(v.features.stream ? 1 : 0);
+    this.num(v.features.inputTokens);
+    this.num(v.attempts);
+    this.strs.push(d === undefined ? null : d.reason);
+    this.scores(d === undefined ? undefined : d.scores);
+  }
+
+  firstByte(v: RequestProgressView, at: number): void {
+    this.reserve(2);
+    this.num(EV_FIRST_BYTE);
+    this.strs.push(v.requestId);
+    this.num(ms(at - v.arrivedAt));
+  }
+
+  finished(r: CompletionRecord): void {
+    const routed = r.slot >= 0 && r.workerUrl !== '';
+    const ttft = r.firstTokenAt > 0 ? ms(r.firstTokenAt - r.arrivedAt) : Number.NaN;
+    const serverQueue = r.queueTime === undefined ? Number.NaN : ms(r.queueTime * 1000);
+    if (routed && r.decidedAt > 0) {
+      this.reserve(16);
+      this.num(EV_OUTCOME);
+      this.strs.push(r.requestId);
+      this.code(r.status);
+      this.num(ttft);
+      this.num(ms(r.finishedAt - r.arrivedAt));
+      this.num(r.nodeId);
+      this.code(r.workerUrl);
+      this.code(r.route);
+      this.num(r.stream ? 1 : 0);
+      this.num(r.httpStatus > 0 ? r.httpStatus : Number.NaN);
+      this.code(r.errorCode ?? null);
+      this.strs.push(r.errorMessage ?? null);
+      this.num(r.inputTokens);
+      this.num(r.outputTokens);
+      this.num(r.cachedTokens);
+      this.num(serverQueue);
+      this.num(r.attempts);
+      return;
+    }
+    this.reserve(20);
+    this.num(EV_FINISHED);
+    this.strs.push(r.requestId);
+    this.code(r.status);
+    this.num(ms(r.timestamp));
+    this.num(r.decidedAt > 0 ? ms(r.decidedAt - r.arrivedAt) : Number.NaN);
+    this.num(ttft);
+    this.num(ms(r.finishedAt - r.arrivedAt));
+    this.num(routed ? r.nodeId : -1);
+    this.code(routed ? r.workerUrl : null);
+    this.code(r.policy);
+    this.code(r.route);
+    this.num(r.stream ? 1 : 0);
+    this.num(r.httpStatus > 0 ? r.httpStatus : Number.NaN);
+    this.code(r.errorCode ?? null);
+    this.strs.push(r.errorMessage ?? null);
+    this.num(r.inputTokens);
+    this.num(r.outputTokens);
+    this.num(r.cachedTokens);
+    this.num(serverQueue);
+    this.num(r.attempts);
+    this.strs.push(r.reason === '' ? null : r.reason);
+    this.scores(r.scores);
+  }
+
+  /** The batch of everything appended since the last take (null when nothing was). */
+  take(): EventBatch | null {
+    if (this.n === 0) return null;
+    // slice: an exact-size copy crosses (a view would clone the whole backing buffer).
+    const batch: EventBatch = { nums: this.nums.slice(0, this.n), strs: this.strs, defsFrom: this.sentDefs, defs: this.dictionary.slice(this.sentDefs) };
+    this.sentDefs = this.dictionary.length;
+    this.n = 0;
+    this.strs = [];
+    return batch;
+  }
+
+  private num(x: number): void {
+    this.nums[this.n++] = x;
+  }
+
+  private code(s: string | null): void {
+    if (s === null) {
+      this.num(NULL_CODE);
+      return;
+    }
+    let c = this.codes.get(s);
+    if (c === undefined) {
+      if (this.dictionary.length >= MAX_CODES) {
+        this.num(RAW_CODE);
+        this.strs.push(s);
+        return;
+      }
+      c = this.dictionary.length;
+      this.dictionary.push(s);
+      this.codes.set(s, c);
+    }
+    this.num(c);
+  }
+
+  private scores(scores: Readonly<Record<string, number>> | undefined): void {
+    if (scores === undefined) {
+      this.num(-1);
+      return;
+    }
+    let count = 0;
+    for (const k in scores) if (typeof scores[k] === 'number') count++;
+    this.reserve(1 + 2 * count);
+    this.num(count);
+    for (const k in scores) {
+      const v = scores[k];
+      if (typeof v !== 'number') continue;
+      this.code(k);
+      this.num(v);
+    }
+  }
+
+  /** Room for `extra` more numbers (events reserve their fixed part up front; at most 20). */
+  private reserve(extra: number): void {
+    const need = this.n + extra + 4;
+    if (need <= this.nums.length) return;
+    let size = this.nums.length * 2;
+    while (size < need) size *= 2;
+    const grown = new Float64Array(size);
+    grown.set(this.nums.subarray(0, this.n));
+    this.nums = grown;
+  }
 }
 
 /** What applying a batch needs: one method per event kind, fields already typed. */
@@ -162,95 +256,162 @@ export interface FinishedEvent {
   attempts: number;
 }
 
-/**
- * Walk a batch and hand each event to `target`, in order. One reusable event object per kind (the target
- * copies what it keeps). A malformed batch (unknown kind, short tail) stops the walk and throws: it can
- * only come from a version mismatch, never from client input.
- */
-export function applyEvents(buf: readonly unknown[], target: EventTarget): number {
-  const d = {} as DecidedEvent;
-  const f = {} as FinishedEvent;
-  let i = 0;
-  let n = 0;
-  const len = buf.length;
-  while (i < len) {
-    const kind = buf[i];
-    if (kind === EV_DECIDED) {
-      if (i + DECIDED_SLOTS > len) throw new Error('trace event batch: truncated decided event');
-      d.requestId = buf[i + 1] as string;
-      d.timestampMs = buf[i + 2] as number;
-      d.queueMs = buf[i + 3] as number;
-      d.nodeId = buf[i + 4] as number | null;
-      d.workerUrl = buf[i + 5] as string | null;
-      d.policy = buf[i + 6] as string;
-      d.reason = buf[i + 7] as string | null;
-      d.scores = buf[i + 8] as Record<string, number> | null;
-      d.route = buf[i + 9] as string;
-      d.stream = buf[i + 10] as boolean;
-      d.inputTokens = buf[i + 11] as number;
-      d.attempts = buf[i + 12] as number;
-      target.decided(d);
-      i += DECIDED_SLOTS;
-    } else if (kind === EV_FIRST_BYTE) {
-      if (i + FIRST_BYTE_SLOTS > len) throw new Error('trace event batch: truncated first-byte event');
-      target.firstByte(buf[i + 1] as string, buf[i + 2] as number);
-      i += FIRST_BYTE_SLOTS;
-    } else if (kind === EV_FINISHED) {
-      if (i + FINISHED_SLOTS > len) throw new Error('trace event batch: truncated finished event');
-      f.requestId = buf[i + 1] as string;
-      f.status = buf[i + 2] as TraceStatus;
-      f.timestampMs = buf[i + 3] as number;
-      f.queueMs = buf[i + 4] as number | null;
-      f.ttftMs = buf[i + 5] as number | null;
-      f.e2eMs = buf[i + 6] as number;
-      f.nodeId = buf[i + 7] as number | null;
-      f.workerUrl = buf[i + 8] as string | null;
-      f.policy = buf[i + 9] as string;
-      f.reason = buf[i + 10] as string | null;
-      f.scores = buf[i + 11] as Record<string, number> | null;
-      f.route = buf[i + 12] as string;
-      f.stream = buf[i + 13] as boolean;
-      f.httpStatus = buf[i + 14] as number | null;
-      f.errorCode = buf[i + 15] as string | null;
-      f.errorMessage = buf[i + 16] as string | null;
-      f.inputTokens = buf[i + 17] as number;
-      f.outputTokens = buf[i + 18] as number;
-      f.cachedTokens = buf[i + 19] as number;
-      f.serverQueueMs = buf[i + 20] as number | null;
-      f.attempts = buf[i + 21] as number;
-      f.outcomeOnly = false;
-      target.finished(f);
-      i += FINISHED_SLOTS;
-    } else if (kind === EV_OUTCOME) {
-      if (i + OUTCOME_SLOTS > len) throw new Error('trace event batch: truncated outcome event');
-      f.outcomeOnly = true;
-      f.requestId = buf[i + 1] as string;
-      f.status = buf[i + 2] as TraceStatus;
-      f.timestampMs = Number.NaN;
-      f.queueMs = null;
-      f.ttftMs = buf[i + 3] as number | null;
-      f.e2eMs = buf[i + 4] as number;
-      f.nodeId = buf[i + 5] as number | null;
-      f.workerUrl = buf[i + 6] as string | null;
-      f.policy = '';
-      f.reason = null;
-      f.scores = null;
-      f.route = buf[i + 7] as string;
-      f.stream = buf[i + 8] as boolean;
-      f.httpStatus = buf[i + 9] as number | null;
-      f.errorCode = buf[i + 10] as string | null;
-      f.errorMessage = buf[i + 11] as string | null;
-      f.inputTokens = buf[i + 12] as number;
-      f.outputTokens = buf[i + 13] as number;
-      f.cachedTokens = buf[i + 14] as number;
-      f.serverQueueMs = buf[i + 15] as number | null;
-      f.attempts = buf[i + 16] as number;
-      target.finished(f);
-      i += OUTCOME_SLOTS;
-    } else {
-      throw new Error(`trace event batch: unknown event kind ${String(kind)} at ${i}`);
-    }
-    n++;
+/** A malformed batch: only a version mismatch or a bug can cause one, never client input. */
+export class EventBatchError extends Error {
+  constructor(message: string) {
+    super(`trace event batch: ${message}`);
+    this.name = 'EventBatchError';
   }
-  return n;
+}
+
+/** The actor's side: the dictionary, and the walk over a batch. */
+export class EventReader {
+  private readonly dict: string[];
+
+  constructor(dictionary: readonly string[] = []) {
+    this.dict = dictionary.slice();
+  }
+
+  /** Hand each event of `batch` to `target`, in order; returns the number of events. */
+  apply(batch: EventBatch, target: EventTarget): number {
+    const { defs, defsFrom } = batch;
+    for (let i = 0; i < defs.length; i++) this.dict[defsFrom + i] = defs[i] as string;
+    const c = new Cursor(batch, this.dict);
+    const d = {} as DecidedEvent;
+    const f = {} as FinishedEvent;
+    let events = 0;
+    while (!c.done()) {
+      const kind = c.num();
+      if (kind === EV_DECIDED) {
+        d.requestId = c.id();
+        d.timestampMs = c.num();
+        d.queueMs = c.num();
+        d.nodeId = c.node();
+        d.workerUrl = c.code();
+        d.policy = c.code() ?? '';
+        d.route = c.code() ?? 'other';
+        d.stream = c.num() === 1;
+        d.inputTokens = c.int();
+        d.attempts = c.int();
+        d.reason = c.str();
+        d.scores = c.scores();
+        target.decided(d);
+      } else if (kind === EV_FIRST_BYTE) {
+        const id = c.id();
+        target.firstByte(id, c.num());
+      } else if (kind === EV_FINISHED || kind === EV_OUTCOME) {
+        const full = kind === EV_FINISHED;
+        f.outcomeOnly = !full;
+        f.requestId = c.id();
+        f.status = (c.code() ?? 'failed') as TraceStatus;
+        f.timestampMs = full ? c.num() : Number.NaN;
+        f.queueMs = full ? c.nullable() : null;
+        f.ttftMs = c.nullable();
+        f.e2eMs = c.num();
+        f.nodeId = c.node();
+        f.workerUrl = c.code();
+        f.policy = full ? (c.code() ?? '') : '';
+        f.route = c.code() ?? 'other';
+        f.stream = c.num() === 1;
+        f.httpStatus = c.nullableInt();
+        f.errorCode = c.code();
+        f.errorMessage = c.str();
+        f.inputTokens = c.int();
+        f.outputTokens = c.int();
+        f.cachedTokens = c.int();
+        f.serverQueueMs = c.nullable();
+        f.attempts = c.int();
+        if (full) {
+          f.reason = c.str();
+          f.scores = c.scores();
+        } else {
+          f.reason = null;
+          f.scores = null;
+        }
+        target.finished(f);
+      } else {
+        throw new EventBatchError(`unknown event kind ${kind} at ${c.at - 1}`);
+      }
+      events++;
+    }
+    if (!c.allStringsRead()) throw new EventBatchError('strings left over');
+    return events;
+  }
+}
+
+class Cursor {
+  at = 0;
+  private s = 0;
+  constructor(
+    private readonly b: EventBatch,
+    private readonly dict: readonly string[],
+  ) {}
+
+  done(): boolean {
+    return this.at >= this.b.nums.length;
+  }
+
+  allStringsRead(): boolean {
+    return this.s === this.b.strs.length;
+  }
+
+  num(): number {
+    if (this.at >= this.b.nums.length) throw new EventBatchError('truncated event');
+    return this.b.nums[this.at++] as number;
+  }
+
+  nullable(): number | null {
+    const x = this.num();
+    return Number.isNaN(x) ? null : x;
+  }
+
+  /**
+   * Integer fields leave the Float64Array as small integers: stored in a trace as a double they would each
+   * cost a heap number (100k traces x 6 fields).
+   */
+  int(): number {
+    const x = this.num();
+    return x === (x | 0) ? x | 0 : x;
+  }
+
+  nullableInt(): number | null {
+    const x = this.num();
+    return Number.isNaN(x) ? null : x === (x | 0) ? x | 0 : x;
+  }
+
+  node(): number | null {
+    const x = this.num();
+    return x < 0 ? null : x === (x | 0) ? x | 0 : x;
+  }
+
+  str(): string | null {
+    if (this.s >= this.b.strs.length) throw new EventBatchError('missing string');
+    return this.b.strs[this.s++] ?? null;
+  }
+
+  id(): string {
+    const s = this.str();
+    if (s === null) throw new EventBatchError('missing request id');
+    return s;
+  }
+
+  code(): string | null {
+    const c = this.num();
+    if (c === NULL_CODE) return null;
+    if (c === RAW_CODE) return this.str();
+    const s = this.dict[c];
+    if (s === undefined) throw new EventBatchError(`unknown dictionary code ${c}`);
+    return s;
+  }
+
+  scores(): Record<string, number> | null {
+    const count = this.num();
+    if (count < 0) return null;
+    const out: Record<string, number> = {};
+    for (let i = 0; i < count; i++) {
+      const k = this.code() as string;
+      out[k] = this.num();
+    }
+    return out;
+  }
 }

@@ -14,7 +14,7 @@
 import { closeSync, fstatSync, ftruncateSync, mkdirSync, openSync, readSync, statSync, truncateSync, unlinkSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Packr } from 'msgpackr';
-import { ChunkDecoder, listLogFiles, logFileName, logPackr, toLogRecord, LOG_FORMAT, LOG_VERSION, TraceLogCorruptError, type LogHeader } from './log-format.js';
+import { ChunkDecoder, listLogFiles, logFileName, logPackr, LOG_FORMAT, LOG_VERSION, TraceLogCorruptError, type LogHeader } from './log-format.js';
 import type { Trace, TraceLogStats } from './types.js';
 
 export interface TraceLogOptions {
@@ -132,15 +132,18 @@ export class TraceLogWriter {
     return { ...this.s, file: this.path, files: listLogFiles(this.dir).length };
   }
 
-  /** Queue a finished trace; written at the next flush (or now, if it starts a new file). */
+  /**
+   * Queue a finished trace; written at the next flush (or now, if it starts a new file). `t` must hold
+   * exactly the Trace fields, in TRACE_FIELDS order (what TraceStore hands out; toLogRecord makes such a
+   * copy of anything else): its keys become the file's record structure.
+   */
   append(t: Trace): void {
     if (this.fd < 0) {
       // No file (a previous open failed): dropped; flush() tries to open one again.
       this.dropped++;
       return;
     }
-    const rec = toLogRecord(t);
-    let bytes = this.packr.pack(rec);
+    let bytes = this.packr.pack(t);
     const used = this.fileBytes + this.pendingLen;
     if (used + bytes.length > this.maxBytes && used > this.headerBytes) {
       this.flush();
@@ -148,7 +151,7 @@ export class TraceLogWriter {
         this.dropped++;
         return;
       }
-      bytes = this.packr.pack(rec);
+      bytes = this.packr.pack(t);
     }
     this.reserve(bytes.length);
     this.pending.set(bytes, this.pendingLen);

@@ -7,6 +7,8 @@ import type { TraceLogStats, TraceQuery, TraceStats, TrackerConfig } from './typ
 
 export interface TrackerInit {
   readonly config: TrackerConfig;
+  /** The event dictionary so far (events.ts): a restarted thread must decode codes defined before it. */
+  readonly dictionary: readonly string[];
 }
 
 export type TrackerMessage =

@@ -4,7 +4,7 @@
  * is one): traces flushed before the crash answer again.
  */
 import { defineActor } from '../actors/actor-thread.js';
-import { applyEvents } from './events.js';
+import { EventReader } from './events.js';
 import { TraceLogWriter } from './log.js';
 import { listLogFiles } from './log-format.js';
 import { readTraceFile } from './reader.js';
@@ -13,6 +13,7 @@ import { traceJson, type Trace, type TraceStats } from './types.js';
 import type { TrackerInit, TrackerMessage, TrackerReplies } from './protocol.js';
 
 let store: TraceStore | null = null;
+let reader = new EventReader();
 let log: TraceLogWriter | null = null;
 let logError: string | null = null;
 let ttlSeconds = 0;
@@ -78,7 +79,8 @@ function jsonArray(traces: readonly Trace[]): string {
 }
 
 export default defineActor<TrackerMessage, TrackerReplies, TrackerInit>({
-  async init({ config }) {
+  async init({ config, dictionary }) {
+    reader = new EventReader(dictionary);
     const s = new TraceStore({ maxEntries: config.maxEntries, ttlMs: config.ttlSeconds * 1000, defaultPolicy: config.policy });
     ttlSeconds = config.ttlSeconds;
     if (config.logDir !== undefined) {
@@ -99,7 +101,7 @@ export default defineActor<TrackerMessage, TrackerReplies, TrackerInit>({
   },
   handlers: {
     events(msg) {
-      applyEvents(msg.e, state());
+      reader.apply(msg.e, state());
       return null;
     },
     get(msg) {

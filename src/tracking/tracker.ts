@@ -3,9 +3,11 @@
  * RequestProgressHook (decided -> pending, first byte of a stream -> streaming) in one object, feeding the
  * tracker actor (tracker-actor.ts, one piscina thread that owns the trace store and the trace log).
  *
- * Cost on the hot path: each event appends its fields to one flat array; the first event of an event-loop
- * turn schedules one setImmediate that hands the whole array to the actor as ONE message (one crossing per
- * turn, whatever the number of requests or tokens). No object per event, no closure per request.
+ * Cost on the hot path: each event appends its numbers to a Float64Array and its few per-request strings to
+ * a list (events.ts); the first event after a hand-over starts a short timer (handoverMs, 5 ms) at whose
+ * end the whole batch goes to the actor as ONE message: at most one crossing per few milliseconds (never
+ * more than one per event-loop turn), whatever the number of requests or tokens. No object per event, no
+ * closure per request.
  *
  * Read-your-writes: a query first hands over whatever events are still buffered, then goes through the
  * same mailbox. The completion of a request is buffered in the same synchronous call that ends its
@@ -16,21 +18,31 @@ import { Actor, type ActorTuning } from '../actors/actor.js';
 import type { CompletionRecord, CompletionSink } from '../proxy/completion.js';
 import type { RequestProgressHook, RequestProgressView } from '../frontend/context.js';
 import type { Logger } from '../util/log.js';
-import { pushDecided, pushFinished, pushFirstByte, type EventBatch } from './events.js';
+import { EventWriter } from './events.js';
 import type { TrackerInit, TrackerMessage, TrackerReplies } from './protocol.js';
 import type { TraceLogStats, TraceQuery, TraceStats, TrackerConfig } from './types.js';
 
 export interface RequestTrackerOptions extends TrackerConfig {
+  /**
+   * Events of this many milliseconds travel together (default 5). Each crossing costs a postMessage and a
+   * wake-up of the actor's thread whatever it carries, so under load a few milliseconds of events per
+   * crossing cost far less than one crossing per event-loop turn. 0: one crossing per turn.
+   */
+  readonly handoverMs?: number | undefined;
   readonly logger?: Logger | undefined;
   readonly actor?: ActorTuning | undefined;
 }
+
+const DEFAULT_HANDOVER_MS = 5;
 
 export class RequestTracker implements CompletionSink, RequestProgressHook {
   readonly actor: Actor<TrackerMessage, TrackerReplies, TrackerInit>;
   readonly config: TrackerConfig;
   private readonly policy: string;
-  private buf: EventBatch = [];
+  private readonly events = new EventWriter();
   private scheduled = false;
+  private readonly handoverMs: number;
+  private timer: NodeJS.Timeout | undefined;
   private readonly flushBound = (): void => this.handOver();
   private closed = false;
 
@@ -45,6 +57,7 @@ export class RequestTracker implements CompletionSink, RequestProgressHook {
       flushMs: options.flushMs,
     };
     this.policy = options.policy;
+    this.handoverMs = options.handoverMs ?? DEFAULT_HANDOVER_MS;
     const config = this.config;
     this.actor = new Actor<TrackerMessage, TrackerReplies, TrackerInit>({
       // A thread that owns timers (flush, expiry) needs its event loop running: the runtime's default
@@ -52,7 +65,8 @@ export class RequestTracker implements CompletionSink, RequestProgressHook {
       ...options.actor,
       name: 'tracker',
       filename: new URL('./tracker-actor.js', import.meta.url),
-      init: () => ({ config }),
+      // Called at every (re)start: a new thread gets the whole string dictionary the events refer to.
+      init: () => ({ config, dictionary: this.events.dictionary.slice() }),
       logger: options.logger,
     });
   }
@@ -61,33 +75,36 @@ export class RequestTracker implements CompletionSink, RequestProgressHook {
   // hot path
 
   decided(v: RequestProgressView): void {
-    pushDecided(this.buf, v, this.policy);
+    this.events.decided(v, this.policy);
     this.schedule();
   }
 
   firstByte(v: RequestProgressView, at: number): void {
-    pushFirstByte(this.buf, v, at);
+    this.events.firstByte(v, at);
     this.schedule();
   }
 
   record(rec: CompletionRecord): void {
-    pushFinished(this.buf, rec);
+    this.events.finished(rec);
     this.schedule();
   }
 
   private schedule(): void {
     if (this.scheduled) return;
     this.scheduled = true;
-    setImmediate(this.flushBound);
+    if (this.handoverMs > 0) this.timer = setTimeout(this.flushBound, this.handoverMs);
+    else setImmediate(this.flushBound);
   }
 
   /** Hand the buffered events to the actor now (one message). */
   private handOver(): void {
+    if (this.timer !== undefined) {
+      clearTimeout(this.timer);
+      this.timer = undefined;
+    }
     this.scheduled = false;
-    if (this.buf.length === 0) return;
-    const batch = this.buf;
-    this.buf = [];
-    this.actor.tell({ t: 'events', e: batch });
+    const batch = this.events.take();
+    if (batch !== null) this.actor.tell({ t: 'events', e: batch });
   }
 
   // ---------------------------------------------------------------------------------------------

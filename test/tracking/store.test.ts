@@ -1,6 +1,6 @@
 import t from 'tap';
 import { TraceStore } from '../../src/tracking/store.js';
-import { applyEvents, pushDecided, pushFinished, pushFirstByte, type DecidedEvent, type FinishedEvent } from '../../src/tracking/events.js';
+import { EventReader, EventWriter, MAX_CODES, type DecidedEvent, type EventBatch, type FinishedEvent } from '../../src/tracking/events.js';
 import type { RequestProgressView } from '../../src/frontend/context.js';
 import type { CompletionRecord } from '../../src/proxy/completion.js';
 import type { WorkerEntry } from '../../src/workers/registry.js';
@@ -238,7 +238,7 @@ t.test('rejects bad bounds', async (t) => {
   t.throws(() => new TraceStore({ maxEntries: 1, ttlMs: 0 }));
 });
 
-t.test('events: the flat batch round-trips through applyEvents', async (t) => {
+t.test('events: batches round-trip through the writer, the crossing and the reader', async (t) => {
   const worker = { url: 'http://w5:1', nodeId: 5, slot: 0 } as unknown as WorkerEntry;
   const view: RequestProgressView = {
     requestId: 'ev1',
@@ -278,24 +278,53 @@ t.test('events: the flat batch round-trips through applyEvents', async (t) => {
     itl: [1, 2],
     attempts: 1,
   };
-  const buf: unknown[] = [];
-  pushDecided(buf, view, 'random');
-  pushFirstByte(buf, view, 105.5);
-  pushFinished(buf, rec);
-  pushFinished(buf, { ...rec, requestId: 'ev2', slot: -1, workerUrl: '', nodeId: -1, status: 'failed', httpStatus: 503, errorCode: 'no_healthy_workers', errorMessage: 'none', decidedAt: 0, firstTokenAt: 0, queueTime: undefined, reason: '', scores: undefined });
+  const w = new EventWriter();
+  t.equal(w.take(), null, 'nothing to take');
+  w.decided(view, 'random');
+  w.firstByte(view, 105.5);
+  w.finished(rec);
+  w.finished({ ...rec, requestId: 'ev2', slot: -1, workerUrl: '', nodeId: -1, status: 'failed', httpStatus: 503, errorCode: 'no_healthy_workers', errorMessage: 'none', decidedAt: 0, firstTokenAt: 0, queueTime: undefined, reason: '', scores: undefined });
+  t.ok(w.pending);
+  const batch = w.take()!;
+  t.notOk(w.pending);
+  t.ok(batch.nums instanceof Float64Array);
+  t.same(batch.strs, ['ev1', 'because', 'ev1', 'ev1', null, 'ev2', 'none', null], 'only per-request strings travel as strings');
+  t.same(batch.defs, ['http://w5:1', 'random', 'chat', 'w5', 'completed', 'failed', 'no_healthy_workers']);
   const s = new TraceStore({ maxEntries: 10, ttlMs: 60_000 });
   const seen: string[] = [];
   s.onFinal = (x) => seen.push(x.status);
-  t.equal(applyEvents(structuredClone(buf), s), 4);
+  const r = new EventReader();
+  t.equal(r.apply(structuredClone(batch), s), 4);
   const a = s.get('ev1')!;
-  t.match(a, { node_id: 5, worker_url: 'http://w5:1', status: 'completed', route: 'chat', stream: true, timestamp_ms: 1234.568, queue_ms: 0.25, ttft_ms: 10, e2e_ms: 50, server_queue_ms: 2, input_tokens: 40, output_tokens: 7, cached_tokens: 3, http_status: 200, attempts: 1, reason: 'because' });
+  t.match(a, { node_id: 5, worker_url: 'http://w5:1', status: 'completed', route: 'chat', stream: true, timestamp_ms: 1234.568, queue_ms: 0.25, ttft_ms: 10, e2e_ms: 50, server_queue_ms: 2, input_tokens: 40, output_tokens: 7, cached_tokens: 3, http_status: 200, attempts: 1, reason: 'because', routing_policy: 'random' });
   t.same(a.scores, { w5: 0.9 });
   const b = s.get('ev2')!;
   t.match(b, { node_id: null, worker_url: null, status: 'failed', queue_ms: null, ttft_ms: null, http_status: 503, error_code: 'no_healthy_workers', error_message: 'none', reason: null, scores: null, server_queue_ms: null });
   t.same(seen, ['completed', 'failed']);
-  t.throws(() => applyEvents([9, 'x'], s), /unknown event kind/);
-  t.throws(() => applyEvents([1, 'x', 1], s), /truncated decided/);
-  t.throws(() => applyEvents([2, 'x'], s), /truncated first-byte/);
-  t.throws(() => applyEvents([3, 'x'], s), /truncated finished/);
-  t.throws(() => applyEvents([4, 'x'], s), /truncated outcome/);
+
+  // The next batch sends only new dictionary entries; a reader that missed earlier batches (a restarted
+  // actor) is initialised with the writer's whole dictionary.
+  w.decided({ ...view, requestId: 'ev3' }, 'random');
+  const next = w.take()!;
+  t.same(next.defs, [], 'nothing new to define');
+  t.equal(r.apply(structuredClone(next), s), 1);
+  t.throws(() => new EventReader().apply(structuredClone(next), s), /unknown dictionary code/, 'a reader without the dictionary cannot decode');
+  t.equal(new EventReader(w.dictionary).apply(structuredClone(next), new TraceStore({ maxEntries: 10, ttlMs: 60_000 })), 1);
+
+  // Beyond MAX_CODES distinct strings, new ones travel raw.
+  const many: Record<string, number> = {};
+  for (let i = 0; i < MAX_CODES + 10; i++) many[`k${i}`] = i;
+  w.decided({ ...view, requestId: 'ev4', decision: { ...view.decision!, scores: many } }, 'random');
+  const big = w.take()!;
+  t.equal(w.dictionary.length, MAX_CODES);
+  t.ok(big.strs.includes(`k${MAX_CODES + 5}`), 'raw strings past the cap');
+  r.apply(structuredClone(big), s);
+  t.equal(Object.keys(s.get('ev4')!.scores!).length, MAX_CODES + 10);
+
+  const bad = (nums: number[], strs: (string | null)[] = []): EventBatch => ({ nums: Float64Array.from(nums), strs, defsFrom: 0, defs: [] });
+  t.throws(() => new EventReader().apply(bad([9]), s), /unknown event kind/);
+  t.throws(() => new EventReader().apply(bad([2], ['x']), s), /truncated/);
+  t.throws(() => new EventReader().apply(bad([2, 1]), s), /missing string/);
+  t.throws(() => new EventReader().apply(bad([2, 1], [null]), s), /missing request id/);
+  t.throws(() => new EventReader().apply(bad([2, 1], ['x', 'y']), s), /strings left over/);
 });
