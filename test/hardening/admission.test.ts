@@ -1,0 +1,82 @@
+/**
+ * Admission limits through real sockets: --max-concurrent-requests with a FIFO queue (429 queue_full,
+ * 408 queue_timeout, a client leaving the queue), --rate-limit-tokens-per-second.
+ */
+import http from 'node:http';
+import t from 'tap';
+import { startSimFleet } from '../../src/sim/fleet.js';
+import { startTestRouter } from '../helpers/router.js';
+import { post, waitFor } from '../helpers/client.js';
+
+const body = (i: number) => ({ text: `admission ${i} `.repeat(10), sampling_params: { max_new_tokens: 4 } });
+
+t.test('concurrency limit: 2 run, 2 wait then run, the rest get 429 queue_full', async (t) => {
+  const fleet = await startSimFleet({ count: 1, timeScale: 0.01, latencyMs: 400 });
+  const r = await startTestRouter(['--worker-urls', ...fleet.urls, '--max-concurrent-requests', '2', '--queue-size', '2', '--queue-timeout-secs', '30']);
+  t.teardown(async () => {
+    await r.close(0);
+    await fleet.close();
+  });
+  const results = await Promise.all(Array.from({ length: 6 }, (_, i) => post(`${r.url}/generate`, body(i))));
+  const statuses = results.map((x) => x.status).sort();
+  t.same(statuses, [200, 200, 200, 200, 429, 429]);
+  for (const x of results.filter((y) => y.status === 429)) t.equal(JSON.parse(x.body).error.code, 'queue_full');
+  t.equal(r.ctx.limits?.active, 0, 'every slot released');
+  t.equal(r.ctx.counters.active, 0);
+});
+
+t.test('queue timeout: 408 queue_timeout', async (t) => {
+  const fleet = await startSimFleet({ count: 1, timeScale: 0.01, latencyMs: 600 });
+  const r = await startTestRouter(['--worker-urls', ...fleet.urls, '--max-concurrent-requests', '1', '--queue-size', '10', '--queue-timeout-secs', '0.1']);
+  t.teardown(async () => {
+    await r.close(0);
+    await fleet.close();
+  });
+  const results = await Promise.all(Array.from({ length: 3 }, (_, i) => post(`${r.url}/generate`, body(i))));
+  t.same(results.map((x) => x.status).sort(), [200, 408, 408]);
+  for (const x of results.filter((y) => y.status === 408)) t.equal(JSON.parse(x.body).error.code, 'queue_timeout');
+  t.equal(r.ctx.counters.active, 0);
+  t.equal(r.ctx.limits?.queued, 0);
+});
+
+t.test('a client that disconnects while queued leaves the queue', async (t) => {
+  const fleet = await startSimFleet({ count: 1, timeScale: 0.01, latencyMs: 800 });
+  const r = await startTestRouter(['--worker-urls', ...fleet.urls, '--max-concurrent-requests', '1', '--queue-size', '10', '--queue-timeout-secs', '30']);
+  t.teardown(async () => {
+    await r.close(0);
+    await fleet.close();
+  });
+  const first = post(`${r.url}/generate`, body(0));
+  await waitFor(() => r.ctx.limits?.active === 1);
+  const req = http.request(`${r.url}/generate`, { method: 'POST', headers: { 'content-type': 'application/json' }, agent: false });
+  req.on('error', () => undefined);
+  req.end(JSON.stringify(body(1)));
+  await waitFor(() => r.ctx.limits?.queued === 1, 5000, 'queued');
+  req.destroy();
+  await waitFor(() => r.ctx.limits?.queued === 0, 5000, 'left the queue');
+  t.equal((await first).status, 200);
+  t.equal(r.ctx.counters.active, 0);
+  t.equal(r.ctx.counters.aborted, 1);
+  t.equal(r.ctx.limits?.stats.cancelled, 1);
+  t.equal(fleet.servers[0]!.stats().dataRequests, 1, 'the abandoned request never reached a worker');
+});
+
+t.test('rate limit: requests beyond the bucket get 429 rate_limited', async (t) => {
+  const fleet = await startSimFleet({ count: 1, timeScale: 0.01 });
+  const r = await startTestRouter(['--worker-urls', ...fleet.urls, '--rate-limit-tokens-per-second', '5']);
+  t.teardown(async () => {
+    await r.close(0);
+    await fleet.close();
+  });
+  const started = Date.now();
+  const results = await Promise.all(Array.from({ length: 40 }, (_, i) => post(`${r.url}/generate`, body(i))));
+  const elapsedSec = (Date.now() - started) / 1000;
+  const ok = results.filter((x) => x.status === 200).length;
+  t.ok(ok >= 5, 'the burst passes');
+  t.ok(ok <= 5 + Math.ceil(5 * elapsedSec) + 1, `no more than the bucket allows (${ok} in ${elapsedSec}s)`);
+  for (const x of results.filter((y) => y.status !== 200)) {
+    t.equal(x.status, 429);
+    t.equal(JSON.parse(x.body).error.code, 'rate_limited');
+  }
+  t.equal(r.ctx.counters.active, 0);
+});
