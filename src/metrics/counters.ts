@@ -108,6 +108,8 @@ export class RouterMetrics implements RequestEvents, CompletionSink {
   /** Per route kind: error_type -> count. */
   readonly errors: Map<string, number>[] = ROUTE_KINDS.map(() => new Map<string, number>());
   retriesExhausted = 0;
+  /** Retries a request may have (the router's retry policy; set at start). A failure after all of them is "exhausted". */
+  maxRetries = 1;
   cacheHits = 0;
   cacheMisses = 0;
   loadBalancingEvents = 0;
@@ -150,12 +152,12 @@ export class RouterMetrics implements RequestEvents, CompletionSink {
     }
   }
 
-  /** CompletionSink: errors by type and exhausted retries. */
+  /** CompletionSink: errors by type, and requests that failed on their last allowed attempt. */
   record(rec: CompletionRecord): void {
     if (rec.status === 'completed') return;
     const type = rec.status === 'aborted' ? 'client_closed' : (rec.errorCode ?? `http_${rec.httpStatus}`);
     this.countError(routeIndex(rec.route), type);
-    if (rec.status === 'failed' && rec.attempts > 1) this.retriesExhausted++;
+    if (rec.status === 'failed' && this.maxRetries > 0 && rec.attempts > this.maxRetries) this.retriesExhausted++;
   }
 
   /** Decisions that chose this worker (its current incarnation in the slot). */

@@ -140,6 +140,8 @@ export class Observability {
   async listen(ctx: RouterContext): Promise<void> {
     if (this.closed) return;
     this.otel?.useAdmission(ctx.admission);
+    const s = ctx.settings;
+    this.metrics.maxRetries = s.retry !== undefined ? s.retry.maxRetries : s.retryConnectFailures ? 1 : 0;
     this.prom = await startPrometheusServer(this.config.prometheusHost, this.config.prometheusPort, () => this.render(ctx), this.log);
   }
 

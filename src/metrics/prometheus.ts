@@ -43,7 +43,7 @@ export function renderMetrics(src: MetricsSource, m: RouterMetrics, histograms: 
 
   w.family('sgl_router_retries_total', 'counter', 'Total number of request retries');
   w.sample('sgl_router_retries_total', '', src.counters.retries);
-  w.family('sgl_router_retries_exhausted_total', 'counter', 'Total number of requests that failed after using their retries');
+  w.family('sgl_router_retries_exhausted_total', 'counter', 'Total number of requests that failed on their last allowed attempt (every retry used)');
   w.sample('sgl_router_retries_exhausted_total', '', m.retriesExhausted);
 
   w.family('sgl_router_cb_state', 'gauge', 'Circuit breaker state per worker (0=closed, 1=open, 2=half_open)');

@@ -12,7 +12,8 @@ const ctx = (skipped: string[]): BenchContext => ({ quick: true, durationSec: 0.
 t.test('hdr-record reports its figures', async (t) => {
   const figures = await hdrRecord.run(ctx([]));
   t.same(figures.map((f) => f.name), ['hdr.record.js_ns', 'hdr.record.wasm_ns', 'hdr.record.wasm_speedup', 'stats.ingest.us_per_request', 'stats.snapshot.ms_w8', 'stats.checkpoint.ms_w8', 'stats.pipeline.cpu_us_per_stream', 'stats.pipeline.cpu_us_per_stream_per_turn']);
-  for (const f of figures) t.ok(Number.isFinite(f.value) && f.value > 0, `${f.name} = ${f.value} ${f.unit}`);
+  // CPU differences can come out 0 on a busy machine (a baseline is subtracted); the rest are positive.
+  for (const f of figures) t.ok(Number.isFinite(f.value) && (f.name.startsWith('stats.pipeline.') ? f.value >= 0 : f.value > 0), `${f.name} = ${f.value} ${f.unit}`);
 });
 
 t.test('stats-prometheus reports its own figures, and prom-client\'s or a skip', async (t) => {

@@ -90,7 +90,7 @@ t.test('/metrics: every sgl-router family, strictly parsed, counting the traffic
     };
     setTimeout(next, 2);
   };
-  const r = await routerFor(t, fb);
+  const r = await routerFor(t, fb, ['--retry-max-retries', '2', '--retry-initial-backoff-ms', '1', '--retry-max-backoff-ms', '2', '--cb-failure-threshold', '100']);
 
   // Before any traffic every family exists (zeros, HELP and TYPE included).
   const empty = await scrape(r);
@@ -123,13 +123,15 @@ t.test('/metrics: every sgl-router family, strictly parsed, counting the traffic
   t.equal(valueOf(fams, 'sgl_router_request_errors_total', { route: '/v1/completions', error_type: 'invalid_json' }), 1);
   t.equal(valueOf(fams, 'sgl_router_request_errors_total', { route: '/generate', error_type: 'http_500' }), 1);
   t.equal(valueOf(fams, 'sgl_router_request_errors_total', { route: '/generate', error_type: 'client_closed' }), 1);
-  t.equal(valueOf(fams, 'sgl_router_policy_decisions_total', { policy: 'round_robin', ...w }), 7);
+  // 3 streams + 2 chats + the failing request's 3 attempts (2 retries) + the aborted stream
+  t.equal(valueOf(fams, 'sgl_router_policy_decisions_total', { policy: 'round_robin', ...w }), 9);
   t.equal(valueOf(fams, 'sgl_router_processed_requests_total', w), 5);
   t.equal(valueOf(fams, 'sgl_router_worker_health', w), 1);
   t.equal(valueOf(fams, 'sgl_router_cb_state', w), 0);
   t.equal(valueOf(fams, 'sgl_router_running_requests', w), 0);
   t.equal(valueOf(fams, 'sgl_router_active_workers'), 1);
-  t.equal(valueOf(fams, 'sgl_router_retries_total'), 0);
+  t.equal(valueOf(fams, 'sgl_router_retries_total'), 2);
+  t.equal(valueOf(fams, 'sgl_router_retries_exhausted_total'), 1, 'the 500 failed on its last allowed attempt');
   t.equal(valueOf(fams, 'sgl_router_request_duration_seconds_count', { route: '/generate' }), 5);
   t.equal(valueOf(fams, 'sgl_router_request_duration_seconds_count', { route: '/v1/chat/completions' }), 2);
   const g = { ...w, gpu: '0' };
