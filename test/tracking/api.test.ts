@@ -218,6 +218,25 @@ t.test('aborted and failed requests carry the right status', async (t) => {
   t.same(stats['requests_per_status'], { pending: 0, streaming: 0, completed: 0, failed: 1, aborted: 1 });
 });
 
+t.test('a request retried on another worker is traced on the worker that answered', async (t) => {
+  const { a, b, r } = await fleet(t);
+  const nodes = await nodeIdsByUrl(r);
+  await a.kill(); // refuses connections now; the health checker has not noticed yet
+  let retried: Json | undefined;
+  for (let i = 0; i < 4 && retried === undefined; i++) {
+    const res = await post(`${r.url}/generate`, { text: 'x' }, { 'x-request-id': `retry-${i}` });
+    t.equal(res.status, 200);
+    t.equal(res.headers['x-sglang-worker'], b.url, 'answered by the live worker');
+    const trace = json(await get(`${r.url}/v1/traces/retry-${i}`));
+    t.equal(trace['worker_url'], b.url);
+    t.equal(trace['node_id'], nodes.get(b.url));
+    if (trace['attempts'] === 2) retried = trace;
+  }
+  t.ok(retried !== undefined, 'one request was retried after a refused connection');
+  t.match(retried, { status: 'completed', attempts: 2 }, 'the reason is the second decision');
+  t.same(json(await get(`${r.url}/v1/traces/stats`))['requests_per_node'], { [String(nodes.get(b.url))]: json(await get(`${r.url}/v1/traces/stats`))['total_requests'] }, 'every trace on the live node');
+});
+
 t.test('a request no worker could take is traced as failed, with no node', async (t) => {
   const dead = await startFixtureBackend(0, 'dead');
   const deadUrl = dead.url;
