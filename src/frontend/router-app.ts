@@ -2,7 +2,7 @@
  * The router's uWS application: data routes, control routes, and JSON errors for wrong methods and
  * unknown routes.
  */
-import { createApp, Exchange, type TemplatedApp } from './http.js';
+import { createApp, Exchange, type HttpResponse, type TemplatedApp } from './http.js';
 import { handleDataRequest } from './data-route.js';
 import { registerControlRoutes } from './control-routes.js';
 import type { RouterContext } from './context.js';
@@ -42,6 +42,7 @@ export function createRouterApp(ctx: RouterContext, extra?: (app: TemplatedApp) 
   for (const path of GET_ROUTES) methodNotAllowed(app, path, 'GET');
   for (const path of POST_ROUTES) methodNotAllowed(app, path, 'POST');
   app.any('/*', (res, req) => {
+    if (req.getMethod() === 'head') return headAnswer(res, '404 Not Found', undefined);
     const ex = new Exchange(res);
     ex.fail('not_found', `no route for ${req.getCaseSensitiveMethod()} ${req.getUrl()}`);
   });
@@ -50,7 +51,18 @@ export function createRouterApp(ctx: RouterContext, extra?: (app: TemplatedApp) 
 
 function methodNotAllowed(app: TemplatedApp, path: string, allow: string): void {
   app.any(path, (res, req) => {
+    if (req.getMethod() === 'head') return headAnswer(res, '405 Method Not Allowed', allow);
     const ex = new Exchange(res);
     ex.fail('method_not_allowed', `${req.getCaseSensitiveMethod()} is not allowed on ${path}; use ${allow}`, { allow });
+  });
+}
+
+/** HEAD must be answered without a body (a body would corrupt the client's next response on the connection). */
+function headAnswer(res: HttpResponse, status: string, allow: string | undefined): void {
+  res.cork(() => {
+    res.writeStatus(status);
+    res.writeHeader('content-type', 'application/json');
+    if (allow !== undefined) res.writeHeader('allow', allow);
+    res.endWithoutBody();
   });
 }
