@@ -120,6 +120,7 @@ export async function startRouter(opts: RouterOptions, deps: StartRouterDeps = {
         evictionIntervalSecs: opts.evictionIntervalSecs,
         maxTreeSize: opts.maxTreeSize,
         balanceKeepLocality: opts.balanceKeepLocality,
+        tieTolerance: opts.cacheTieTolerance,
         loadReportMaxAgeSecs: opts.loadReportMaxAgeSecs,
         muWindowSize: opts.muWindowSize,
         muMinHistory: opts.muMinHistory,

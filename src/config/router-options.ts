@@ -33,6 +33,7 @@ export const ROUTER_OPTION_SPECS = [
   { name: 'policy-shards', type: 'integer', default: 1, min: 1, max: 64, help: 'policy actors sharing the tree by prefix hash (ours)', group: G_POLICY },
   { name: 'policy-module', type: 'string', help: 'load a user policy plugin from this file (ours)', group: G_POLICY, metavar: 'FILE' },
   { name: 'balance-keep-locality', type: 'boolean', default: true, help: 'cache_aware: when imbalanced, keep the longest match among workers within --balance-abs-threshold of the least loaded (ours; --no-balance-keep-locality = SGLang exact)', group: G_POLICY },
+  { name: 'cache-tie-tolerance', type: 'number', default: 0.01, min: 0, max: 0.99, help: 'cache_aware: matches within this fraction of the text of the longest one are ties, broken at random (ours; 0 = equal lengths only)', group: G_POLICY },
   { name: 'load-report-max-age-secs', type: 'number', default: 10, min: 0, help: 'shortest_queue/power_of_two: ignore /get_load reports older than this (ours)', group: G_POLICY },
   { name: 'mu-window-size', type: 'integer', default: 20, min: 2, max: 10000, help: 'marginal_utility: finished requests kept per worker', group: G_POLICY },
   { name: 'mu-min-history', type: 'integer', default: 10, min: 2, help: 'marginal_utility: samples needed for a trend', group: G_POLICY },

@@ -14,8 +14,11 @@
  * imbalanced, take the longest match among the workers whose load is within balance_abs_threshold of the
  * minimum (when it passes cache_threshold) instead of throwing locality away.
  *
- * Ties (equal longest matches, equal loads) are broken at random with the host's seeded Rng, never by
- * index. One tree per model (the request's `model`; absent: one default tree). Removed workers are removed
+ * Ties are broken at random with the host's seeded Rng, never by index. Equal loads tie; so do matches
+ * within `tieTolerance` (default 1%) of the text of the longest match (`--cache-tie-tolerance`, 0 = equal
+ * lengths only): the tree is approximate and a few characters of a unique question carry no cache value,
+ * yet taken literally they send a prompt every worker holds to whichever has seen the most questions
+ * (docs/policies.md, the hot-prefix case). One tree per model (the request's `model`; absent: one default tree). Removed workers are removed
  * from every tree. Every decision carries its reason and scores (match_rate, matched_chars, text_chars,
  * load, min_load, max_load, cache_hit, imbalanced); the snapshot carries per-worker tree sizes and the
  * hit/miss counts for metrics.
@@ -35,6 +38,12 @@ export interface CacheAwareOptions {
   readonly maxTreeSize: number;
   /** OURS: when imbalanced, keep the longest match among workers within balanceAbsThreshold of the minimum. */
   readonly balanceKeepLocality: boolean;
+  /**
+   * Matches within this fraction of the text of the longest one are ties (broken at random). 0: only equal
+   * lengths tie. See the header: without it a few characters of unique question text decide among workers
+   * that all hold a shared prompt.
+   */
+  readonly tieTolerance: number;
 }
 
 export const CACHE_AWARE_DEFAULTS: CacheAwareOptions = Object.freeze({
@@ -44,6 +53,7 @@ export const CACHE_AWARE_DEFAULTS: CacheAwareOptions = Object.freeze({
   evictionIntervalSecs: 120,
   maxTreeSize: DEFAULT_MAX_TREE_SIZE,
   balanceKeepLocality: true,
+  tieTolerance: 0.01,
 });
 
 /** Trees kept, one per model; further models share one overflow tree (a client cannot grow memory without bound). */
@@ -69,6 +79,7 @@ export function cacheAwareOptions(o: PolicyFactoryOptions = {}): CacheAwareOptio
     evictionIntervalSecs: num(o, 'evictionIntervalSecs', (v) => Number.isFinite(v) && v > 0, 'a positive number'),
     maxTreeSize: num(o, 'maxTreeSize', (v) => Number.isInteger(v) && v >= 1, 'a positive integer'),
     balanceKeepLocality: keep ?? CACHE_AWARE_DEFAULTS.balanceKeepLocality,
+    tieTolerance: num(o, 'tieTolerance', (v) => v >= 0 && v < 1, 'a number in [0, 1)'),
   };
 }
 
@@ -134,19 +145,24 @@ export function createCacheAwarePolicy(options: PolicyFactoryOptions = {}): Poli
     return best;
   }
 
-  /** Index of the longest match among candidates with load <= bound; ties at random. -1 if none matched. */
-  function longestMatch(n: number, bound: number, rng: Rng): number {
-    let best = -1;
+  /**
+   * Index of the longest match among candidates with load <= bound, a random one among those within
+   * `slack` characters of it (ties); -1 if none matched.
+   */
+  function longestMatch(n: number, bound: number, slack: number, rng: Rng): number {
     let bestLen = 0;
-    let ties = 0;
     for (let i = 0; i < n; i++) {
       if ((loads[i] as number) > bound) continue;
       const len = matched[(candidates[i] as WorkerInfo).slot] as number;
-      if (len > bestLen) {
-        best = i;
-        bestLen = len;
-        ties = 1;
-      } else if (len === bestLen && len > 0 && rng.next() * ++ties < 1) best = i;
+      if (len > bestLen) bestLen = len;
+    }
+    if (bestLen === 0) return -1;
+    const floor = bestLen - slack > 1 ? bestLen - slack : 1;
+    let best = -1;
+    let ties = 0;
+    for (let i = 0; i < n; i++) {
+      if ((loads[i] as number) > bound) continue;
+      if ((matched[(candidates[i] as WorkerInfo).slot] as number) >= floor && rng.next() * ++ties < 1) best = i;
     }
     return best;
   }
@@ -191,7 +207,7 @@ export function createCacheAwarePolicy(options: PolicyFactoryOptions = {}): Poli
       let matchedChars = 0;
       if (needMatch) {
         const bound = imbalanced ? minLoad + o.balanceAbsThreshold : Infinity;
-        const m = longestMatch(n, bound, rng);
+        const m = longestMatch(n, bound, Math.floor(textChars * o.tieTolerance), rng);
         if (m >= 0) {
           matchedChars = matched[(candidates[m] as WorkerInfo).slot] as number;
           if (matchedChars / textChars > o.cacheThreshold) {

@@ -214,8 +214,8 @@ t.test('eviction: on the interval, and the max_tree_size bound on every insert',
 });
 
 t.test('options: SGLang defaults, validation with stable codes', async (t) => {
-  t.same(cacheAwareOptions(), { cacheThreshold: 0.3, balanceAbsThreshold: 64, balanceRelThreshold: 1.5, evictionIntervalSecs: 120, maxTreeSize: 2 ** 26, balanceKeepLocality: true });
-  for (const bad of [{ cacheThreshold: 2 }, { balanceRelThreshold: 0.5 }, { maxTreeSize: 0 }, { balanceAbsThreshold: -1 }, { evictionIntervalSecs: 0 }, { balanceKeepLocality: 'yes' }, { cacheThreshold: 'x' }]) {
+  t.same(cacheAwareOptions(), { cacheThreshold: 0.3, balanceAbsThreshold: 64, balanceRelThreshold: 1.5, evictionIntervalSecs: 120, maxTreeSize: 2 ** 26, balanceKeepLocality: true, tieTolerance: 0.01 });
+  for (const bad of [{ cacheThreshold: 2 }, { balanceRelThreshold: 0.5 }, { maxTreeSize: 0 }, { balanceAbsThreshold: -1 }, { evictionIntervalSecs: 0 }, { balanceKeepLocality: 'yes' }, { cacheThreshold: 'x' }, { tieTolerance: 1 }]) {
     const err = t.throws(() => createCacheAwarePolicy(bad)) as SwitchyardError;
     t.equal(err.code, 'invalid_request', JSON.stringify(bad));
   }
@@ -267,4 +267,40 @@ t.test('sharded: same first block, same shard; snapshot merges tree sizes and hi
   const total = Object.values(snap.state.tree_size).reduce((a, b) => a + b, 0);
   t.ok(total > 5 * families[0]!.length, 'tree sizes summed over shards');
   t.equal(mergeCacheAwareStates([null, null]), null);
+});
+
+t.test('a prompt every worker holds: near-equal matches tie, so a few characters of question do not decide', async (t) => {
+  const table = WorkerTable.create(8);
+  const ws = addWorkers(table, 4);
+  const shared = 'The one system prompt every request of this application starts with. '.repeat(30);
+  for (const [tolerance, spread] of [
+    [0.01, true],
+    [0, false],
+  ] as const) {
+    const p = createCacheAwarePolicy({ tieTolerance: tolerance, balanceAbsThreshold: 1000 });
+    p.onWorkersChanged?.(ws);
+    const rng = new Rng(3);
+    const ctx = ctxFor(table, ws, 4);
+    // every worker learns the prompt (one request each, steered by load), worker 0 with many questions
+    for (const [i, w] of ws.entries()) {
+      for (const other of ws) if (other !== w) load(table, other, 2000);
+      const d = p.select(req(`${shared} first question ${i}`), ctx) as Decision;
+      t.equal(d.slot, w.slot);
+      for (const other of ws) if (other !== w) for (let k = 0; k < 2000; k++) table.releaseLoad(other, 1, false);
+    }
+    for (let k = 0; k < 200; k++) {
+      for (const other of ws.slice(1)) load(table, other, 2000);
+      p.select(req(`${shared} ${k.toString(36)} ${rng.int(0, 1e9)}`), ctx);
+      for (const other of ws.slice(1)) for (let j = 0; j < 2000; j++) table.releaseLoad(other, 1, false);
+    }
+    // loads equal again: random questions
+    const counts = new Map<number, number>();
+    for (let k = 0; k < 400; k++) {
+      const d = p.select(req(`${shared} ${String.fromCharCode(97 + rng.int(0, 25))}${rng.int(0, 1e9)} what now?`), ctx) as Decision;
+      counts.set(d.slot, (counts.get(d.slot) ?? 0) + 1);
+    }
+    const first = counts.get(ws[0]!.slot) ?? 0;
+    if (spread) t.ok(first < 200 && counts.size === 4, `tolerance ${tolerance}: spread over every holder ${JSON.stringify([...counts])}`);
+    else t.ok(first > 300, `tolerance 0: the worker with the most question history takes most (${first} of 400)`);
+  }
 });
