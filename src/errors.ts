@@ -19,6 +19,7 @@ export const ERROR_REGISTRY = {
   worker_not_found: { status: 404, type: 'not_found_error' },
   method_not_allowed: { status: 405, type: 'invalid_request_error' },
   queue_timeout: { status: 408, type: 'timeout_error' },
+  request_body_timeout: { status: 408, type: 'timeout_error' },
   worker_exists: { status: 409, type: 'invalid_request_error' },
   payload_too_large: { status: 413, type: 'invalid_request_error' },
   headers_too_large: { status: 431, type: 'invalid_request_error' },

@@ -169,6 +169,13 @@ export async function startRouter(opts: RouterOptions, deps: StartRouterDeps = {
       corsAllowedOrigins: opts.corsAllowedOrigins,
       allowedWorkerHosts: opts.allowedWorkerHosts,
       retryConnectFailures: !opts.disableRetries,
+      bodyDeadline: {
+        baseMs: Math.round(opts.requestBodyTimeoutSecs * 1000),
+        minBytesPerSec: opts.requestBodyMinRate,
+        // A body of unknown length (chunked) gets the time a 1 MiB body would.
+        unknownLengthMs: Math.round(opts.requestBodyTimeoutSecs * 1000 + (1024 * 1024 * 1000) / opts.requestBodyMinRate),
+      },
+      headerLimits: { count: opts.maxRequestHeaders, bytes: opts.maxRequestHeaderBytes },
       retry: {
         maxRetries: opts.disableRetries ? 0 : opts.retryMaxRetries,
         initialBackoffMs: opts.retryInitialBackoffMs,

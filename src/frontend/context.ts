@@ -27,6 +27,10 @@ export interface RouterSettings {
   readonly retryConnectFailures: boolean;
   /** Retries with backoff (--retry-*); absent: the single connection-failure retry above. */
   readonly retry?: RetryPolicy | undefined;
+  /** Slow-body guard: the body must arrive within base + length / minRate (absent: no guard). */
+  readonly bodyDeadline?: { readonly baseMs: number; readonly minBytesPerSec: number; readonly unknownLengthMs: number } | undefined;
+  /** Header limits on data routes (431 beyond; absent: only uWS's own). */
+  readonly headerLimits?: { readonly count: number; readonly bytes: number } | undefined;
 }
 
 export interface RouterCounters {

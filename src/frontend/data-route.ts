@@ -16,6 +16,8 @@ import type { RequestProgressHook, RouterContext } from './context.js';
 import { checkBearer } from './auth.js';
 import { backoffMs, isRetryableStatus } from './retry.js';
 import { Permit } from '../workers/breaker.js';
+import { corsOriginFor } from './cors.js';
+import { statusLine } from './http.js';
 
 const now = (): number => performance.now();
 const MAX_REDECIDE = 3;
@@ -42,6 +44,8 @@ interface InFlight {
   backoff: NodeJS.Timeout | undefined;
   traceparent: string;
   authorization: string;
+  /** Access-Control-Allow-Origin for the response ('' = none). */
+  corsOrigin: string;
 }
 
 export function handleDataRequest(ctx: RouterContext, res: HttpResponse, req: HttpRequest, route: RouteKind, path: string): void {
@@ -52,6 +56,20 @@ export function handleDataRequest(ctx: RouterContext, res: HttpResponse, req: Ht
   const contentType = req.getHeader('content-type');
   const authorization = req.getHeader('authorization');
   const traceparent = req.getHeader('traceparent');
+  const corsOrigin = corsOriginFor(ctx.settings.corsAllowedOrigins, req.getHeader('origin'));
+  const headerLimits = ctx.settings.headerLimits;
+  if (headerLimits !== undefined) {
+    let count = 0;
+    let bytes = 0;
+    req.forEach((k, v) => {
+      count++;
+      bytes += k.length + v.length + 4;
+    });
+    if (count > headerLimits.count || bytes > headerLimits.bytes) {
+      ex.fail('headers_too_large', `request headers exceed the limits (${count} headers of at most ${headerLimits.count}, ${bytes} bytes of at most ${headerLimits.bytes})`);
+      return;
+    }
+  }
   let headerId = '';
   for (const h of ctx.settings.requestIdHeaders) {
     const v = req.getHeader(h);
@@ -80,7 +98,50 @@ export function handleDataRequest(ctx: RouterContext, res: HttpResponse, req: Ht
   ctx.counters.requests++;
   ctx.counters.active++;
   ctx.events?.accepted(route);
+  // Slow-body guard (slowloris): the body must arrive by a deadline that grows with its declared length.
+  let bodyDone = false;
+  const deadline = s.bodyDeadline;
+  const bodyTimer =
+    deadline === undefined
+      ? undefined
+      : setTimeout(
+          () => {
+            if (bodyDone) return;
+            bodyDone = true;
+            ex.onAbort = undefined;
+            ctx.counters.active--;
+            if (ex.aborted) {
+              ctx.counters.aborted++;
+              return;
+            }
+            ctx.counters.failed++;
+            ctx.events?.rejected(route, 'request_body_timeout');
+            const e = new SwitchyardError('request_body_timeout', 'the request body did not arrive in time');
+            // Close after answering: the client is still (slowly) sending.
+            ex.res.cork(() => {
+              ex.res.writeStatus(statusLine(e.status));
+              ex.res.writeHeader('content-type', 'application/json');
+              ex.res.end(JSON.stringify(e.toJSON()), true);
+            });
+            ex.started = true;
+            ex.finished = true;
+          },
+          Number.isNaN(declaredLength) ? deadline.unknownLengthMs : deadline.baseMs + (declaredLength * 1000) / deadline.minBytesPerSec,
+        );
+  // A client gone while its body was arriving is counted as aborted at once.
+  ex.onAbort = () => {
+    if (bodyDone) return;
+    bodyDone = true;
+    if (bodyTimer !== undefined) clearTimeout(bodyTimer);
+    ctx.counters.active--;
+    ctx.counters.aborted++;
+    ctx.events?.rejected(route, 'client_closed');
+  };
   ex.readBody(s.maxPayloadSize, declaredLength, (err, body) => {
+    if (bodyDone) return;
+    bodyDone = true;
+    ex.onAbort = undefined;
+    if (bodyTimer !== undefined) clearTimeout(bodyTimer);
     if (err !== null) {
       ctx.counters.active--;
       ctx.counters.failed++;
@@ -88,14 +149,14 @@ export function handleDataRequest(ctx: RouterContext, res: HttpResponse, req: Ht
       return;
     }
     const limits = ctx.limits;
-    if (limits === undefined || limits.unlimited) return onBody(ctx, ex, route, path, body, headerId, arrivedAt, traceparent, authorization);
+    if (limits === undefined || limits.unlimited) return onBody(ctx, ex, route, path, body, headerId, arrivedAt, traceparent, authorization, corsOrigin);
     // Concurrency limit / rate limit: admitted now, refused now, or queued until a slot frees.
     const admitted = limits.acquire((qerr) => {
       ex.onAbort = undefined;
       if (qerr !== null) return refuse(ctx, ex, qerr, route);
-      onBody(ctx, ex, route, path, body, headerId, arrivedAt, traceparent, authorization);
+      onBody(ctx, ex, route, path, body, headerId, arrivedAt, traceparent, authorization, corsOrigin);
     });
-    if (admitted === null) return onBody(ctx, ex, route, path, body, headerId, arrivedAt, traceparent, authorization);
+    if (admitted === null) return onBody(ctx, ex, route, path, body, headerId, arrivedAt, traceparent, authorization, corsOrigin);
     if (admitted instanceof SwitchyardError) return refuse(ctx, ex, admitted, route);
     ex.onAbort = () => {
       // The client left while queued: it leaves the queue and is counted as aborted.
@@ -115,7 +176,7 @@ function refuse(ctx: RouterContext, ex: Exchange, err: SwitchyardError, route: R
   ex.error(err);
 }
 
-function onBody(ctx: RouterContext, ex: Exchange, route: RouteKind, path: string, raw: Buffer, headerId: string, arrivedAt: number, traceparent: string, authorization: string): void {
+function onBody(ctx: RouterContext, ex: Exchange, route: RouteKind, path: string, raw: Buffer, headerId: string, arrivedAt: number, traceparent: string, authorization: string, corsOrigin: string): void {
   const parsed = parseJsonObject(raw);
   if (parsed instanceof SwitchyardError) return reject(ctx, ex, parsed, route);
   const extracted = extractFeatures(route, parsed);
@@ -157,6 +218,7 @@ function onBody(ctx: RouterContext, ex: Exchange, route: RouteKind, path: string
     backoff: undefined,
     traceparent,
     authorization,
+    corsOrigin,
   };
   decideAndSend(ctx, state, 0);
 }
@@ -287,10 +349,19 @@ function send(ctx: RouterContext, st: InFlight, worker: WorkerEntry): void {
       path: st.path,
       headers,
       body: st.body,
-      responseHeaders: [
-        ['x-request-id', st.requestId],
-        ['X-SGLang-Worker', worker.url],
-      ],
+      responseHeaders:
+        st.corsOrigin === ''
+          ? [
+              ['x-request-id', st.requestId],
+              ['X-SGLang-Worker', worker.url],
+            ]
+          : [
+              ['x-request-id', st.requestId],
+              ['X-SGLang-Worker', worker.url],
+              ['access-control-allow-origin', st.corsOrigin],
+              ['access-control-expose-headers', 'x-request-id, x-sglang-worker'],
+              ['vary', 'origin'],
+            ],
       timeoutMs: ctx.settings.requestTimeoutMs,
       deferConnectErrors: mayRetry(ctx, st),
       deferStatus: ctx.settings.retry !== undefined && mayRetry(ctx, st) ? isRetryableStatus : undefined,

@@ -6,6 +6,7 @@ import { createApp, Exchange, type HttpResponse, type TemplatedApp } from './htt
 import { handleDataRequest } from './data-route.js';
 import { registerControlRoutes } from './control-routes.js';
 import type { RouterContext } from './context.js';
+import { registerCorsPreflight } from './cors.js';
 import type { RouteKind } from '../policies/types.js';
 
 /** POST routes forwarded to one worker; text for routing is taken per route kind. */
@@ -37,6 +38,7 @@ export function createRouterApp(ctx: RouterContext, extra?: (app: TemplatedApp) 
   }
   registerControlRoutes(app, ctx);
   extra?.(app);
+  registerCorsPreflight(app, ctx.settings.corsAllowedOrigins, [...DATA_ROUTES.map(([p]) => p), ...GET_ROUTES, ...POST_ROUTES]);
   // Wrong methods on known routes: 405 with Allow (method-specific handlers take precedence over any()).
   for (const [path] of DATA_ROUTES) methodNotAllowed(app, path, path === '/generate' ? 'POST, PUT' : 'POST');
   for (const path of GET_ROUTES) methodNotAllowed(app, path, 'GET');

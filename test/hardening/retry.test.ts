@@ -16,7 +16,7 @@ t.test('a worker answering 503 is retried elsewhere and its breaker opens', asyn
   const fleet = await startSimFleet({ count: 3, timeScale: 0.01 });
   fleet.servers[0]!.setFaults({ failRate: 1, statusCode: 503 });
   const records: CompletionRecord[] = [];
-  const r = await startTestRouter(['--worker-urls', ...fleet.urls, '--policy', 'round_robin', '--retry-initial-backoff-ms', '1', '--cb-failure-threshold', '3', '--cb-timeout-duration-secs', '600'], {
+  const r = await startTestRouter(['--worker-urls', ...fleet.urls, '--policy', 'round_robin', '--retry-initial-backoff-ms', '1', '--cb-failure-threshold', '3', '--cb-timeout-duration-secs', '600', '--prometheus-port', '0'], {
     sinks: [{ record: (x) => records.push(x) }],
   });
   t.teardown(async () => {
