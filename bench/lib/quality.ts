@@ -38,7 +38,7 @@ export interface PolicyResult {
   readonly label: string;
   readonly policy: string;
   readonly summary: LoadSummary;
-  /** Share of the completed requests per worker (index = GPU id = port order). */
+  /** Share of the completed requests per worker, by sim server index. */
   readonly shares: readonly number[];
   readonly dir: string;
 }
@@ -65,8 +65,8 @@ export async function runPolicy(ctx: BenchContext, setup: QualitySetup, p: Polic
         { log: () => undefined, out: () => undefined, label },
       );
       const s = result.summary;
-      const shares = new Array<number>(setup.workers).fill(0);
-      for (const g of s.gpu_metrics) if (g.gpu_id >= 0 && g.gpu_id < setup.workers) shares[g.gpu_id] = g.share;
+      // by sim server index (what slowFactor and the like are indexed by), matched on the worker URL
+      const shares = fleet.urls.map((url) => s.gpu_metrics.find((g) => g.worker_url === url)?.share ?? 0);
       ctx.log(
         `${setup.name}/${label}: ${s.completed} ok, ${s.failed} failed, ${s.request_throughput.toFixed(2)} req/s, ${s.output_throughput.toFixed(0)} out tok/s, ` +
           `TTFT p90 ${num(s['p90_ttft_ms'])} ms, E2E p99 ${num(s['p99_e2e_latency_ms'])} ms, cache hit ${(s.cache_hit_rate * 100).toFixed(1)}%, ` +
