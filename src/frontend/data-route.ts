@@ -21,6 +21,7 @@ import { statusLine } from './http.js';
 
 const now = (): number => performance.now();
 const MAX_REDECIDE = 3;
+const TRACEPARENT_RE = /^[0-9a-f]{2}-(?!0{32})[0-9a-f]{32}-(?!0{16})[0-9a-f]{16}-[0-9a-f]{2}$/;
 
 interface InFlight {
   ex: Exchange;
@@ -55,7 +56,9 @@ export function handleDataRequest(ctx: RouterContext, res: HttpResponse, req: Ht
   const declaredLength = parseContentLength(req.getHeader('content-length'));
   const contentType = req.getHeader('content-type');
   const authorization = req.getHeader('authorization');
-  const traceparent = req.getHeader('traceparent');
+  // W3C trace context: an invalid traceparent is dropped (not forwarded), as the spec asks of a participant.
+  const rawTraceparent = req.getHeader('traceparent');
+  const traceparent = rawTraceparent === '' || TRACEPARENT_RE.test(rawTraceparent) ? rawTraceparent : '';
   const corsOrigin = corsOriginFor(ctx.settings.corsAllowedOrigins, req.getHeader('origin'));
   const headerLimits = ctx.settings.headerLimits;
   if (headerLimits !== undefined) {

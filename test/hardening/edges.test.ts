@@ -174,3 +174,28 @@ t.test('SIGTERM on the serve process: in-flight stream completes, exit code 0', 
   t.notMatch(text, /"error"/);
   t.equal(await exited, 0, 'exit code 0');
 });
+
+t.test('trace ids: a valid traceparent is forwarded, an invalid one dropped', async (t) => {
+  const seen: string[] = [];
+  const worker = http.createServer((req, res) => {
+    if (req.method === 'POST') seen.push(String(req.headers['traceparent'] ?? ''));
+    req.resume();
+    req.on('end', () => {
+      if (req.method === 'GET') return res.end('ok');
+      res.setHeader('content-type', 'application/json');
+      res.end('{"text":"x","meta_info":{"prompt_tokens":1,"completion_tokens":1}}');
+    });
+  });
+  await new Promise<void>((res) => worker.listen(0, '127.0.0.1', res));
+  const wurl = `http://127.0.0.1:${(worker.address() as net.AddressInfo).port}`;
+  const r = await startTestRouter(['--worker-urls', wurl]);
+  t.teardown(async () => {
+    await r.close(0);
+    worker.close();
+  });
+  const good = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01';
+  t.equal((await post(`${r.url}/generate`, body, { traceparent: good })).status, 200);
+  t.equal((await post(`${r.url}/generate`, body, { traceparent: 'garbage-not-a-trace' })).status, 200);
+  t.equal((await post(`${r.url}/generate`, body, { traceparent: '00-00000000000000000000000000000000-00f067aa0ba902b7-01' })).status, 200);
+  t.same(seen, [good, '', ''], 'only the valid traceparent reached the worker');
+});
