@@ -6,7 +6,9 @@
  *                                        ~2.3 KB prompts): cache_aware pays its tree match + insert here.
  *   policy.actor.<policy>.rate           decisions/s through ONE policy actor with batching (1024 kept
  *                                        outstanding, 100-character prompts as in policy-decide), and
- *   policy.actor.<policy>.rate.cpu       process CPU (both threads) per decision in that run (ns).
+ *   policy.actor.<policy>.rate.cpu       process CPU (both threads) per decision in that run (ns): steadier
+ *                                        than the rate on a shared machine, where the rate is whatever CPU
+ *                                        the other tenants leave.
  *   policy.actor.cache_aware.rate.prompt2k  the same with the ~2.3 KB prompt pool (clone cost included).
  *   policy.actor.<policy>.hop            us for one decision alone through the actor (nothing else in flight).
  *   policy.large_prompt.actor_ms         a 200 KB prompt decided by cache_aware in its actor: p50 of the
@@ -97,7 +99,7 @@ function inlineNs(host: PolicyHost, pool: readonly RequestFeatures[], ms: number
   return summarize(samples).median;
 }
 
-/** decisions/s and CPU ns per decision with OUTSTANDING decisions in flight. */
+/** decisions/s and process CPU ns per decision with OUTSTANDING decisions in flight. */
 function actorRate(host: PolicyHost, pool: readonly RequestFeatures[], ms: number): Promise<{ rate: number; cpu: number }> {
   return new Promise((resolve) => {
     let done = 0;
