@@ -281,7 +281,7 @@ type ClientReply =
 
 class Client {
   private readonly worker = new Worker(CLIENT_THREAD, { eval: true });
-  private waiting: ((m: ClientReply) => void) | undefined;
+  private waiting: { resolve: (m: ClientReply) => void; reject: (err: Error) => void } | undefined;
   private failure: Error | undefined;
 
   constructor(private readonly onProgress: (p: OpenProgress) => void) {
@@ -289,19 +289,30 @@ class Client {
       if (m.kind === 'progress') return this.onProgress(m);
       const w = this.waiting;
       this.waiting = undefined;
-      w?.(m);
+      w?.resolve(m);
     });
-    this.worker.on('error', (err) => (this.failure = err));
+    this.worker.on('error', (err) => {
+      this.failure = err;
+      const w = this.waiting;
+      this.waiting = undefined;
+      w?.reject(new Error(`client thread failed: ${err.message}`));
+    });
   }
 
   private ask<K extends ClientReply['kind']>(msg: object, kind: K, timeoutMs: number): Promise<Extract<ClientReply, { kind: K }>> {
     if (this.failure !== undefined) return Promise.reject(this.failure);
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`client thread: no '${kind}' within ${timeoutMs} ms`)), timeoutMs);
-      this.waiting = (m) => {
-        clearTimeout(timer);
-        if (m.kind !== kind) reject(new Error(`client thread answered '${m.kind}', expected '${kind}'`));
-        else resolve(m as Extract<ClientReply, { kind: K }>);
+      this.waiting = {
+        resolve: (m) => {
+          clearTimeout(timer);
+          if (m.kind !== kind) reject(new Error(`client thread answered '${m.kind}', expected '${kind}'`));
+          else resolve(m as Extract<ClientReply, { kind: K }>);
+        },
+        reject: (err) => {
+          clearTimeout(timer);
+          reject(err);
+        },
       };
       this.worker.postMessage(msg);
     });
@@ -459,7 +470,13 @@ const scenario: Scenario = {
         const measured = measureTarget(client, ctx, `round ${r}/${ctx.runs} router`, [router.port], count, body);
         // RSS with every stream open: sampled during the measurement (the client closes them at its end).
         let peak = 0;
-        const sampler = setInterval(() => (peak = Math.max(peak, rssMb(router.proc.pid))), 250);
+        const sampler = setInterval(() => {
+          try {
+            peak = Math.max(peak, rssMb(router.proc.pid));
+          } catch {
+            // the router is gone: the measurement fails on its own, with the reason
+          }
+        }, 250);
         try {
           routed.push(await measured);
         } finally {
