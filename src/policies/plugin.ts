@@ -6,14 +6,14 @@
  * loads and health from the shared worker table plus those recent figures. docs/plugins.md describes
  * every field.
  *
- * A plugin may return a worker view, `{ worker, reason?, scores? }`, or null (no choice: the request fails
- * with no_healthy_workers only if no worker is available at all, otherwise the host falls back to least
- * loaded). Anything else, or a worker that was not offered, throws; the host then falls back and counts
- * the error.
+ * A plugin may return a worker view, `{ worker, reason?, scores? }`, or null (no preference: the least
+ * loaded of the offered workers, random tie-break). Anything else, or a worker that was not offered,
+ * throws; the host then falls back and counts the error. The plugin is not called when no worker is
+ * available (the decision is null: no_healthy_workers).
  */
 import { Field, type WorkerTable } from '../actors/worker-table.js';
 import { SwitchyardError } from '../errors.js';
-import { collectAvailable, decisionFor } from './common.js';
+import { collectAvailable, decisionFor, leastLoadedIndex } from './common.js';
 import { WorkerWindows } from './worker-windows.js';
 import type { CompletionFeedback, Decision, Policy, PolicyContext, PolicyFactoryOptions, RequestFeatures, WorkerInfo } from './types.js';
 
@@ -153,7 +153,11 @@ export function createPluginPolicy(name: string, route: RouteFunction, options: 
       context.members = members;
       // The plugin gets a frozen copy of the list: it may keep or sort it without disturbing ours.
       const choice = route(req, Object.freeze(offered.slice()), context);
-      if (choice === null || choice === undefined) return null;
+      if (choice === null || choice === undefined) {
+        const i = leastLoadedIndex(ctx.table, candidates, n, ctx.rng);
+        const w = candidates[i] as WorkerInfo;
+        return decisionFor(w, `${name}: no preference; least loaded ${w.url}`, { load: ctx.table.peekLoad(w.slot) });
+      }
       const picked = (choice as { worker?: unknown }).worker !== undefined ? (choice as { worker: unknown }).worker : choice;
       const idx = offered.indexOf(picked as View);
       if (idx < 0) throw new Error(`plugin ${name} returned something that is not one of the workers it was offered`);

@@ -56,7 +56,7 @@ t.test('route() plugins see available workers with loads, health and recent late
   t.equal(d.reason, 'test_route: lowest queue depth 3 at a time');
   t.same(d.scores, { depth: 3 }, 'non-finite scores are dropped');
   t.equal(p.select(req('__bare__'), ctx)?.reason, `test_route: chose ${ws[0]!.url} (queue depth 3)`, 'a bare view is a choice too');
-  t.equal(p.select(req('__null__'), ctx), null);
+  t.match(p.select(req('__null__'), ctx)?.reason, /^test_route: no preference; least loaded http/, 'null: the least loaded of those offered');
   t.throws(() => p.select(req('__foreign__'), ctx), /not one of the workers it was offered/);
   t.same(p.snapshot?.(), { plugin: 'test_route', members: 3, window: 20, skipped_feedback: 0 });
   for (const w of ws) table.setHealthy(w.slot, false);
