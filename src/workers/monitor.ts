@@ -26,6 +26,8 @@ interface WorkerHealthState {
   lastError: string | undefined;
   lastCheckedAt: number;
   checking: boolean;
+  /** The worker's Processed counter at the previous check: data traffic completing is health evidence. */
+  processedAtLastCheck: number;
 }
 
 export class WorkerMonitor {
@@ -114,7 +116,7 @@ export class WorkerMonitor {
   private stateOf(worker: WorkerEntry): WorkerHealthState {
     let st = this.state.get(worker.slot);
     if (st === undefined) {
-      st = { successes: 0, failures: 0, lastError: undefined, lastCheckedAt: 0, checking: false };
+      st = { successes: 0, failures: 0, lastError: undefined, lastCheckedAt: 0, checking: false, processedAtLastCheck: 0 };
       this.state.set(worker.slot, st);
     }
     return st;
@@ -146,6 +148,15 @@ export class WorkerMonitor {
     if (!table.isCurrent(worker.ref)) return; // removed while checking
     st.lastCheckedAt = Date.now();
     const wasHealthy = table.get(worker.slot, Field.Healthy) === 1;
+    const processed = table.get(worker.slot, Field.Processed);
+    const servedSinceLastCheck = processed !== st.processedAtLastCheck;
+    st.processedAtLastCheck = processed;
+    if (!ok && wasHealthy && servedSinceLastCheck && error !== undefined && /timeout|aborted/i.test(error)) {
+      // A probe that timed out while the worker kept completing our requests says the router (or the worker)
+      // is busy, not that the worker is down: ejecting busy workers is a known failure mode of peers.
+      st.lastError = `${error} (ignored: requests completed since the last check)`;
+      return;
+    }
     if (ok) {
       st.failures = 0;
       st.successes++;

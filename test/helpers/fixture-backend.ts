@@ -26,6 +26,8 @@ export interface FixtureBackend {
   /** Override the answer to data requests. */
   handler: ((req: ReceivedRequest, res: http.ServerResponse) => void) | undefined;
   healthy: boolean;
+  /** Delay before answering /health (simulates a slow probe path). */
+  healthDelayMs: number;
   close(): Promise<void>;
   /** Stop listening and destroy open sockets (simulates a crash). */
   kill(): Promise<void>;
@@ -43,6 +45,7 @@ export async function startFixtureBackend(port = 0, name = 'fixture'): Promise<F
     chunkDelayMs: 2,
     handler: undefined,
     healthy: true,
+    healthDelayMs: 0,
     close: async () => {
       for (const s of sockets) s.destroy();
       await new Promise<void>((r) => server.close(() => r()));
@@ -65,7 +68,8 @@ export async function startFixtureBackend(port = 0, name = 'fixture'): Promise<F
       }
       const path = req.url ?? '/';
       if (req.method === 'GET' && path === '/health') {
-        res.writeHead(fb.healthy ? 200 : 503).end();
+        if (fb.healthDelayMs > 0) setTimeout(() => res.writeHead(fb.healthy ? 200 : 503).end(), fb.healthDelayMs);
+        else res.writeHead(fb.healthy ? 200 : 503).end();
         return;
       }
       if (req.method === 'GET' && path === '/get_load') {
