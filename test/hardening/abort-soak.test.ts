@@ -10,7 +10,7 @@ import { BreakerState, Field } from '../../src/actors/worker-table.js';
 
 t.test('aborting 10,000 streams leaves every counter at 0', async (t) => {
   const fleet = await startSimFleet({ count: 2, timeScale: 0.05 });
-  const r = await startTestRouter(['--worker-urls', ...fleet.urls, '--policy', 'round_robin', '--max-concurrent-requests', '64', '--queue-size', '256', '--no-enable-request-tracking']);
+  const r = await startTestRouter(['--prometheus-port', '0', '--worker-urls', ...fleet.urls, '--policy', 'round_robin', '--max-concurrent-requests', '64', '--queue-size', '256', '--no-enable-request-tracking']);
   t.teardown(async () => {
     await r.close(0);
     await fleet.close();

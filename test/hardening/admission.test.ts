@@ -12,7 +12,7 @@ const body = (i: number) => ({ text: `admission ${i} `.repeat(10), sampling_para
 
 t.test('concurrency limit: 2 run, 2 wait then run, the rest get 429 queue_full', async (t) => {
   const fleet = await startSimFleet({ count: 1, timeScale: 0.01, latencyMs: 400 });
-  const r = await startTestRouter(['--worker-urls', ...fleet.urls, '--max-concurrent-requests', '2', '--queue-size', '2', '--queue-timeout-secs', '30']);
+  const r = await startTestRouter(['--prometheus-port', '0', '--worker-urls', ...fleet.urls, '--max-concurrent-requests', '2', '--queue-size', '2', '--queue-timeout-secs', '30']);
   t.teardown(async () => {
     await r.close(0);
     await fleet.close();
@@ -27,7 +27,7 @@ t.test('concurrency limit: 2 run, 2 wait then run, the rest get 429 queue_full',
 
 t.test('queue timeout: 408 queue_timeout', async (t) => {
   const fleet = await startSimFleet({ count: 1, timeScale: 0.01, latencyMs: 600 });
-  const r = await startTestRouter(['--worker-urls', ...fleet.urls, '--max-concurrent-requests', '1', '--queue-size', '10', '--queue-timeout-secs', '0.1']);
+  const r = await startTestRouter(['--prometheus-port', '0', '--worker-urls', ...fleet.urls, '--max-concurrent-requests', '1', '--queue-size', '10', '--queue-timeout-secs', '0.1']);
   t.teardown(async () => {
     await r.close(0);
     await fleet.close();
@@ -41,7 +41,7 @@ t.test('queue timeout: 408 queue_timeout', async (t) => {
 
 t.test('a client that disconnects while queued leaves the queue', async (t) => {
   const fleet = await startSimFleet({ count: 1, timeScale: 0.01, latencyMs: 800 });
-  const r = await startTestRouter(['--worker-urls', ...fleet.urls, '--max-concurrent-requests', '1', '--queue-size', '10', '--queue-timeout-secs', '30']);
+  const r = await startTestRouter(['--prometheus-port', '0', '--worker-urls', ...fleet.urls, '--max-concurrent-requests', '1', '--queue-size', '10', '--queue-timeout-secs', '30']);
   t.teardown(async () => {
     await r.close(0);
     await fleet.close();
@@ -63,7 +63,7 @@ t.test('a client that disconnects while queued leaves the queue', async (t) => {
 
 t.test('rate limit: requests beyond the bucket get 429 rate_limited', async (t) => {
   const fleet = await startSimFleet({ count: 1, timeScale: 0.01 });
-  const r = await startTestRouter(['--worker-urls', ...fleet.urls, '--rate-limit-tokens-per-second', '5']);
+  const r = await startTestRouter(['--prometheus-port', '0', '--worker-urls', ...fleet.urls, '--rate-limit-tokens-per-second', '5']);
   t.teardown(async () => {
     await r.close(0);
     await fleet.close();

@@ -16,8 +16,8 @@ const body = JSON.stringify({ text: 'edge case prompt', sampling_params: { max_n
 
 t.test('CORS: preflight, allowed and refused origins, headers on responses', async (t) => {
   const fleet = await startSimFleet({ count: 1, timeScale: 0.01 });
-  const r = await startTestRouter(['--worker-urls', ...fleet.urls, '--cors-allowed-origins', 'http://ok.example']);
-  const off = await startTestRouter(['--worker-urls', ...fleet.urls, '--prometheus-port', '0']);
+  const r = await startTestRouter(['--prometheus-port', '0', '--worker-urls', ...fleet.urls, '--cors-allowed-origins', 'http://ok.example']);
+  const off = await startTestRouter(['--prometheus-port', '0', '--worker-urls', ...fleet.urls]);
   t.teardown(async () => {
     await r.close(0);
     await off.close(0);
@@ -44,7 +44,7 @@ t.test('CORS: preflight, allowed and refused origins, headers on responses', asy
 
 t.test('header limits: 431 headers_too_large', async (t) => {
   const fleet = await startSimFleet({ count: 1, timeScale: 0.01 });
-  const r = await startTestRouter(['--worker-urls', ...fleet.urls, '--max-request-headers', '20', '--max-request-header-bytes', '2048']);
+  const r = await startTestRouter(['--prometheus-port', '0', '--worker-urls', ...fleet.urls, '--max-request-headers', '20', '--max-request-header-bytes', '2048']);
   t.teardown(async () => {
     await r.close(0);
     await fleet.close();
@@ -62,7 +62,7 @@ t.test('header limits: 431 headers_too_large', async (t) => {
 
 t.test('slow body (slowloris): 408 request_body_timeout and the connection closed', async (t) => {
   const fleet = await startSimFleet({ count: 1, timeScale: 0.01 });
-  const r = await startTestRouter(['--worker-urls', ...fleet.urls, '--request-body-timeout-secs', '0.3', '--request-body-min-rate', '1000000']);
+  const r = await startTestRouter(['--prometheus-port', '0', '--worker-urls', ...fleet.urls, '--request-body-timeout-secs', '0.3', '--request-body-min-rate', '1000000']);
   t.teardown(async () => {
     await r.close(0);
     await fleet.close();
@@ -99,7 +99,7 @@ t.test('slow body (slowloris): 408 request_body_timeout and the connection close
 
 t.test('graceful shutdown: a stream in flight completes, new connections are refused', async (t) => {
   const fleet = await startSimFleet({ count: 1, timeScale: 0.2 });
-  const r = await startTestRouter(['--worker-urls', ...fleet.urls]);
+  const r = await startTestRouter(['--prometheus-port', '0', '--worker-urls', ...fleet.urls]);
   t.teardown(async () => {
     await r.close(0);
     await fleet.close();
@@ -188,7 +188,7 @@ t.test('trace ids: a valid traceparent is forwarded, an invalid one dropped', as
   });
   await new Promise<void>((res) => worker.listen(0, '127.0.0.1', res));
   const wurl = `http://127.0.0.1:${(worker.address() as net.AddressInfo).port}`;
-  const r = await startTestRouter(['--worker-urls', wurl]);
+  const r = await startTestRouter(['--prometheus-port', '0', '--worker-urls', wurl]);
   t.teardown(async () => {
     await r.close(0);
     worker.close();

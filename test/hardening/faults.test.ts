@@ -72,7 +72,7 @@ t.test('a worker killed mid-load: 0 failed non-streaming requests, streams end w
   const fleet = await startSimFleet({ count: 3, timeScale: 0.05 });
   const front = await killableFront(fleet.ports[1]!);
   const urls = [fleet.urls[0]!, front.url, fleet.urls[2]!];
-  const r = await startTestRouter(['--worker-urls', ...urls, '--policy', 'round_robin', '--retry-initial-backoff-ms', '5', '--health-success-threshold', '1']);
+  const r = await startTestRouter(['--prometheus-port', '0', '--worker-urls', ...urls, '--policy', 'round_robin', '--retry-initial-backoff-ms', '5', '--health-success-threshold', '1']);
   t.teardown(async () => {
     await r.close(0);
     await front.kill();
@@ -106,7 +106,7 @@ t.test('a worker killed mid-load: 0 failed non-streaming requests, streams end w
 
 t.test('a hanging worker: 504 upstream_timeout and counters freed', async (t) => {
   const fleet = await startSimFleet({ count: 1, timeScale: 0.01, hang: true });
-  const r = await startTestRouter(['--worker-urls', ...fleet.urls, '--request-timeout-secs', '0.3']);
+  const r = await startTestRouter(['--prometheus-port', '0', '--worker-urls', ...fleet.urls, '--request-timeout-secs', '0.3']);
   t.teardown(async () => {
     await r.close(0);
     await fleet.close();
@@ -131,7 +131,7 @@ t.test('a worker answering garbage bytes is retried elsewhere', async (t) => {
   await new Promise<void>((res) => garbage.listen(0, '127.0.0.1', res));
   const gurl = `http://127.0.0.1:${(garbage.address() as net.AddressInfo).port}`;
   const fleet = await startSimFleet({ count: 1, timeScale: 0.01 });
-  const r = await startTestRouter(['--worker-urls', gurl, ...fleet.urls, '--policy', 'round_robin', '--retry-initial-backoff-ms', '1']);
+  const r = await startTestRouter(['--prometheus-port', '0', '--worker-urls', gurl, ...fleet.urls, '--policy', 'round_robin', '--retry-initial-backoff-ms', '1']);
   t.teardown(async () => {
     await r.close(0);
     await fleet.close();

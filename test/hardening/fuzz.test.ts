@@ -118,7 +118,7 @@ function rawBytes(port: number, bytes: Buffer): Promise<string> {
 
 t.test('fuzzed requests: no crash, JSON errors with codes, counters back to 0, memory flat', async (t) => {
   const fleet = await startSimFleet({ count: 2, timeScale: 0.01 });
-  const r = await startTestRouter(['--worker-urls', ...fleet.urls, '--max-payload-size', String(PAYLOAD_LIMIT), '--no-enable-request-tracking']);
+  const r = await startTestRouter(['--prometheus-port', '0', '--worker-urls', ...fleet.urls, '--max-payload-size', String(PAYLOAD_LIMIT), '--no-enable-request-tracking']);
   t.teardown(async () => {
     agent.destroy();
     await r.close(0);
@@ -160,7 +160,7 @@ t.test('fuzzed requests: no crash, JSON errors with codes, counters back to 0, m
 
 t.test('random bytes on a raw socket never crash the router', async (t) => {
   const fleet = await startSimFleet({ count: 1, timeScale: 0.01 });
-  const r = await startTestRouter(['--worker-urls', ...fleet.urls]);
+  const r = await startTestRouter(['--prometheus-port', '0', '--worker-urls', ...fleet.urls]);
   t.teardown(async () => {
     await r.close(0);
     await fleet.close();

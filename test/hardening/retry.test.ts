@@ -16,7 +16,7 @@ t.test('a worker answering 503 is retried elsewhere and its breaker opens', asyn
   const fleet = await startSimFleet({ count: 3, timeScale: 0.01 });
   fleet.servers[0]!.setFaults({ failRate: 1, statusCode: 503 });
   const records: CompletionRecord[] = [];
-  const r = await startTestRouter(['--worker-urls', ...fleet.urls, '--policy', 'round_robin', '--retry-initial-backoff-ms', '1', '--cb-failure-threshold', '3', '--cb-timeout-duration-secs', '600', '--prometheus-port', '0'], {
+  const r = await startTestRouter(['--prometheus-port', '0', '--worker-urls', ...fleet.urls, '--policy', 'round_robin', '--retry-initial-backoff-ms', '1', '--cb-failure-threshold', '3', '--cb-timeout-duration-secs', '600'], {
     sinks: [{ record: (x) => records.push(x) }],
   });
   t.teardown(async () => {
@@ -48,7 +48,7 @@ t.test('a worker answering 503 is retried elsewhere and its breaker opens', asyn
 t.test('half-open probes readmit a recovered worker', async (t) => {
   const fleet = await startSimFleet({ count: 2, timeScale: 0.01 });
   fleet.servers[0]!.setFaults({ failRate: 1, statusCode: 500 });
-  const r = await startTestRouter(['--worker-urls', ...fleet.urls, '--policy', 'round_robin', '--retry-initial-backoff-ms', '1', '--cb-failure-threshold', '2', '--cb-success-threshold', '2', '--cb-timeout-duration-secs', '0.2']);
+  const r = await startTestRouter(['--prometheus-port', '0', '--worker-urls', ...fleet.urls, '--policy', 'round_robin', '--retry-initial-backoff-ms', '1', '--cb-failure-threshold', '2', '--cb-success-threshold', '2', '--cb-timeout-duration-secs', '0.2']);
   t.teardown(async () => {
     await r.close(0);
     await fleet.close();
@@ -69,7 +69,7 @@ t.test('half-open probes readmit a recovered worker', async (t) => {
 t.test('retries exhausted: the last worker answer reaches the client; attempts = 1 + max retries', async (t) => {
   const fleet = await startSimFleet({ count: 2, timeScale: 0.01, failRate: 1, statusCode: 502 });
   const records: CompletionRecord[] = [];
-  const r = await startTestRouter(['--worker-urls', ...fleet.urls, '--retry-max-retries', '2', '--retry-initial-backoff-ms', '1', '--disable-circuit-breaker'], { sinks: [{ record: (x) => records.push(x) }] });
+  const r = await startTestRouter(['--prometheus-port', '0', '--worker-urls', ...fleet.urls, '--retry-max-retries', '2', '--retry-initial-backoff-ms', '1', '--disable-circuit-breaker'], { sinks: [{ record: (x) => records.push(x) }] });
   t.teardown(async () => {
     await r.close(0);
     await fleet.close();
@@ -85,7 +85,7 @@ t.test('retries exhausted: the last worker answer reaches the client; attempts =
 
 t.test('--disable-retries: a 503 goes straight to the client', async (t) => {
   const fleet = await startSimFleet({ count: 1, timeScale: 0.01, failRate: 1, statusCode: 503 });
-  const r = await startTestRouter(['--worker-urls', ...fleet.urls, '--disable-retries']);
+  const r = await startTestRouter(['--prometheus-port', '0', '--worker-urls', ...fleet.urls, '--disable-retries']);
   t.teardown(async () => {
     await r.close(0);
     await fleet.close();
@@ -97,7 +97,7 @@ t.test('--disable-retries: a 503 goes straight to the client', async (t) => {
 
 t.test('non-retryable statuses (400) are not retried', async (t) => {
   const fleet = await startSimFleet({ count: 2, timeScale: 0.01, failRate: 1, statusCode: 400 });
-  const r = await startTestRouter(['--worker-urls', ...fleet.urls, '--retry-initial-backoff-ms', '1']);
+  const r = await startTestRouter(['--prometheus-port', '0', '--worker-urls', ...fleet.urls, '--retry-initial-backoff-ms', '1']);
   t.teardown(async () => {
     await r.close(0);
     await fleet.close();
@@ -108,7 +108,7 @@ t.test('non-retryable statuses (400) are not retried', async (t) => {
 
 t.test('a refused connection is retried on another worker and the dead worker ejected', async (t) => {
   const fleet = await startSimFleet({ count: 3, timeScale: 0.01 });
-  const r = await startTestRouter(['--worker-urls', ...fleet.urls, '--policy', 'round_robin', '--retry-initial-backoff-ms', '1']);
+  const r = await startTestRouter(['--prometheus-port', '0', '--worker-urls', ...fleet.urls, '--policy', 'round_robin', '--retry-initial-backoff-ms', '1']);
   t.teardown(async () => {
     await r.close(0);
     await fleet.close();
