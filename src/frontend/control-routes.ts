@@ -16,7 +16,9 @@ export function registerControlRoutes(app: TemplatedApp, ctx: RouterContext): vo
   app.get('/health', (res) => new Exchange(res).json(200, { status: 'ok' }));
   app.get('/readiness', (res) => {
     const ex = new Exchange(res);
-    const healthy = ctx.registry.healthyCount();
+    // Ready = at least one worker that can take traffic now: healthy AND its breaker not open.
+    let healthy = 0;
+    for (const w of ctx.registry.list()) if (ctx.table.isAvailable(w.slot)) healthy++;
     const total = ctx.registry.size;
     if (healthy > 0 && !ctx.shuttingDown) ex.json(200, { status: 'ready', healthy_workers: healthy, total_workers: total });
     else ex.json(503, { status: ctx.shuttingDown ? 'shutting_down' : 'not_ready', healthy_workers: healthy, total_workers: total, error: { code: ctx.shuttingDown ? 'shutting_down' : 'no_healthy_workers', message: ctx.shuttingDown ? 'the router is shutting down' : 'no healthy worker is available' } });
