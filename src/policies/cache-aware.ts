@@ -124,7 +124,6 @@ export function createCacheAwarePolicy(options: PolicyFactoryOptions = {}): Poli
       if (tree !== undefined) return tree;
     }
     tree = new RadixTree({ maxTenantChars: o.maxTreeSize });
-    // a removed worker must not linger in a tree created later either: trees start empty, nothing to do
     trees.set(key, tree);
     return tree;
   }

@@ -10,6 +10,10 @@
  *
  * Routing never stops: while the policy actor is restarting, or when a decision call fails, the host
  * answers with a stateless least-loaded choice whose reason starts with "fallback:".
+ *
+ * Hosts keep plain copies of the membership (membership.ts) and, for a request that size-aware admission
+ * placed in a worker group, give the policy that group's members only; `shards` > 1 spreads a stateful
+ * policy over several actors by a hash of the routing text's first block (sharded-host.ts).
  */
 import { Actor, ActorClosedError, ActorCrashedError, ActorOverloadedError, type ActorCallback, type ActorTuning } from '../actors/actor.js';
 import type { WorkerTable } from '../actors/worker-table.js';
