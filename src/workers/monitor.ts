@@ -28,6 +28,9 @@ interface WorkerHealthState {
   checking: boolean;
   /** The worker's Processed counter at the previous check: data traffic completing is health evidence. */
   processedAtLastCheck: number;
+  /** KV capacity from /get_server_info (0 = unknown): turns /get_load's num_tokens into a token usage. */
+  maxTotalTokens: number;
+  serverInfoAttempts: number;
 }
 
 export class WorkerMonitor {
@@ -116,7 +119,7 @@ export class WorkerMonitor {
   private stateOf(worker: WorkerEntry): WorkerHealthState {
     let st = this.state.get(worker.slot);
     if (st === undefined) {
-      st = { successes: 0, failures: 0, lastError: undefined, lastCheckedAt: 0, checking: false, processedAtLastCheck: 0 };
+      st = { successes: 0, failures: 0, lastError: undefined, lastCheckedAt: 0, checking: false, processedAtLastCheck: 0, maxTotalTokens: 0, serverInfoAttempts: 0 };
       this.state.set(worker.slot, st);
     }
     return st;
@@ -197,12 +200,40 @@ export class WorkerMonitor {
             return;
           }
           const report = parseLoadReport(await res.body.json());
-          if (report !== undefined && table.isCurrent(w.ref)) table.setReported(w.slot, report, nowSec);
+          if (report === undefined || !table.isCurrent(w.ref)) return;
+          const st = this.stateOf(w);
+          if (st.maxTotalTokens === 0 && st.serverInfoAttempts < 3) {
+            st.serverInfoAttempts++;
+            st.maxTotalTokens = await this.fetchMaxTotalTokens(w);
+          }
+          const tokenUsage = st.maxTotalTokens > 0 ? Math.min(1, report.tokens / st.maxTotalTokens) : undefined;
+          table.setReported(w.slot, tokenUsage === undefined ? report : { ...report, tokenUsage }, nowSec);
         } catch {
           // Load polling is advisory; health checks decide reachability.
         }
       }),
     );
+  }
+
+  /** SGLang's /get_server_info carries max_total_num_tokens (the KV pool size); 0 when not offered. */
+  private async fetchMaxTotalTokens(w: WorkerEntry): Promise<number> {
+    try {
+      const res = await request(w.url + '/get_server_info', {
+        method: 'GET',
+        dispatcher: this.agent,
+        headersTimeout: this.options.timeoutMs,
+        bodyTimeout: this.options.timeoutMs,
+      });
+      if (res.statusCode !== 200) {
+        await res.body.dump();
+        return 0;
+      }
+      const info = (await res.body.json()) as Record<string, unknown>;
+      const v = info['max_total_num_tokens'];
+      return typeof v === 'number' && v > 0 ? v : 0;
+    } catch {
+      return 0;
+    }
   }
 
   async close(): Promise<void> {
