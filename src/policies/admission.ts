@@ -21,9 +21,9 @@
 import { readFileSync } from 'node:fs';
 import { Field, type WorkerTable } from '../actors/worker-table.js';
 import { SwitchyardError } from '../errors.js';
-import { normalizeWorkerUrl } from '../workers/registry.js';
 import { isCandidate } from './common.js';
 import type { RequestFeatures, WorkerInfo } from './types.js';
+import { parseWorkerUrlMap } from '../workers/url-map.js';
 
 export const WORKER_GROUPS = ['single', 'multi'] as const;
 export type WorkerGroup = (typeof WORKER_GROUPS)[number];
@@ -236,43 +236,10 @@ export class Admission {
  */
 export function parseWorkerGroups(raw: string | Readonly<Record<string, unknown>> | undefined): Map<string, WorkerGroup> {
   const out = new Map<string, WorkerGroup>();
-  if (raw === undefined) return out;
-  let entries: [string, unknown][];
-  if (typeof raw === 'string') {
-    const text = raw.trim();
-    if (text === '') return out;
-    if (text.startsWith('{')) {
-      let parsed: unknown;
-      try {
-        parsed = JSON.parse(text);
-      } catch (err) {
-        throw new SwitchyardError('invalid_request', `--worker-groups: not valid JSON: ${(err as Error).message}`);
-      }
-      if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) throw new SwitchyardError('invalid_request', '--worker-groups: expected a JSON object {"http://host:port": "multi"}');
-      entries = Object.entries(parsed as Record<string, unknown>);
-    } else {
-      entries = text
-        .split(/[\s,]+/)
-        .filter((p) => p !== '')
-        .map((pair) => {
-          const eq = pair.lastIndexOf('=');
-          if (eq <= 0) throw new SwitchyardError('invalid_request', `--worker-groups: '${pair}' is not URL=GROUP`);
-          return [pair.slice(0, eq), pair.slice(eq + 1)];
-        });
-    }
-  } else {
-    entries = Object.entries(raw);
-  }
-  for (const [url, g] of entries) {
-    let key: string;
-    try {
-      key = normalizeWorkerUrl(url).url;
-    } catch (err) {
-      throw new SwitchyardError('invalid_request', `--worker-groups: ${(err as Error).message}`);
-    }
+  const fail = (m: string): Error => new SwitchyardError('invalid_request', m);
+  for (const [key, g] of parseWorkerUrlMap(raw, '--worker-groups', 'group', fail)) {
     const group = g === 'route4' ? 'multi' : g;
-    if (group !== 'single' && group !== 'multi') throw new SwitchyardError('invalid_request', `--worker-groups: group of ${key} must be single or multi, got ${JSON.stringify(g)}`);
-    if (out.has(key)) throw new SwitchyardError('invalid_request', `--worker-groups: ${key} is named twice`);
+    if (group !== 'single' && group !== 'multi') throw fail(`--worker-groups: group of ${key} must be single or multi, got ${JSON.stringify(g)}`);
     out.set(key, group);
   }
   return out;

@@ -9,6 +9,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { normalizeWorkerUrl } from '../workers/registry.js';
+import { parseWorkerUrlMap } from '../workers/url-map.js';
 
 const MAX_NODE_ID = 1_000_000;
 
@@ -24,42 +25,8 @@ function parseNodeId(v: unknown, where: string): number {
  */
 export function parseNodeMap(raw: string | Readonly<Record<string, unknown>> | undefined): Map<string, number> {
   const out = new Map<string, number>();
-  if (raw === undefined) return out;
-  let entries: [string, unknown][];
-  if (typeof raw === 'string') {
-    const text = raw.trim();
-    if (text === '') return out;
-    if (text.startsWith('{')) {
-      let parsed: unknown;
-      try {
-        parsed = JSON.parse(text);
-      } catch (err) {
-        throw new Error(`--worker-node-map: not valid JSON: ${(err as Error).message}`);
-      }
-      if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) throw new Error('--worker-node-map: expected a JSON object {"http://host:port": id}');
-      entries = Object.entries(parsed as Record<string, unknown>);
-    } else {
-      entries = text
-        .split(/[\s,]+/)
-        .filter((p) => p !== '')
-        .map((pair) => {
-          const eq = pair.lastIndexOf('=');
-          if (eq <= 0) throw new Error(`--worker-node-map: '${pair}' is not URL=ID`);
-          return [pair.slice(0, eq), pair.slice(eq + 1)];
-        });
-    }
-  } else {
-    entries = Object.entries(raw);
-  }
-  for (const [url, id] of entries) {
-    let key: string;
-    try {
-      key = normalizeWorkerUrl(url).url;
-    } catch (err) {
-      throw new Error(`--worker-node-map: ${(err as Error).message}`);
-    }
-    if (out.has(key)) throw new Error(`--worker-node-map: ${key} is mapped twice`);
-    out.set(key, parseNodeId(id, `--worker-node-map[${url}]`));
+  for (const [key, id] of parseWorkerUrlMap(raw, '--worker-node-map', 'id', (m) => new Error(m))) {
+    out.set(key, parseNodeId(id, `--worker-node-map[${key}]`));
   }
   return out;
 }
