@@ -2,9 +2,10 @@
 # Installs the Debian packages Switchyard's tests and benchmarks use, only when missing.
 #   --for test   what `npm test` needs: prometheus, for the real-Prometheus check of the metrics
 #                exposition (test/metrics/prometheus-check.test.ts; ~45 s to install: apt-get update
-#                ~6 s + install ~38 s, measured on this machine kind)
+#                ~6 s + install ~38 s, measured on this machine kind), and redis-server, for the
+#                replicas-sharing-state tests (test/cluster/)
 #   --for bench  nginx-light and wrk for the end-to-end comparison
-#   --for all    both, plus prometheus for the observability integration script
+#   --for all    both (prometheus, redis-server, nginx-light, wrk)
 #   --also PKG   (repeatable) one more Debian package, installed when dpkg does not list it (a benchmark
 #                scenario's `needs` beyond the bench set; `npm run bench` passes them)
 set -euo pipefail
@@ -29,9 +30,9 @@ need_pkg() { # need_pkg <package>: by dpkg's record, for packages without a well
   dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed' || pkgs+=("$1")
 }
 case "$want" in
-  test) need prometheus prometheus ;;
+  test) need prometheus prometheus; need redis-server redis-server ;;
   bench) need nginx nginx-light; need wrk wrk ;;
-  all) need nginx nginx-light; need wrk wrk; need prometheus prometheus ;;
+  all) need nginx nginx-light; need wrk wrk; need prometheus prometheus; need redis-server redis-server ;;
   *) echo "unknown --for $want" >&2; exit 2 ;;
 esac
 for p in ${also[@]+"${also[@]}"}; do need_pkg "$p"; done

@@ -25,6 +25,7 @@ import { createTracker, registerTraceRoutes, resolveWorkerNodeIds } from './trac
 import { Observability, type ObservabilityTuning } from './metrics/observability.js';
 import { CircuitBreakers } from './workers/breaker.js';
 import { AdmissionLimits } from './frontend/admission.js';
+import type { Cluster } from './cluster/setup.js';
 
 export interface StartedRouter {
   readonly port: number;
@@ -34,6 +35,8 @@ export interface StartedRouter {
   readonly fleet: SimFleet | undefined;
   /** Metrics, stats actor, Prometheus listener (`.prometheus?.port`), OpenTelemetry. */
   readonly observability: Observability;
+  /** Shared state through Redis (--redis-url); undefined in single-process mode. */
+  readonly cluster: Cluster | undefined;
   /** Stop accepting, wait for in-flight requests up to the grace period, release everything. */
   close(graceMs?: number): Promise<void>;
 }
@@ -83,6 +86,8 @@ export async function startRouter(opts: RouterOptions, deps: StartRouterDeps = {
   let tracker: Awaited<ReturnType<typeof createTracker>> = undefined;
   let admission: Admission | undefined;
   let obs: Observability | undefined;
+  // Loaded only with --redis-url: a single-process router never imports ioredis.
+  const cluster = opts.redisUrl === undefined ? undefined : (await import('./cluster/setup.js')).createCluster({ ...opts, redisUrl: opts.redisUrl }, log);
   try {
     tracker = await createTracker(opts, log);
     obs = await Observability.create(opts, opts, TABLE_CAPACITY, log, deps.observability);
@@ -155,7 +160,7 @@ export async function startRouter(opts: RouterOptions, deps: StartRouterDeps = {
     onMembers(registry.list());
     registry.onChange(onMembers);
   } catch (err) {
-    await Promise.allSettled([monitor?.close(), policy?.close(), tracker?.close(), obs?.close(), registry.close(), fleet?.close()]);
+    await Promise.allSettled([monitor?.close(), policy?.close(), tracker?.close(), obs?.close(), registry.close(), fleet?.close(), cluster?.close()]);
     throw err;
   }
 
@@ -217,11 +222,15 @@ export async function startRouter(opts: RouterOptions, deps: StartRouterDeps = {
   let socket: ListenSocket | undefined;
   let port: number;
   try {
+    if (cluster !== undefined) {
+      obs.addExposition(() => cluster.metricsText());
+      await cluster.start();
+    }
     ({ socket, port } = await listen(app, opts.host, opts.port));
     await obs.listen(ctx);
   } catch (err) {
     if (socket !== undefined) closeListenSocket(socket);
-    await Promise.allSettled([monitor.close(), policy.close(), tracker?.close(), obs.close(), registry.close(), fleet?.close()]);
+    await Promise.allSettled([monitor.close(), policy.close(), tracker?.close(), obs.close(), registry.close(), fleet?.close(), cluster?.close()]);
     throw err;
   }
   const shownHost = opts.host === '0.0.0.0' || opts.host === '::' ? '127.0.0.1' : opts.host;
@@ -241,12 +250,13 @@ export async function startRouter(opts: RouterOptions, deps: StartRouterDeps = {
       while (ctx.counters.active > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
       ctx.breakers?.close();
       await Promise.allSettled([monitor!.close(), policy!.close(), tracker?.close(), obs!.close(), registry.close()]);
+      await cluster?.close();
       if (fleet !== undefined) await fleet.close();
       log.info({ event: 'router.stopped', unfinished: ctx.counters.active }, 'switchyard stopped');
     })();
     return closing;
   };
-  return { port, url, ctx, fleet, observability: obs, close };
+  return { port, url, ctx, fleet, observability: obs, cluster, close };
 }
 
 function makeLogger(opts: RouterOptions): Logger {

@@ -12,6 +12,7 @@ const G_LIMITS = 'Limits and timeouts';
 const G_RETRY = 'Retries and circuit breaker';
 const G_OBS = 'Observability';
 const G_SIM = 'Embedded simulated fleet (when no --worker-urls)';
+const G_CLUSTER = 'Replicas sharing state through Redis (docs/deployment.md; off without --redis-url)';
 const G_ADMISSION = 'Size-aware admission (seed 002; on when --worker-groups names a group)';
 
 export const POLICY_NAMES = ['random', 'round_robin', 'power_of_two', 'cache_aware', 'shortest_queue', 'marginal_utility'] as const;
@@ -100,6 +101,10 @@ export const ROUTER_OPTION_SPECS = [
   { name: 'pressure-input-tokens', type: 'integer', default: 4000, min: 1, help: 'under memory pressure: input tokens above which a request goes to the multi group', group: G_ADMISSION },
   { name: 'pressure-kv-mb', type: 'number', default: 3000, min: 0.001, help: 'under memory pressure: predicted KV (MB) above which a request goes to the multi group', group: G_ADMISSION },
   { name: 'kv-bytes-per-token', type: 'integer', default: 131072, min: 1, help: 'KV cache bytes per token for the KV estimate (default: Llama-3.1-8B bf16, 128 KiB)', group: G_ADMISSION },
+  // replicas (docs/deployment.md)
+  { name: 'redis-url', type: 'string', help: 'share traces, admission limits, worker health/breakers (and cache affinity) with other replicas through this Redis, e.g. redis://127.0.0.1:6379 (ours; default: single process, no Redis)', group: G_CLUSTER, metavar: 'URL' },
+  { name: 'redis-key-prefix', type: 'string', default: 'switchyard:', help: 'prefix of every Redis key and channel (replicas of one deployment share it) (ours)', group: G_CLUSTER },
+  { name: 'replica-id', type: 'string', help: 'this replica\'s id in shared state and logs (ours; default: host-pid-random)', group: G_CLUSTER },
   // embedded fleet
   { name: 'sim-workers', type: 'integer', default: 4, min: 1, max: 256, help: 'simulated workers started when no --worker-urls', group: G_SIM },
   { name: 'sim-base-port', type: 'integer', default: 30001, min: 0, max: 65535, help: 'first port of the embedded fleet (0 = ephemeral)', group: G_SIM },

@@ -48,6 +48,7 @@ export class Observability {
   private readonly otel: OtelTracing | undefined;
   private prom: PrometheusServer | undefined;
   private closed = false;
+  private readonly expositions: (() => string)[] = [];
 
   private constructor(
     private readonly config: ObservabilityConfig,
@@ -108,7 +109,14 @@ export class Observability {
   /** The whole exposition text (what GET /metrics answers). */
   async render(ctx: RouterContext): Promise<string> {
     const [histograms] = await Promise.all([this.histograms(ctx), this.refreshTreeSizes(ctx)]);
-    return renderMetrics(ctx, this.metrics, histograms);
+    let text = renderMetrics(ctx, this.metrics, histograms);
+    for (const more of this.expositions) text += more();
+    return text;
+  }
+
+  /** More metric families appended to /metrics (e.g. the Redis link's, src/cluster). */
+  addExposition(render: () => string): void {
+    this.expositions.push(render);
   }
 
   private async histograms(ctx: RouterContext): Promise<string | undefined> {
