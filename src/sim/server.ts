@@ -24,24 +24,12 @@ import {
 import { SimEngine, type EngineStats, type RequestSink, type SimRequest } from './engine.js';
 import { FaultInjector } from './faults.js';
 import { renderPrometheus } from './metrics.js';
-import { parseFaultsPatch, slowFactorOf, type SimFaults, type SimOptions } from './options.js';
-import {
-  chatCompletionBody,
-  completionBody,
-  generateResultJson,
-  matchedStop,
-  openAiFinishReason,
-  parseChat,
-  parseCompletion,
-  parseGenerate,
-  textJson,
-  usageOf,
-  type ApiKind,
-  type ParsedRequest,
-} from './protocol.js';
+import { parseFaultsPatch, type SimFaults, type SimOptions } from './options.js';
+import { parseChat, parseCompletion, parseGenerate, type ApiKind, type ParsedRequest } from './protocol.js';
+import { getLoadDocument, loadsDocument, modelInfoDocument, modelsDocument, serverInfoDocument, type InfoSource } from './info.js';
+import { ChunkState, CollectResponder, StreamResponder, type Responder } from './responders.js';
 
-/** Reported as `version` by /get_server_info: an SGLang-like version with a marker. */
-export const SIM_VERSION = '0.5.0-switchyard-sim';
+export { SIM_VERSION } from './info.js';
 /** SGLang's HEALTH_CHECK_TIMEOUT for /health_generate. */
 const HEALTH_GENERATE_TIMEOUT_MS = 20_000;
 const PROBE_PROMPT = new Uint32Array([128000, 9906]);
@@ -214,13 +202,13 @@ export class SimServer implements SimServerHandle {
     this.route('/v1/completions', ['post'], this.dataRoute('completion'));
     this.route('/health', ['get'], (res) => this.health(res));
     this.route('/health_generate', ['get'], (res) => this.healthGenerate(res));
-    this.route('/get_load', ['get'], (res) => new Exchange(res).json(200, this.getLoad(), this.headers));
-    this.route('/v1/loads', ['get'], (res) => new Exchange(res).json(200, this.loads(), this.headers));
-    this.route('/get_server_info', ['get'], (res) => new Exchange(res).json(200, this.serverInfo(), this.headers));
-    this.route('/server_info', ['get'], (res) => new Exchange(res).json(200, this.serverInfo(), this.headers));
-    this.route('/get_model_info', ['get'], (res) => new Exchange(res).json(200, this.modelInfo(), this.headers));
-    this.route('/model_info', ['get'], (res) => new Exchange(res).json(200, this.modelInfo(), this.headers));
-    this.route('/v1/models', ['get'], (res) => new Exchange(res).json(200, this.models(), this.headers));
+    this.route('/get_load', ['get'], (res) => new Exchange(res).json(200, getLoadDocument(this.info()), this.headers));
+    this.route('/v1/loads', ['get'], (res) => new Exchange(res).json(200, loadsDocument(this.info()), this.headers));
+    this.route('/get_server_info', ['get'], (res) => new Exchange(res).json(200, serverInfoDocument(this.info()), this.headers));
+    this.route('/server_info', ['get'], (res) => new Exchange(res).json(200, serverInfoDocument(this.info()), this.headers));
+    this.route('/get_model_info', ['get'], (res) => new Exchange(res).json(200, modelInfoDocument(this.info()), this.headers));
+    this.route('/model_info', ['get'], (res) => new Exchange(res).json(200, modelInfoDocument(this.info()), this.headers));
+    this.route('/v1/models', ['get'], (res) => new Exchange(res).json(200, modelsDocument(this.info()), this.headers));
     this.route('/flush_cache', ['get', 'post'], (res) => this.flushCache(res));
     this.route('/metrics', ['get'], (res) =>
       new Exchange(res).text(200, renderPrometheus(this.engine.metricsSnapshot(), this.modelName), 'text/plain; version=0.0.4; charset=utf-8', this.headers),
@@ -426,104 +414,9 @@ export class SimServer implements SimServerHandle {
     };
   }
 
-  private getLoad(): unknown {
-    const e = this.engine;
-    return [{ dp_rank: 0, num_reqs: e.numRunning + e.numWaiting, num_waiting_reqs: e.numWaiting, num_tokens: e.usedTokens }];
-  }
-
-  private loads(): unknown {
-    const e = this.engine;
-    const m = e.metricsSnapshot();
-    return {
-      timestamp: Date.now() / 1000,
-      dp_rank_count: 1,
-      loads: [
-        {
-          dp_rank: 0,
-          num_running_reqs: e.numRunning,
-          num_waiting_reqs: e.numWaiting,
-          num_total_reqs: e.numRunning + e.numWaiting,
-          num_used_tokens: e.usedTokens,
-          max_total_num_tokens: this.opts.maxTotalTokens,
-          token_usage: m.tokenUsage,
-          gen_throughput: m.genThroughput,
-          cache_hit_rate: m.cacheHitRate,
-          max_running_requests: this.opts.maxRunningRequests,
-        },
-      ],
-    };
-  }
-
-  private serverInfo(): unknown {
-    const o = this.opts;
-    const e = this.engine;
-    const m = e.metricsSnapshot();
-    return {
-      model_path: o.modelPath,
-      tokenizer_path: o.tokenizerPath,
-      served_model_name: o.servedModelName,
-      host: this.host,
-      port: this.port,
-      gpu_id: this.gpuId,
-      base_gpu_id: this.gpuId,
-      tp_size: 1,
-      dp_size: 1,
-      pp_size: 1,
-      max_running_requests: o.maxRunningRequests,
-      max_total_tokens: o.maxTotalTokens,
-      chunked_prefill_size: o.chunkedPrefillSize,
-      max_prefill_tokens: o.maxPrefillTokens,
-      context_length: o.contextLength,
-      schedule_policy: 'fcfs',
-      schedule_conservativeness: o.scheduleConservativeness,
-      disable_radix_cache: o.disableRadixCache,
-      page_size: 1,
-      mem_fraction_static: 0.88,
-      random_seed: o.seed + (this.gpuId - o.baseGpuId),
-      enable_metrics: true,
-      stream_output: false,
-      stream_interval: o.streamInterval,
-      skip_tokenizer_init: false,
-      is_embedding: false,
-      max_total_num_tokens: o.maxTotalTokens,
-      max_req_input_len: e.maxSequenceLength - 1,
-      internal_states: [
-        {
-          last_gen_throughput: m.genThroughput,
-          num_running_reqs: m.numRunningReqs,
-          num_waiting_reqs: m.numQueueReqs,
-          token_usage: m.tokenUsage,
-          cache_hit_rate: m.cacheHitRate,
-          memory_usage: { kv_cache_tokens: o.maxTotalTokens, used_tokens: m.numUsedTokens, cached_tokens: e.cache.totalSize },
-        },
-      ],
-      version: SIM_VERSION,
-      sim: {
-        profile: o.profile,
-        prefill_base_ms: o.prefillBaseMs,
-        prefill_per_token_ms: o.prefillPerTokenMs,
-        decode_base_ms: o.decodeBaseMs,
-        decode_per_seq_ms: o.decodePerSeqMs,
-        decode_per_kv_token_us: o.decodePerKvTokenUs,
-        time_scale: o.timeScale,
-        slow_factor: slowFactorOf(o, this.gpuId - o.baseGpuId),
-        jitter: o.jitter,
-        output_len_median: o.outputLenMedian,
-        output_len_sigma: o.outputLenSigma,
-        faults: this.faults.current,
-      },
-    };
-  }
-
-  private modelInfo(): unknown {
-    return { model_path: this.opts.modelPath, tokenizer_path: this.opts.tokenizerPath, is_generation: true };
-  }
-
-  private models(): unknown {
-    return {
-      object: 'list',
-      data: [{ id: this.modelName, object: 'model', created: Math.floor(Date.now() / 1000), owned_by: 'sglang', root: this.opts.modelPath, max_model_len: this.opts.contextLength }],
-    };
+  /** The server as the information documents see it (src/sim/info.ts). */
+  private info(): InfoSource {
+    return { engine: this.engine, opts: this.opts, gpuId: this.gpuId, host: this.host, port: this.port, modelName: this.modelName, faults: this.faults.current };
   }
 
   private flushCache(res: HttpResponse): void {
@@ -560,206 +453,5 @@ export class SimServer implements SimServerHandle {
         else ex.error(toSwitchyardError(e), this.headers);
       }
     });
-  }
-}
-
-// ------------------------------------------------------------------ responders
-
-/** Per-request streaming state. */
-class ChunkState {
-  /** Characters of req.text already sent (OpenAI deltas). */
-  sent = 0;
-  /** New tokens arrived while the client was not writable. */
-  dirty = false;
-  roleSent = false;
-  constructor(
-    readonly index: number,
-    readonly ridJson: string,
-  ) {}
-}
-
-interface Responder extends RequestSink {
-  attach(reqs: SimRequest[]): void;
-  /** The client went away. */
-  detach(): void;
-}
-
-/** Non-streaming: answer once every request of the body finished. */
-class CollectResponder implements Responder {
-  private reqs: SimRequest[] = [];
-  private open = 0;
-
-  constructor(
-    private readonly server: SimServer,
-    private readonly ex: Exchange,
-    private readonly parsed: ParsedRequest,
-    private readonly model: string,
-  ) {}
-
-  attach(reqs: SimRequest[]): void {
-    this.reqs = reqs;
-    this.open = reqs.length;
-  }
-
-  detach(): void {
-    this.open = -1;
-  }
-
-  onTokens(): void {}
-
-  onFinish(): void {
-    if (--this.open !== 0) return;
-    const p = this.parsed;
-    const created = Math.floor(Date.now() / 1000);
-    let body: string;
-    if (p.kind === 'generate') {
-      const parts = this.reqs.map((r) => generateResultJson(r, (r.tag as ChunkState).ridJson, null));
-      body = p.batch ? '[' + parts.join(',') + ']' : (parts[0] as string);
-    } else if (p.kind === 'chat') body = JSON.stringify(chatCompletionBody(p.responseId, created, this.model, this.reqs[0]!));
-    else body = JSON.stringify(completionBody(p.responseId, created, this.model, this.reqs));
-    this.ex.json(200, body, this.server.headers);
-  }
-}
-
-/** SSE: one chunk per step per request; coalesced while the client is not writable. */
-class StreamResponder implements Responder {
-  private reqs: SimRequest[] = [];
-  private open = 0;
-  private blocked = false;
-  private readonly created = Math.floor(Date.now() / 1000);
-  private readonly interval: number;
-  /** The constant head of every OpenAI chunk: {"id":..,"object":..,"created":..,"model":.., */
-  private readonly head: string;
-
-  constructor(
-    private readonly server: SimServer,
-    private readonly ex: Exchange,
-    private readonly parsed: ParsedRequest,
-    model: string,
-  ) {
-    this.interval = server.opts.streamInterval;
-    const object = parsed.kind === 'chat' ? 'chat.completion.chunk' : 'text_completion';
-    this.head = '{"id":' + JSON.stringify(parsed.responseId) + ',"object":"' + object + '","created":' + this.created + ',"model":' + JSON.stringify(model) + ',';
-    const res = ex.res;
-    res.onWritable(() => {
-      this.unblock();
-      return true;
-    });
-    res.cork(() => {
-      res.writeStatus('200 OK');
-      res.writeHeader('content-type', 'text/event-stream');
-      res.writeHeader('cache-control', 'no-cache');
-      for (const k in server.headers) res.writeHeader(k, server.headers[k] as string);
-      res.write('');
-    });
-    ex.started = true;
-  }
-
-  attach(reqs: SimRequest[]): void {
-    this.reqs = reqs;
-    this.open = reqs.length;
-  }
-
-  detach(): void {
-    if (this.blocked) this.server.blockedStreams--;
-    this.blocked = false;
-    this.open = -1;
-  }
-
-  onTokens(req: SimRequest): void {
-    if (this.ex.aborted || this.ex.finished) return;
-    const st = req.tag as ChunkState;
-    // --stream-interval: skipped tokens ride on the next chunk (text is cumulative or a delta from `sent`).
-    const k = req.completionTokens;
-    if (this.interval > 1 && k !== 1 && k % this.interval !== 0) return;
-    if (this.blocked) {
-      st.dirty = true;
-      return;
-    }
-    const chunk = this.progressChunk(req, st);
-    if (chunk.length > 0) this.write(chunk);
-  }
-
-  onFinish(req: SimRequest): void {
-    if (this.ex.aborted || this.ex.finished) return;
-    const st = req.tag as ChunkState;
-    st.dirty = false;
-    let out = this.finalChunks(req, st);
-    if (--this.open === 0) {
-      if (this.parsed.includeUsage && this.parsed.kind !== 'generate') {
-        out += 'data: ' + this.head + '"choices":[],"usage":' + JSON.stringify(usageOf(this.reqs)) + '}\n\n';
-      }
-      out += 'data: [DONE]\n\n';
-      const res = this.ex.res;
-      res.cork(() => res.end(out));
-      this.ex.finished = true;
-      if (this.blocked) this.server.blockedStreams--;
-      this.blocked = false;
-      return;
-    }
-    this.write(out);
-  }
-
-  private unblock(): void {
-    if (!this.blocked) return;
-    this.blocked = false;
-    this.server.blockedStreams--;
-    if (this.ex.aborted || this.ex.finished) return;
-    let out = '';
-    for (const req of this.reqs) {
-      const st = req.tag as ChunkState;
-      if (!st.dirty || req.state === 'done') continue;
-      st.dirty = false;
-      out += this.progressChunk(req, st);
-    }
-    if (out.length > 0) this.write(out);
-  }
-
-  private write(data: string): void {
-    const res = this.ex.res;
-    let ok = true;
-    res.cork(() => {
-      ok = res.write(data);
-    });
-    if (!ok && !this.blocked) {
-      this.blocked = true;
-      this.server.blockedStreams++;
-    }
-  }
-
-  /** The chunk reporting progress (everything since the last chunk), or '' when there is nothing new. */
-  private progressChunk(req: SimRequest, st: ChunkState): string {
-    const kind = this.parsed.kind;
-    if (kind === 'generate') return 'data: ' + generateResultJson(req, st.ridJson, this.parsed.batch ? st.index : null) + '\n\n';
-    const text = req.text;
-    if (st.sent >= text.length && (kind !== 'chat' || st.roleSent)) return '';
-    const delta = st.sent === 0 ? text : text.slice(st.sent);
-    st.sent = text.length;
-    return this.deltaChunk(st, delta, 'null', '');
-  }
-
-  private deltaChunk(st: ChunkState, delta: string, finish: string, extra: string): string {
-    const usage = this.parsed.includeUsage ? ',"usage":null' : '';
-    if (this.parsed.kind === 'chat') {
-      let d: string;
-      if (!st.roleSent) {
-        st.roleSent = true;
-        d = '{"role":"assistant","content":' + textJson(delta) + '}';
-      } else d = finish === 'null' ? '{"content":' + textJson(delta) + '}' : '{}';
-      return 'data: ' + this.head + '"choices":[{"index":' + st.index + ',"delta":' + d + ',"logprobs":null,"finish_reason":' + finish + extra + '}]' + usage + '}\n\n';
-    }
-    return (
-      'data: ' + this.head + '"choices":[{"index":' + st.index + ',"text":' + textJson(delta) + ',"logprobs":null,"finish_reason":' + finish + extra + '}]' + usage + '}\n\n'
-    );
-  }
-
-  private finalChunks(req: SimRequest, st: ChunkState): string {
-    if (this.parsed.kind === 'generate') return 'data: ' + generateResultJson(req, st.ridJson, this.parsed.batch ? st.index : null) + '\n\n';
-    let out = '';
-    if (st.sent < req.text.length || (!st.roleSent && this.parsed.kind === 'chat')) out += this.progressChunk(req, st);
-    const finish = JSON.stringify(openAiFinishReason(req.finishReason));
-    const matched = ',"matched_stop":' + JSON.stringify(matchedStop(req.finishReason));
-    out += this.deltaChunk(st, '', finish, matched);
-    return out;
   }
 }
