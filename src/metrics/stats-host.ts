@@ -7,16 +7,19 @@
  * actor; percentiles are never computed on the front end.
  *
  * Supervision: the actor runtime restarts a crashed thread; this host re-initialises it with every worker
- * it has announced and the latest cumulative checkpoint (taken every checkpointIntervalMs with
- * hdr-histogram-js's encodeIntoCompressedBase64), so a crash loses at most that interval of cumulative
- * data and the current windows.
+ * it has announced, the latest cumulative checkpoint (taken every checkpointIntervalMs with
+ * hdr-histogram-js's encodeIntoCompressedBase64) and every sample batch sent since that checkpoint, which
+ * the host keeps (the batches are already exact-size copies: keeping them costs no work per request). So a
+ * crash loses nothing: Prometheus counters and histogram counts never step back. The kept batches are
+ * bounded: past replayCheckpointNumbers a checkpoint is taken early, past replayMaxNumbers the oldest are
+ * dropped (counted in replayDropped; only then can a crash lose data).
  */
 import { Actor, type ActorTuning } from '../actors/actor.js';
 import { SwitchyardError } from '../errors.js';
 import type { CompletionRecord, CompletionSink } from '../proxy/completion.js';
 import type { RouteKind } from '../policies/types.js';
 import type { Logger } from '../util/log.js';
-import { Rec, REC_HEADER, type StatsActorInit, type StatsActorMessage, type StatsActorReplies, type StatsCheckpoint, type StatsMember, type StatsSnapshot, type StatsWorkerDef } from './stats-protocol.js';
+import { Rec, REC_HEADER, type SampleBatch, type StatsActorInit, type StatsActorMessage, type StatsActorReplies, type StatsCheckpoint, type StatsMember, type StatsSnapshot, type StatsWorkerDef } from './stats-protocol.js';
 
 export interface StatsHostOptions {
   /** Width of one window slice (default 10 000 ms; tests shrink it). */
@@ -29,6 +32,10 @@ export interface StatsHostOptions {
   readonly askTimeoutMs?: number;
   /** Records are held up to this long to share a crossing (default 10 ms; 0 = one crossing per event-loop turn). */
   readonly flushIntervalMs?: number;
+  /** Kept numbers (8 bytes each) since the last checkpoint that trigger an early checkpoint (default 1M: 8 MB). */
+  readonly replayCheckpointNumbers?: number;
+  /** Most numbers kept for replay (default 8M: 64 MB); beyond it the oldest batches are dropped. */
+  readonly replayMaxNumbers?: number;
   readonly actor?: ActorTuning;
   readonly logger?: Logger | undefined;
 }
@@ -64,9 +71,22 @@ export class StatsHost implements CompletionSink {
   private readonly checkpointTimer: NodeJS.Timeout | null = null;
   private readonly logger: Logger | undefined;
   private closed = false;
+  /** Batches sent since the latest checkpoint, oldest first (replayed into a restarted thread). */
+  private replay: SampleBatch[] = [];
+  private replayNumbers = 0;
+  private replayComplete = true;
+  private readonly replayCheckpointNumbers: number;
+  private readonly replayMaxNumbers: number;
+  private checkpointInFlight = false;
+  /** Set while a thread initialised with a replay has not attached yet: if it dies first, the replay may be what kills it. */
+  private replayOnTrial = false;
+  private inits = 0;
   /** Requests packed and crossings sent (for the debug bundle and tests). */
   recorded = 0;
   batchesSent = 0;
+  /** Batches replayed into restarted threads, and batches dropped from the replay (bound, or a thread that died replaying). */
+  replayed = 0;
+  replayDropped = 0;
 
   constructor(options: StatsHostOptions = {}) {
     const sliceMs = options.sliceMs ?? 10_000;
@@ -75,12 +95,14 @@ export class StatsHost implements CompletionSink {
     this.askTimeoutMs = options.askTimeoutMs ?? 5000;
     this.flushIntervalMs = options.flushIntervalMs ?? 10;
     this.logger = options.logger;
+    this.replayCheckpointNumbers = options.replayCheckpointNumbers ?? 1_048_576;
+    this.replayMaxNumbers = Math.max(options.replayMaxNumbers ?? 8_388_608, this.replayCheckpointNumbers);
     this.actor = new Actor<StatsActorMessage, StatsActorReplies, StatsActorInit>({
       execArgv: threadExecArgv(process.execArgv),
       ...options.actor,
       name: 'stats',
       filename: new URL('./stats-actor.js', import.meta.url),
-      init: () => ({ sliceMs, useWasm, since, workers: this.defs.slice(), checkpoint: this.latest }),
+      init: () => ({ sliceMs, useWasm, since, workers: this.defs.slice(), checkpoint: this.latest, ...this.replayForInit() }),
       logger: options.logger,
     });
     const every = options.checkpointIntervalMs ?? 30_000;
@@ -136,12 +158,25 @@ export class StatsHost implements CompletionSink {
     return this.ask({ t: 'prometheus', members }, 'prometheus render');
   }
 
-  /** Take a checkpoint now (also kept as the restart state). */
+  /** Take a checkpoint now (also kept as the restart state; the batches it covers are no longer kept). */
   async checkpoint(): Promise<StatsCheckpoint> {
     this.flush();
-    const cp = await this.ask({ t: 'checkpoint' }, 'checkpoint');
-    this.latest = cp;
-    return cp;
+    this.checkpointInFlight = true;
+    try {
+      const cp = await this.ask({ t: 'checkpoint' }, 'checkpoint');
+      if (this.latest === null || cp.seq >= this.latest.seq) {
+        this.latest = cp;
+        this.dropReplayThrough(cp.seq);
+      }
+      return cp;
+    } finally {
+      this.checkpointInFlight = false;
+    }
+  }
+
+  /** Batches kept for a restart, and the numbers they hold. */
+  get replayHeld(): { readonly batches: number; readonly numbers: number; readonly complete: boolean } {
+    return { batches: this.replay.length, numbers: this.replayNumbers, complete: this.replayComplete };
   }
 
   get latestCheckpoint(): StatsCheckpoint | null {
@@ -186,13 +221,70 @@ export class StatsHost implements CompletionSink {
   private flush(): void {
     this.flushScheduled = false;
     if (this.len === 0 && this.pendingDefs === null) return;
-    // slice: an exact-size copy is what crosses (a view would clone the whole backing buffer).
+    // slice: an exact-size copy is what crosses (a view would clone the whole backing buffer), and is kept for replay.
     const data = this.buf.slice(0, this.len);
     this.len = 0;
     const workers = this.pendingDefs;
     this.pendingDefs = null;
-    this.actor.tell({ t: 'samples', data, workers });
-    this.batchesSent++;
+    const seq = ++this.batchesSent;
+    const at = Date.now();
+    this.actor.tell({ t: 'samples', seq, at, data, workers });
+    this.keep({ seq, at, data });
+  }
+
+  private keep(batch: SampleBatch): void {
+    this.replay.push(batch);
+    this.replayNumbers += batch.data.length;
+    if (this.replayNumbers > this.replayCheckpointNumbers && !this.checkpointInFlight && this.actor.available && !this.closed) {
+      this.checkpoint().catch((err: unknown) => this.logger?.warn({ err }, 'stats checkpoint failed'));
+    }
+    if (this.replayNumbers <= this.replayMaxNumbers) return;
+    let dropped = 0;
+    while (this.replayNumbers > this.replayMaxNumbers && this.replay.length > 1) {
+      this.replayNumbers -= (this.replay.shift() as SampleBatch).data.length;
+      dropped++;
+    }
+    if (this.replayComplete) this.logger?.warn({ maxNumbers: this.replayMaxNumbers }, 'stats replay buffer full (no checkpoint for too long): a crash now loses the oldest samples');
+    this.replayComplete = false;
+    this.replayDropped += dropped;
+  }
+
+  private dropReplayThrough(seq: number): void {
+    let i = 0;
+    while (i < this.replay.length && (this.replay[i] as SampleBatch).seq <= seq) {
+      this.replayNumbers -= (this.replay[i] as SampleBatch).data.length;
+      i++;
+    }
+    if (i > 0) this.replay.splice(0, i);
+    // Complete again when nothing after the checkpoint was dropped (drops take the oldest and never empty the list).
+    this.replayComplete = this.replay.length === 0 || (this.replay[0] as SampleBatch).seq === seq + 1;
+  }
+
+  /** What a (re)started thread replays: every kept batch, unless the previous thread died while replaying them. */
+  private replayForInit(): { replay: SampleBatch[]; replayComplete: boolean } {
+    const gen = ++this.inits;
+    if (this.replayOnTrial) {
+      // The previous thread was given this replay and died before it attached: do not feed it the same again.
+      this.logger?.error({ batches: this.replay.length }, 'stats thread died while replaying samples; restarting without them');
+      this.replayDropped += this.replay.length;
+      this.replay = [];
+      this.replayNumbers = 0;
+      this.replayComplete = false;
+      this.replayOnTrial = false;
+    }
+    if (this.replay.length === 0) return { replay: [], replayComplete: this.replayComplete };
+    this.replayOnTrial = true;
+    this.replayed += this.replay.length;
+    // Called from inside the Actor's constructor at the first start: this.actor is set once the microtask runs.
+    queueMicrotask(() => {
+      this.actor.whenAvailable().then(
+        () => {
+          if (this.inits === gen) this.replayOnTrial = false;
+        },
+        () => undefined,
+      );
+    });
+    return { replay: this.replay.slice(), replayComplete: this.replayComplete };
   }
 
   private ask<T extends StatsActorMessage>(msg: T, what: string): Promise<StatsActorReplies[T['t']]> {

@@ -74,6 +74,20 @@ export interface StatsActorInit {
   readonly workers: readonly StatsWorkerDef[];
   /** Cumulative state to resume from after a restart (the host's latest checkpoint), or null. */
   readonly checkpoint: StatsCheckpoint | null;
+  /**
+   * Sample batches sent after that checkpoint, oldest first (the host keeps them until a checkpoint covers
+   * them): a restarted thread applies them at init, so no counter steps back. Empty at the first start.
+   */
+  readonly replay: readonly SampleBatch[];
+  /** True when `replay` holds every batch since the checkpoint (none was dropped to bound memory). */
+  readonly replayComplete: boolean;
+}
+
+/** One crossing's packed records: `seq` counts batches from 1 (per host), `at` is the wall-clock ms it was sent. */
+export interface SampleBatch {
+  readonly seq: number;
+  readonly at: number;
+  readonly data: Float64Array;
 }
 
 /** Cumulative histograms and counters, HDR-encoded (encodeIntoCompressedBase64), periodically saved by the host. */
@@ -90,10 +104,12 @@ export interface StatsCheckpoint {
   readonly buckets: Readonly<Record<string, readonly number[]>>;
   /** Requests without a worker, by status (COUNTER_FIELDS order). */
   readonly unrouted: readonly number[];
+  /** The last sample batch (SampleBatch.seq) the checkpoint includes; later batches are replayed after a crash. */
+  readonly seq: number;
 }
 
 export type StatsActorMessage =
-  | { readonly t: 'samples'; readonly data: Float64Array; readonly workers: readonly StatsWorkerDef[] | null }
+  | { readonly t: 'samples'; readonly seq: number; readonly at: number; readonly data: Float64Array; readonly workers: readonly StatsWorkerDef[] | null }
   | { readonly t: 'snapshot'; readonly members: readonly StatsMember[] }
   | { readonly t: 'prometheus'; readonly members: readonly StatsMember[] }
   | { readonly t: 'checkpoint' };

@@ -149,9 +149,14 @@ export class StatsStore {
     }
   }
 
-  /** Read one batch of packed records (stats-protocol.ts layout). Throws on a malformed batch, after keeping what came before. */
-  ingest(data: Float64Array): number {
-    const epoch = this.epochOf(this.now());
+  /**
+   * Read one batch of packed records (stats-protocol.ts layout). Throws on a malformed batch, after keeping
+   * what came before. `sentAt` (wall-clock ms) places a batch replayed after a restart in the slice it
+   * was sent in; live batches land in the current slice.
+   */
+  ingest(data: Float64Array, sentAt?: number): number {
+    const nowMs = this.now();
+    const epoch = this.epochOf(sentAt === undefined ? nowMs : nowMs - Math.max(0, Date.now() - sentAt));
     const n = data.length;
     let off = 0;
     let count = 0;
@@ -258,7 +263,8 @@ export class StatsStore {
   /** The series' slice for `epoch`, folding whatever older slice occupied its ring slot. */
   private current(s: WorkerSeries, epoch: number): Slot {
     const slot = s.tens[epoch % SLICES_PER_MINUTE] as Slot;
-    if (slot.index === epoch) return slot;
+    // A newer slice in the slot (a replayed sample older than the ring): count it there rather than fold the newer one.
+    if (slot.index >= epoch) return slot;
     if (slot.index >= 0) this.fold(s, slot, epoch);
     slot.reset(epoch);
     return slot;
@@ -444,7 +450,8 @@ export class StatsStore {
   // -------------------------------------------------------------------------------------------------
   // checkpoints (the host keeps the latest; a restarted thread resumes from it)
 
-  checkpoint(): StatsCheckpoint {
+  /** `seq`: the last sample batch applied (the host replays later ones after a crash). */
+  checkpoint(seq = 0): StatsCheckpoint {
     const workers: StatsWorkerDef[] = [];
     const latency: Record<string, string[]> = {};
     const counters: Record<string, number[]> = {};
@@ -481,13 +488,16 @@ export class StatsStore {
     const un = this.slotsIn(this.unrouted, 'cumulative', epoch, minute, scratch);
     const unrouted = new Array<number>(COUNTERS).fill(0);
     for (let i = 0; i < un; i++) for (let c = 0; c < COUNTERS; c++) unrouted[c] = (unrouted[c] as number) + ((scratch[i] as Slot).counters[c] as number);
-    return { takenAt: Date.now(), since: this.since, workers, latency, counters, buckets, unrouted };
+    return { takenAt: Date.now(), since: this.since, workers, latency, counters, buckets, unrouted, seq };
   }
 
-  /** Resume cumulative figures from a checkpoint (windows start empty). */
-  restore(cp: StatsCheckpoint): void {
+  /**
+   * Resume cumulative figures from a checkpoint. The windows start empty, from `windowsFrom` (wall-clock
+   * ms; default now): the checkpoint's time when every later batch is replayed into them.
+   */
+  restore(cp: StatsCheckpoint, windowsFrom = Date.now()): void {
     this.since = cp.since;
-    this.windowsSince = Date.now();
+    this.windowsSince = windowsFrom;
     this.defineWorkers(cp.workers);
     for (const [key, encoded] of Object.entries(cp.latency)) {
       const s = this.byId.get(Number(key));
@@ -511,6 +521,11 @@ export class StatsStore {
     }
     ROUTE_KINDS.forEach((_r, i) => (this.durations[i] as FixedHistogram).load(cp.buckets[`duration:${i}`] ?? []));
     for (let c = 0; c < COUNTERS; c++) this.unrouted.cumulative.counters[c] = cp.unrouted[c] ?? 0;
+  }
+
+  /** The windows hold data from this wall-clock ms on (a restarted thread that could not replay everything). */
+  startWindowsAt(ms: number): void {
+    this.windowsSince = ms;
   }
 
   /** Free the histograms (WebAssembly memory is not garbage collected). */
