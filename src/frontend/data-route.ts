@@ -100,7 +100,7 @@ export function handleDataRequest(ctx: RouterContext, res: HttpResponse, req: Ht
   }
   ctx.counters.requests++;
   ctx.counters.active++;
-  ctx.events?.accepted(route);
+  ctx.events?.accepted(route, path);
   // Slow-body guard (slowloris): the body must arrive by a deadline that grows with its declared length.
   let bodyDone = false;
   const deadline = s.bodyDeadline;
@@ -118,7 +118,7 @@ export function handleDataRequest(ctx: RouterContext, res: HttpResponse, req: Ht
               return;
             }
             ctx.counters.failed++;
-            ctx.events?.rejected(route, 'request_body_timeout');
+            ctx.events?.rejected(route, 'request_body_timeout', path);
             const e = new SwitchyardError('request_body_timeout', 'the request body did not arrive in time');
             // Close after answering: the client is still (slowly) sending.
             ex.res.cork(() => {
@@ -138,7 +138,7 @@ export function handleDataRequest(ctx: RouterContext, res: HttpResponse, req: Ht
     if (bodyTimer !== undefined) clearTimeout(bodyTimer);
     ctx.counters.active--;
     ctx.counters.aborted++;
-    ctx.events?.rejected(route, 'client_closed');
+    ctx.events?.rejected(route, 'client_closed', path);
   };
   ex.readBody(s.maxPayloadSize, declaredLength, (err, body) => {
     if (bodyDone) return;
@@ -148,7 +148,7 @@ export function handleDataRequest(ctx: RouterContext, res: HttpResponse, req: Ht
     if (err !== null) {
       ctx.counters.active--;
       ctx.counters.failed++;
-      ctx.events?.rejected(route, err.code);
+      ctx.events?.rejected(route, err.code, path);
       return;
     }
     const limits = ctx.limits;
@@ -156,37 +156,37 @@ export function handleDataRequest(ctx: RouterContext, res: HttpResponse, req: Ht
     // Concurrency limit / rate limit: admitted now, refused now, or queued until a slot frees.
     const admitted = limits.acquire((qerr) => {
       ex.onAbort = undefined;
-      if (qerr !== null) return refuse(ctx, ex, qerr, route);
+      if (qerr !== null) return refuse(ctx, ex, qerr, route, path);
       onBody(ctx, ex, route, path, body, headerId, arrivedAt, traceparent, authorization, corsOrigin);
     });
     if (admitted === null) return onBody(ctx, ex, route, path, body, headerId, arrivedAt, traceparent, authorization, corsOrigin);
-    if (admitted instanceof SwitchyardError) return refuse(ctx, ex, admitted, route);
+    if (admitted instanceof SwitchyardError) return refuse(ctx, ex, admitted, route, path);
     ex.onAbort = () => {
       // The client left while queued: it leaves the queue and is counted as aborted.
       limits.cancel(admitted);
       ctx.counters.active--;
       ctx.counters.aborted++;
-      ctx.events?.rejected(route, 'client_closed');
+      ctx.events?.rejected(route, 'client_closed', path);
     };
   });
 }
 
 /** Refused before admission (no limiter slot held). */
-function refuse(ctx: RouterContext, ex: Exchange, err: SwitchyardError, route: RouteKind): void {
+function refuse(ctx: RouterContext, ex: Exchange, err: SwitchyardError, route: RouteKind, path: string): void {
   ctx.counters.active--;
   ctx.counters.failed++;
-  ctx.events?.rejected(route, err.code);
+  ctx.events?.rejected(route, err.code, path);
   ex.error(err);
 }
 
 function onBody(ctx: RouterContext, ex: Exchange, route: RouteKind, path: string, raw: Buffer, headerId: string, arrivedAt: number, traceparent: string, authorization: string, corsOrigin: string): void {
   const parsed = parseJsonObject(raw);
-  if (parsed instanceof SwitchyardError) return reject(ctx, ex, parsed, route);
+  if (parsed instanceof SwitchyardError) return reject(ctx, ex, parsed, route, path);
   const extracted = extractFeatures(route, parsed);
-  if (extracted instanceof SwitchyardError) return reject(ctx, ex, extracted, route);
+  if (extracted instanceof SwitchyardError) return reject(ctx, ex, extracted, route, path);
   let requestId = headerId;
   if (requestId === '' && extracted.rid !== undefined) {
-    if (!isValidRequestId(extracted.rid)) return reject(ctx, ex, new SwitchyardError('invalid_request_id', '`rid` must be 1-128 characters of [A-Za-z0-9._:-]'), route);
+    if (!isValidRequestId(extracted.rid)) return reject(ctx, ex, new SwitchyardError('invalid_request_id', '`rid` must be 1-128 characters of [A-Za-z0-9._:-]'), route, path);
     requestId = extracted.rid;
   }
   if (requestId === '') requestId = generateRequestId();
@@ -256,11 +256,11 @@ function withRid(raw: Buffer, parsed: Record<string, unknown>, f: ExtractedFeatu
   return Buffer.from(JSON.stringify({ ...parsed, rid: requestId }));
 }
 
-function reject(ctx: RouterContext, ex: Exchange, err: SwitchyardError, route: RouteKind): void {
+function reject(ctx: RouterContext, ex: Exchange, err: SwitchyardError, route: RouteKind, path: string): void {
   ctx.limits?.release();
   ctx.counters.active--;
   ctx.counters.failed++;
-  ctx.events?.rejected(route, err.code);
+  ctx.events?.rejected(route, err.code, path);
   ex.error(err);
 }
 
@@ -443,6 +443,7 @@ function onRelayFinished(ctx: RouterContext, st: InFlight, worker: WorkerEntry, 
   const rec: CompletionRecord = {
     requestId: st.requestId,
     route: st.route,
+    path: st.path,
     stream: st.features.stream,
     workerUrl: worker.url,
     slot: worker.slot,
@@ -488,6 +489,7 @@ function finishWithoutWorker(ctx: RouterContext, st: InFlight, status: 'failed' 
   finishRecord(ctx, {
     requestId: st.requestId,
     route: st.route,
+    path: st.path,
     stream: st.features.stream,
     workerUrl: '',
     slot: -1,

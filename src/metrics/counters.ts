@@ -14,8 +14,7 @@ import type { CompletionRecord, CompletionSink } from '../proxy/completion.js';
 import type { RouteKind } from '../policies/types.js';
 import type { WorkerEntry } from '../workers/registry.js';
 import type { RequestEventView, RequestEvents } from './events.js';
-import { routeIndex } from './stats-host.js';
-import { ROUTE_KINDS } from './stats-store.js';
+import { ROUTE_LABEL_COUNT, routeLabelIndex } from './route-labels.js';
 
 /** Admission actions and triggers shown (at zero) before anything is recorded: seed 002's vocabulary. */
 export const ADMISSION_ACTIONS = ['single', 'multi'] as const;
@@ -103,10 +102,10 @@ export class AdmissionCounters implements AdmissionRecorder {
 }
 
 export class RouterMetrics implements RequestEvents, CompletionSink {
-  /** Accepted data requests per route kind (ROUTE_KINDS order). */
-  readonly requests = new Float64Array(ROUTE_KINDS.length);
-  /** Per route kind: error_type -> count. */
-  readonly errors: Map<string, number>[] = ROUTE_KINDS.map(() => new Map<string, number>());
+  /** Accepted data requests per route label (route-labels.ts order). */
+  readonly requests = new Float64Array(ROUTE_LABEL_COUNT);
+  /** Per route label: error_type -> count. */
+  readonly errors: Map<string, number>[] = Array.from({ length: ROUTE_LABEL_COUNT }, () => new Map<string, number>());
   retriesExhausted = 0;
   /** Retries a request may have (the router's retry policy; set at start). A failure after all of them is "exhausted". */
   maxRetries = 1;
@@ -123,13 +122,13 @@ export class RouterMetrics implements RequestEvents, CompletionSink {
     this.decisionGeneration = new Int32Array(tableCapacity);
   }
 
-  accepted(route: RouteKind): void {
-    const i = routeIndex(route);
+  accepted(route: RouteKind, path?: string): void {
+    const i = routeLabelIndex(route, path);
     this.requests[i] = (this.requests[i] as number) + 1;
   }
 
-  rejected(route: RouteKind, code: ErrorCode): void {
-    this.countError(routeIndex(route), code);
+  rejected(route: RouteKind, code: ErrorCode, path?: string): void {
+    this.countError(routeLabelIndex(route, path), code);
   }
 
   decided(req: RequestEventView): void {
@@ -156,7 +155,7 @@ export class RouterMetrics implements RequestEvents, CompletionSink {
   record(rec: CompletionRecord): void {
     if (rec.status === 'completed') return;
     const type = rec.status === 'aborted' ? 'client_closed' : (rec.errorCode ?? `http_${rec.httpStatus}`);
-    this.countError(routeIndex(rec.route), type);
+    this.countError(routeLabelIndex(rec.route, rec.path), type);
     if (rec.status === 'failed' && this.maxRetries > 0 && rec.attempts > this.maxRetries) this.retriesExhausted++;
   }
 
@@ -175,7 +174,7 @@ export class RouterMetrics implements RequestEvents, CompletionSink {
     return this.treeSizes.get(url) ?? 0;
   }
 
-  /** Total errors per route kind plus every (route, error_type) pair. */
+  /** Every (route label index, error_type, count). */
   errorEntries(): [number, string, number][] {
     const out: [number, string, number][] = [];
     this.errors.forEach((m, i) => {

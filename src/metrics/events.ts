@@ -24,10 +24,10 @@ export interface RequestEventView {
 }
 
 export interface RequestEvents {
-  /** A data request was accepted (counted before its body is read). */
-  accepted(route: RouteKind): void;
+  /** A data request was accepted (counted before its body is read); `path` is the route's path (pass-through routes are labelled by it). */
+  accepted(route: RouteKind, path?: string): void;
   /** An accepted request was refused before reaching a worker (bad body, too large): no completion record follows. */
-  rejected(route: RouteKind, code: ErrorCode): void;
+  rejected(route: RouteKind, code: ErrorCode, path?: string): void;
   /** A worker was chosen (each attempt, retries included); `req.worker` and `req.decision` are set. */
   decided(req: RequestEventView): void;
 }
@@ -37,11 +37,11 @@ export function combineEvents(list: readonly (RequestEvents | undefined)[]): Req
   const present = list.filter((e): e is RequestEvents => e !== undefined);
   if (present.length <= 1) return present[0];
   return {
-    accepted(route) {
-      for (const e of present) e.accepted(route);
+    accepted(route, path) {
+      for (const e of present) e.accepted(route, path);
     },
-    rejected(route, code) {
-      for (const e of present) e.rejected(route, code);
+    rejected(route, code, path) {
+      for (const e of present) e.rejected(route, code, path);
     },
     decided(req) {
       for (const e of present) e.decided(req);

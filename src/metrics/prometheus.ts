@@ -14,7 +14,8 @@ import type { RouterContext } from '../frontend/context.js';
 import type { Logger } from '../util/log.js';
 import type { RouterMetrics } from './counters.js';
 import { labels, PROM_CONTENT_TYPE, PromWriter } from './prom-text.js';
-import { HISTOGRAM_HELP, renderHistogramFamilies, ROUTE_LABELS } from './stats-store.js';
+import { HISTOGRAM_HELP, renderHistogramFamilies } from './stats-store.js';
+import { ROUTE_LABELS } from './route-labels.js';
 import type { StatsMember } from './stats-protocol.js';
 
 /** The parts of the router the exposition reads. */

@@ -15,7 +15,7 @@ import { Field } from '../actors/worker-table.js';
 import type { RouterContext } from '../frontend/context.js';
 import { toSwitchyardError } from '../errors.js';
 import { membersOf } from './prometheus.js';
-import { ROUTE_LABELS } from './stats-store.js';
+import { ROUTE_LABELS } from './route-labels.js';
 import type { RouterMetrics } from './counters.js';
 import type { StatsHost } from './stats-host.js';
 import type { StatsSnapshot, WindowSnapshot } from './stats-protocol.js';

@@ -17,8 +17,8 @@
 import { Actor, type ActorTuning } from '../actors/actor.js';
 import { SwitchyardError } from '../errors.js';
 import type { CompletionRecord, CompletionSink } from '../proxy/completion.js';
-import type { RouteKind } from '../policies/types.js';
 import type { Logger } from '../util/log.js';
+import { routeLabelIndex } from './route-labels.js';
 import { Rec, REC_HEADER, type SampleBatch, type StatsActorInit, type StatsActorMessage, type StatsActorReplies, type StatsCheckpoint, type StatsMember, type StatsSnapshot, type StatsWorkerDef } from './stats-protocol.js';
 
 export interface StatsHostOptions {
@@ -42,19 +42,6 @@ export interface StatsHostOptions {
 
 /** Numbers per crossing before a turn's batch is sent early (2 MB of Float64). */
 const MAX_BATCH_NUMBERS = 262_144;
-
-export function routeIndex(route: RouteKind): number {
-  switch (route) {
-    case 'generate':
-      return 0;
-    case 'chat':
-      return 1;
-    case 'completions':
-      return 2;
-    default:
-      return 3;
-  }
-}
 
 export class StatsHost implements CompletionSink {
   readonly actor: Actor<StatsActorMessage, StatsActorReplies, StatsActorInit>;
@@ -124,7 +111,7 @@ export class StatsHost implements CompletionSink {
     const b = this.buf;
     const o = this.len;
     b[o + Rec.Worker] = rec.slot >= 0 && rec.workerUrl !== '' ? this.idFor(rec.workerUrl, rec.nodeId) : -1;
-    b[o + Rec.Route] = routeIndex(rec.route);
+    b[o + Rec.Route] = routeLabelIndex(rec.route, rec.path);
     b[o + Rec.Status] = rec.status === 'completed' ? 0 : rec.status === 'failed' ? 1 : 2;
     b[o + Rec.Stream] = rec.stream ? 1 : 0;
     b[o + Rec.DurationUs] = (rec.finishedAt - rec.arrivedAt) * 1000;

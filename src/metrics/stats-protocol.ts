@@ -12,7 +12,7 @@ import type { ActorMessage } from '../actors/protocol.js';
 export const enum Rec {
   /** Worker key (see StatsWorkerDef.id), -1 when the request never reached a worker. */
   Worker = 0,
-  /** RouteKind index (ROUTE_KINDS). */
+  /** Route label index (route-labels.ts). */
   Route = 1,
   /** 0 completed, 1 failed, 2 aborted. */
   Status = 2,

@@ -16,6 +16,7 @@
 import { build, decodeFromCompressedBase64, encodeIntoCompressedBase64, type Histogram } from 'hdr-histogram-js';
 import { DURATION_BUCKETS_S, FixedHistogram, ITL_BUCKETS_S, TTFT_BUCKETS_S, toMicros } from './buckets.js';
 import { labels, PromWriter } from './prom-text.js';
+import { OTHER_ROUTE, ROUTE_LABELS } from './route-labels.js';
 import {
   LATENCY_METRICS,
   Metric,
@@ -43,9 +44,6 @@ export const MINUTES_KEPT = 5;
 /** cv at or below this counts as balanced. */
 export const BALANCED_CV = 0.2;
 
-/** Route kinds in index order (Rec.Route) and the route label each gets (sgl-router's paths). */
-export const ROUTE_KINDS = ['generate', 'chat', 'completions', 'other'] as const;
-export const ROUTE_LABELS: readonly string[] = ['/generate', '/v1/chat/completions', '/v1/completions', 'other'];
 
 /** Request counters per slice: total, completed, failed, aborted, input, output, cached tokens. */
 const enum C {
@@ -107,7 +105,8 @@ export class StatsStore {
   private readonly byUrl = new Map<string, WorkerSeries>();
   /** Requests that never reached a worker (counted in totals, not in any worker). */
   private readonly unrouted = new WorkerSeries('', -1);
-  private readonly durations = ROUTE_KINDS.map(() => new FixedHistogram(DURATION_US));
+  /** Per route label (route-labels.ts order). */
+  private readonly durations = ROUTE_LABELS.map(() => new FixedHistogram(DURATION_US));
   /** Scratch accumulators (64-bit counts), reused by every snapshot. */
   private readonly accWorker: Histogram[];
   private readonly accAll: Histogram[];
@@ -188,7 +187,7 @@ export class StatsStore {
       series = s;
     }
     const route = d[off + Rec.Route] as number;
-    const duration = this.durations[route] ?? this.durations[ROUTE_KINDS.length - 1];
+    const duration = this.durations[route] ?? this.durations[OTHER_ROUTE];
     duration?.record(clampUs(d[off + Rec.DurationUs] as number));
 
     const slot = this.current(series, epoch);
@@ -482,7 +481,7 @@ export class StatsStore {
       buckets[`itl:${key}`] = s.itl.toArray();
       buckets[`tpot:${key}`] = s.tpot.toArray();
     }
-    ROUTE_KINDS.forEach((_r, i) => {
+    ROUTE_LABELS.forEach((_r, i) => {
       buckets[`duration:${i}`] = (this.durations[i] as FixedHistogram).toArray();
     });
     const un = this.slotsIn(this.unrouted, 'cumulative', epoch, minute, scratch);
@@ -519,7 +518,7 @@ export class StatsStore {
       s.itl.load(cp.buckets[`itl:${key}`] ?? []);
       s.tpot.load(cp.buckets[`tpot:${key}`] ?? []);
     }
-    ROUTE_KINDS.forEach((_r, i) => (this.durations[i] as FixedHistogram).load(cp.buckets[`duration:${i}`] ?? []));
+    ROUTE_LABELS.forEach((_r, i) => (this.durations[i] as FixedHistogram).load(cp.buckets[`duration:${i}`] ?? []));
     for (let c = 0; c < COUNTERS; c++) this.unrouted.cumulative.counters[c] = cp.unrouted[c] ?? 0;
   }
 
@@ -561,7 +560,7 @@ export function renderHistogramFamilies(durations: readonly (FixedHistogram | un
   const w = new PromWriter();
   const zeroDuration = new FixedHistogram(DURATION_US);
   w.family('sgl_router_request_duration_seconds', 'histogram', HISTOGRAM_HELP.duration);
-  ROUTE_KINDS.forEach((_r, i) => {
+  ROUTE_LABELS.forEach((_r, i) => {
     const h = durations[i] ?? zeroDuration;
     w.histogram('sgl_router_request_duration_seconds', labels(['route', ROUTE_LABELS[i] as string]), h.bounds, h.counts, h.sum, 1e-6);
   });

@@ -9,6 +9,8 @@ export type RequestStatus = 'completed' | 'failed' | 'aborted';
 export interface CompletionRecord {
   requestId: string;
   route: RouteKind;
+  /** The request's path (pass-through routes are labelled by it in metrics); absent: labelled by `route`. */
+  path?: string;
   stream: boolean;
   workerUrl: string;
   slot: number;

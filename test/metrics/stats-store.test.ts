@@ -3,6 +3,7 @@ import { initWebAssembly } from 'hdr-histogram-js';
 import { balanceOf, HIGHEST_US, StatsStore } from '../../src/metrics/stats-store.js';
 import { parsePrometheusText, valueOf } from './prom-parser.js';
 import { near, pack } from './helpers.js';
+import { OTHER_ROUTE } from '../../src/metrics/route-labels.js';
 
 await initWebAssembly();
 
@@ -198,7 +199,7 @@ t.test('Prometheus histograms from the store: strict parse, exact bucket counts'
   s.ingest(pack([
     { worker: 0, route: 0, durationMs: 3, ttftMs: 4, e2eMs: 14, output: 6, itlMs: [2, 2, 2, 2, 2] },
     { worker: 0, route: 1, durationMs: 600, ttftMs: 500, e2eMs: 600, output: 2, itlMs: [100] },
-    { worker: -1, route: 3, status: 1, durationMs: 0.5 },
+    { worker: -1, route: OTHER_ROUTE, status: 1, durationMs: 0.5 },
   ]));
   const text = s.renderPrometheus(MEMBERS);
   const fams = parsePrometheusText(text);
