@@ -9,6 +9,7 @@
  * admission) is still exported, at 0, with its HELP text.
  */
 import { Field } from '../actors/worker-table.js';
+import { BREAKER_STATE_NAMES, BREAKER_TRANSITIONS } from '../workers/breaker.js';
 import { createApp, Exchange, listen, closeListenSocket, type ListenSocket } from '../frontend/http.js';
 import type { RouterContext } from '../frontend/context.js';
 import type { Logger } from '../util/log.js';
@@ -19,7 +20,7 @@ import { ROUTE_LABELS } from './route-labels.js';
 import type { StatsMember } from './stats-protocol.js';
 
 /** The parts of the router the exposition reads. */
-export type MetricsSource = Pick<RouterContext, 'registry' | 'table' | 'counters' | 'policy'>;
+export type MetricsSource = Pick<RouterContext, 'registry' | 'table' | 'counters' | 'policy' | 'breakers'>;
 
 export function membersOf(src: Pick<RouterContext, 'registry'>): StatsMember[] {
   return src.registry.list().map((w) => ({ url: w.url, nodeId: w.nodeId }));
@@ -49,6 +50,22 @@ export function renderMetrics(src: MetricsSource, m: RouterMetrics, histograms: 
 
   w.family('sgl_router_cb_state', 'gauge', 'Circuit breaker state per worker (0=closed, 1=open, 2=half_open)');
   for (const e of workers) w.sample('sgl_router_cb_state', labels(['worker', e.url]), t.get(e.slot, Field.Breaker));
+
+  // sgl-router's breaker counters: every possible transition per worker (0 until it happens, and with
+  // --disable-circuit-breaker), and the outcomes the breaker counted.
+  w.family('sgl_router_cb_state_transitions_total', 'counter', 'Total number of circuit breaker state transitions by worker');
+  for (const e of workers) {
+    const counts = src.breakers?.counts(e.ref);
+    for (const [from, to] of BREAKER_TRANSITIONS) {
+      w.sample('sgl_router_cb_state_transitions_total', labels(['worker', e.url], ['from', BREAKER_STATE_NAMES[from]], ['to', BREAKER_STATE_NAMES[to]]), counts?.transitions(from, to) ?? 0);
+    }
+  }
+  w.family('sgl_router_cb_outcomes_total', 'counter', 'Total number of circuit breaker outcomes by worker and outcome type (success/failure)');
+  for (const e of workers) {
+    const counts = src.breakers?.counts(e.ref);
+    w.sample('sgl_router_cb_outcomes_total', labels(['worker', e.url], ['outcome', 'success']), counts?.successes ?? 0);
+    w.sample('sgl_router_cb_outcomes_total', labels(['worker', e.url], ['outcome', 'failure']), counts?.failures ?? 0);
+  }
 
   let available = 0;
   let maxLoad = 0;

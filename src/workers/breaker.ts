@@ -37,7 +37,37 @@ interface BreakerSlot {
   successes: number;
   probesInFlight: number;
   timer: NodeJS.Timeout | undefined;
+  /** Outcomes recorded for this worker (sgl_router_cb_outcomes_total). */
+  okTotal: number;
+  failedTotal: number;
+  /** Transitions of this worker's breaker, indexed by transitionIndex(from, to). */
+  readonly transitions: Float64Array;
 }
+
+/** State names as sgl-router labels them (sgl_router_cb_state_transitions_total{from,to}). */
+export const BREAKER_STATE_NAMES = ['closed', 'open', 'half_open'] as const;
+
+/** The transitions a breaker can make, [from, to] (the metric exports each, at 0 until it happens). */
+export const BREAKER_TRANSITIONS: readonly (readonly [BreakerState, BreakerState])[] = [
+  [BreakerState.Closed, BreakerState.Open],
+  [BreakerState.Open, BreakerState.HalfOpen],
+  [BreakerState.HalfOpen, BreakerState.Closed],
+  [BreakerState.HalfOpen, BreakerState.Open],
+];
+
+function transitionIndex(from: BreakerState, to: BreakerState): number {
+  return from * 3 + to;
+}
+
+/** Per-worker counts for the exposition. */
+export interface BreakerCounts {
+  readonly successes: number;
+  readonly failures: number;
+  /** How often the breaker went from `from` to `to`. */
+  transitions(from: BreakerState, to: BreakerState): number;
+}
+
+const NO_COUNTS: BreakerCounts = { successes: 0, failures: 0, transitions: () => 0 };
 
 export type BreakerListener = (ref: SlotRef, from: BreakerState, to: BreakerState) => void;
 
@@ -81,6 +111,7 @@ export class CircuitBreakers {
     if (success === undefined) return;
     const state = this.state(ref);
     if (success) {
+      s.okTotal++;
       s.failures = 0;
       if (state === BreakerState.HalfOpen && permit === Permit.Probe) {
         s.successes++;
@@ -88,6 +119,7 @@ export class CircuitBreakers {
       }
       return;
     }
+    s.failedTotal++;
     s.successes = 0;
     if (state === BreakerState.HalfOpen) {
       if (permit === Permit.Probe) this.move(ref, s, BreakerState.Open);
@@ -97,6 +129,14 @@ export class CircuitBreakers {
       s.failures++;
       if (s.failures >= this.options.failureThreshold) this.move(ref, s, BreakerState.Open);
     }
+  }
+
+  /** Outcome and transition counts of a worker (zeros for a worker never recorded). Not for the hot path. */
+  counts(ref: SlotRef): BreakerCounts {
+    const s = this.slots.get(ref.slot);
+    if (s === undefined || s.generation !== ref.generation) return NO_COUNTS;
+    const t = s.transitions;
+    return { successes: s.okTotal, failures: s.failedTotal, transitions: (from, to) => t[transitionIndex(from, to)] as number };
   }
 
   /** The worker was removed: drop its timer and counts (the table slot is reset by the registry). */
@@ -124,6 +164,8 @@ export class CircuitBreakers {
     s.successes = 0;
     s.probesInFlight = 0;
     this.table.set(ref.slot, Field.Breaker, to);
+    const i = transitionIndex(from, to);
+    s.transitions[i] = (s.transitions[i] as number) + 1;
     if (to === BreakerState.Open) {
       this.transitions.opened++;
       if (!this.closedForGood) {
@@ -142,7 +184,7 @@ export class CircuitBreakers {
     let s = this.slots.get(ref.slot);
     if (s === undefined || s.generation !== ref.generation) {
       if (s?.timer !== undefined) clearTimeout(s.timer);
-      s = { generation: ref.generation, failures: 0, successes: 0, probesInFlight: 0, timer: undefined };
+      s = { generation: ref.generation, failures: 0, successes: 0, probesInFlight: 0, timer: undefined, okTotal: 0, failedTotal: 0, transitions: new Float64Array(9) };
       this.slots.set(ref.slot, s);
     }
     return s;
