@@ -16,8 +16,6 @@ import type { RequestProgressHook, RouterContext } from './context.js';
 import { checkBearer } from './auth.js';
 import { backoffMs, isRetryableStatus } from './retry.js';
 import { Permit } from '../workers/breaker.js';
-import { corsOriginFor } from './cors.js';
-import { statusLine } from './http.js';
 
 const now = (): number => performance.now();
 const MAX_REDECIDE = 3;
@@ -45,8 +43,6 @@ interface InFlight {
   backoff: NodeJS.Timeout | undefined;
   traceparent: string;
   authorization: string;
-  /** Access-Control-Allow-Origin for the response ('' = none). */
-  corsOrigin: string;
 }
 
 export function handleDataRequest(ctx: RouterContext, res: HttpResponse, req: HttpRequest, route: RouteKind, path: string): void {
@@ -59,7 +55,6 @@ export function handleDataRequest(ctx: RouterContext, res: HttpResponse, req: Ht
   // W3C trace context: an invalid traceparent is dropped (not forwarded), as the spec asks of a participant.
   const rawTraceparent = req.getHeader('traceparent');
   const traceparent = rawTraceparent === '' || TRACEPARENT_RE.test(rawTraceparent) ? rawTraceparent : '';
-  const corsOrigin = corsOriginFor(ctx.settings.corsAllowedOrigins, req.getHeader('origin'));
   const headerLimits = ctx.settings.headerLimits;
   if (headerLimits !== undefined) {
     let count = 0;
@@ -119,15 +114,8 @@ export function handleDataRequest(ctx: RouterContext, res: HttpResponse, req: Ht
             }
             ctx.counters.failed++;
             ctx.events?.rejected(route, 'request_body_timeout', path);
-            const e = new SwitchyardError('request_body_timeout', 'the request body did not arrive in time');
             // Close after answering: the client is still (slowly) sending.
-            ex.res.cork(() => {
-              ex.res.writeStatus(statusLine(e.status));
-              ex.res.writeHeader('content-type', 'application/json');
-              ex.res.end(JSON.stringify(e.toJSON()), true);
-            });
-            ex.started = true;
-            ex.finished = true;
+            ex.closeWithError(new SwitchyardError('request_body_timeout', 'the request body did not arrive in time'));
           },
           Number.isNaN(declaredLength) ? deadline.unknownLengthMs : deadline.baseMs + (declaredLength * 1000) / deadline.minBytesPerSec,
         );
@@ -152,14 +140,14 @@ export function handleDataRequest(ctx: RouterContext, res: HttpResponse, req: Ht
       return;
     }
     const limits = ctx.limits;
-    if (limits === undefined || limits.unlimited) return onBody(ctx, ex, route, path, body, headerId, arrivedAt, traceparent, authorization, corsOrigin);
+    if (limits === undefined || limits.unlimited) return onBody(ctx, ex, route, path, body, headerId, arrivedAt, traceparent, authorization);
     // Concurrency limit / rate limit: admitted now, refused now, or queued until a slot frees.
     const admitted = limits.acquire((qerr) => {
       ex.onAbort = undefined;
       if (qerr !== null) return refuse(ctx, ex, qerr, route, path);
-      onBody(ctx, ex, route, path, body, headerId, arrivedAt, traceparent, authorization, corsOrigin);
+      onBody(ctx, ex, route, path, body, headerId, arrivedAt, traceparent, authorization);
     });
-    if (admitted === null) return onBody(ctx, ex, route, path, body, headerId, arrivedAt, traceparent, authorization, corsOrigin);
+    if (admitted === null) return onBody(ctx, ex, route, path, body, headerId, arrivedAt, traceparent, authorization);
     if (admitted instanceof SwitchyardError) return refuse(ctx, ex, admitted, route, path);
     ex.onAbort = () => {
       // The client left while queued: it leaves the queue and is counted as aborted.
@@ -179,7 +167,7 @@ function refuse(ctx: RouterContext, ex: Exchange, err: SwitchyardError, route: R
   ex.error(err);
 }
 
-function onBody(ctx: RouterContext, ex: Exchange, route: RouteKind, path: string, raw: Buffer, headerId: string, arrivedAt: number, traceparent: string, authorization: string, corsOrigin: string): void {
+function onBody(ctx: RouterContext, ex: Exchange, route: RouteKind, path: string, raw: Buffer, headerId: string, arrivedAt: number, traceparent: string, authorization: string): void {
   const parsed = parseJsonObject(raw);
   if (parsed instanceof SwitchyardError) return reject(ctx, ex, parsed, route, path);
   const extracted = extractFeatures(route, parsed);
@@ -221,7 +209,6 @@ function onBody(ctx: RouterContext, ex: Exchange, route: RouteKind, path: string
     backoff: undefined,
     traceparent,
     authorization,
-    corsOrigin,
   };
   decideAndSend(ctx, state, 0);
 }
@@ -352,19 +339,7 @@ function send(ctx: RouterContext, st: InFlight, worker: WorkerEntry): void {
       path: st.path,
       headers,
       body: st.body,
-      responseHeaders:
-        st.corsOrigin === ''
-          ? [
-              ['x-request-id', st.requestId],
-              ['X-SGLang-Worker', worker.url],
-            ]
-          : [
-              ['x-request-id', st.requestId],
-              ['X-SGLang-Worker', worker.url],
-              ['access-control-allow-origin', st.corsOrigin],
-              ['access-control-expose-headers', 'x-request-id, x-sglang-worker'],
-              ['vary', 'origin'],
-            ],
+      responseHeaders: relayHeaders(st, worker),
       timeoutMs: ctx.settings.requestTimeoutMs,
       deferConnectErrors: mayRetry(ctx, st),
       deferStatus: ctx.settings.retry !== undefined && mayRetry(ctx, st) ? isRetryableStatus : undefined,
@@ -372,6 +347,18 @@ function send(ctx: RouterContext, st: InFlight, worker: WorkerEntry): void {
     progress !== undefined && st.features.stream ? firstByteClock(progress, st) : now,
     (outcome) => onRelayFinished(ctx, st, worker, outcome),
   );
+}
+
+/** Headers on the relayed answer: the request id, the worker, and the exchange's CORS headers if any. */
+function relayHeaders(st: InFlight, worker: WorkerEntry): readonly [string, string][] {
+  const extra = st.ex.extraHeaders;
+  if (extra === undefined) {
+    return [
+      ['x-request-id', st.requestId],
+      ['X-SGLang-Worker', worker.url],
+    ];
+  }
+  return [['x-request-id', st.requestId], ['X-SGLang-Worker', worker.url], ...extra];
 }
 
 /**

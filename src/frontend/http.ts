@@ -51,6 +51,38 @@ export function statusLine(status: number): string {
   return STATUS_TEXT[status] ?? `${status} Status`;
 }
 
+/** Header pairs a response carries whatever it says (the CORS headers of an allowed origin). */
+export type ResponseHeaders = readonly [string, string][];
+
+/**
+ * Where a route wrapper leaves the per-request response headers (cors.ts sets them before the handler
+ * runs; uWS hands each request a fresh response object). Nothing is stored when there are none, so the
+ * no-CORS path reads one absent property and allocates nothing.
+ */
+const RESPONSE_HEADERS = Symbol('switchyard.responseHeaders');
+
+interface HeaderCarrier {
+  [RESPONSE_HEADERS]?: ResponseHeaders;
+}
+
+export function setResponseHeaders(res: HttpResponse, headers: ResponseHeaders): void {
+  (res as HeaderCarrier)[RESPONSE_HEADERS] = headers;
+}
+
+/** The response headers a wrapper attached to this request (undefined: none). */
+export function responseHeadersOf(res: HttpResponse): ResponseHeaders | undefined {
+  return (res as HeaderCarrier)[RESPONSE_HEADERS];
+}
+
+/** Write the per-request headers (call inside cork, after writeStatus). */
+export function writeResponseHeaders(res: HttpResponse, headers: ResponseHeaders | undefined): void {
+  if (headers === undefined) return;
+  for (let i = 0; i < headers.length; i++) {
+    const h = headers[i]!;
+    res.writeHeader(h[0], h[1]);
+  }
+}
+
 /** Per-request state that survives the synchronous handler: the abort flag and an abort hook. */
 export class Exchange {
   aborted = false;
@@ -58,8 +90,11 @@ export class Exchange {
   started = false;
   finished = false;
   onAbort: (() => void) | undefined = undefined;
+  /** Headers every answer of this exchange carries, errors included (CORS); undefined when none. */
+  readonly extraHeaders: ResponseHeaders | undefined;
 
   constructor(readonly res: HttpResponse) {
+    this.extraHeaders = (res as HeaderCarrier)[RESPONSE_HEADERS];
     res.onAborted(() => {
       this.aborted = true;
       const hook = this.onAbort;
@@ -75,6 +110,7 @@ export class Exchange {
     this.res.cork(() => {
       this.res.writeStatus(statusLine(status));
       this.res.writeHeader('content-type', 'application/json');
+      writeResponseHeaders(this.res, this.extraHeaders);
       if (headers !== undefined) for (const k in headers) this.res.writeHeader(k, headers[k] as string);
       this.res.end(text);
     });
@@ -88,6 +124,7 @@ export class Exchange {
     this.res.cork(() => {
       this.res.writeStatus(statusLine(status));
       this.res.writeHeader('content-type', contentType);
+      writeResponseHeaders(this.res, this.extraHeaders);
       if (headers !== undefined) for (const k in headers) this.res.writeHeader(k, headers[k] as string);
       this.res.end(body);
     });
@@ -143,11 +180,13 @@ export class Exchange {
     });
   }
 
-  private closeWithError(err: SwitchyardError): void {
+  /** Answer with a JSON error and close the connection (the client may still be sending a body we refuse). */
+  closeWithError(err: SwitchyardError): void {
     if (this.aborted || this.finished) return;
     this.res.cork(() => {
       this.res.writeStatus(statusLine(err.status));
       this.res.writeHeader('content-type', 'application/json');
+      writeResponseHeaders(this.res, this.extraHeaders);
       this.res.end(JSON.stringify(err.toJSON()), true);
     });
     this.started = true;

@@ -2,11 +2,11 @@
  * The router's uWS application: data routes, control routes, and JSON errors for wrong methods and
  * unknown routes.
  */
-import { createApp, Exchange, type HttpResponse, type TemplatedApp } from './http.js';
+import { createApp, Exchange, responseHeadersOf, writeResponseHeaders, type HttpResponse, type TemplatedApp } from './http.js';
 import { handleDataRequest } from './data-route.js';
 import { registerControlRoutes } from './control-routes.js';
 import type { RouterContext } from './context.js';
-import { registerCorsPreflight } from './cors.js';
+import { registerCorsPreflight, withCorsHeaders } from './cors.js';
 import type { RouteKind } from '../policies/types.js';
 
 /** POST routes forwarded to one worker; text for routing is taken per route kind. */
@@ -31,7 +31,10 @@ const GET_ROUTES = ['/liveness', '/health', '/readiness', '/health_generate', '/
 const POST_ROUTES = ['/add_worker', '/remove_worker', '/flush_cache'];
 
 export function createRouterApp(ctx: RouterContext, extra?: (app: TemplatedApp) => void): TemplatedApp {
-  const app = createApp();
+  const native = createApp();
+  // Every route is registered through the CORS facade, so every answer (errors included) carries the
+  // CORS headers of an allowed origin; with CORS off the facade is the app itself.
+  const app = withCorsHeaders(native, ctx.settings.corsAllowedOrigins);
   for (const [path, kind] of DATA_ROUTES) {
     app.post(path, (res, req) => handleDataRequest(ctx, res, req, kind, path));
     if (path === '/generate') app.put(path, (res, req) => handleDataRequest(ctx, res, req, kind, path));
@@ -48,7 +51,7 @@ export function createRouterApp(ctx: RouterContext, extra?: (app: TemplatedApp) 
     const ex = new Exchange(res);
     ex.fail('not_found', `no route for ${req.getCaseSensitiveMethod()} ${req.getUrl()}`);
   });
-  return app;
+  return native;
 }
 
 function methodNotAllowed(app: TemplatedApp, path: string, allow: string): void {
@@ -64,6 +67,7 @@ function headAnswer(res: HttpResponse, status: string, allow: string | undefined
   res.cork(() => {
     res.writeStatus(status);
     res.writeHeader('content-type', 'application/json');
+    writeResponseHeaders(res, responseHeadersOf(res));
     if (allow !== undefined) res.writeHeader('allow', allow);
     res.endWithoutBody();
   });
