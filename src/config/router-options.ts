@@ -62,9 +62,9 @@ export const ROUTER_OPTION_SPECS = [
   { name: 'max-request-header-bytes', type: 'integer', default: 32768, min: 256, help: 'largest total size of request headers on data routes (431 beyond) (ours)', group: G_LIMITS },
   { name: 'request-timeout-secs', type: 'number', default: 1800, min: 0.001, help: 'upstream request timeout', group: G_LIMITS },
   { name: 'max-concurrent-requests', type: 'integer', default: -1, min: -1, help: 'concurrency limit (-1 = off)', group: G_LIMITS },
-  { name: 'queue-size', type: 'integer', default: 100, min: 0, help: 'requests waiting for a slot beyond the limit', group: G_LIMITS },
+  { name: 'queue-size', type: 'integer', default: 100, min: 0, help: 'requests waiting for a slot or a rate token beyond the limits (429 when full; 0 = refuse at once)', group: G_LIMITS },
   { name: 'queue-timeout-secs', type: 'number', default: 60, min: 0, help: 'longest wait in the queue (408 after)', group: G_LIMITS },
-  { name: 'rate-limit-tokens-per-second', type: 'integer', help: 'token-bucket request rate limit', group: G_LIMITS },
+  { name: 'rate-limit-tokens-per-second', type: 'integer', help: 'request rate limit: a token bucket of one token per request, refilled at this rate, capacity --max-concurrent-requests (else one second); requests over it wait in the queue', group: G_LIMITS },
   { name: 'shutdown-grace-period-secs', type: 'number', default: 180, min: 0, help: 'time in-flight requests get on SIGTERM', group: G_LIMITS },
   // retries / breaker
   { name: 'retry-max-retries', type: 'integer', default: 5, min: 0, help: 'retries per request', group: G_RETRY },

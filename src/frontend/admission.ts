@@ -1,11 +1,19 @@
 /**
- * Front-end admission limits (sgl-router's flags): a concurrency limit with a bounded FIFO wait queue
- * (--max-concurrent-requests, --queue-size, --queue-timeout-secs: 429 queue_full when the queue is full,
- * 408 queue_timeout after waiting too long) and a token-bucket request rate limit
- * (--rate-limit-tokens-per-second: 429 rate_limited when the bucket is empty).
+ * Front-end admission limits (sgl-router's flags): a concurrency limit and a token-bucket request rate
+ * limit sharing one bounded FIFO wait queue (--max-concurrent-requests, --rate-limit-tokens-per-second,
+ * --queue-size, --queue-timeout-secs). A request over either limit waits in the queue: 429 queue_full when
+ * the queue is full, 408 queue_timeout after waiting too long; with no queue (--queue-size 0) it is
+ * refused at once (429 queue_full, or 429 rate_limited when the rate was the limit).
+ *
+ * The rate limit, as sgl-router's TokenBucket: tokens are requests (one per admitted request), refilled
+ * continuously at R per second up to a capacity of --max-concurrent-requests (sgl-router's bucket
+ * capacity), or of one second's worth when there is no concurrency limit. Unlike sgl-router a finished
+ * request does not return its token (there that turns the rate into slack on the concurrency limit);
+ * concurrency is the strict semaphore here, and the rate is a rate. See docs/reliability.md.
  *
  * Main thread only. A queued waiter costs one small object and one timer; a cancelled waiter (the client
- * went away) is skipped lazily when its turn comes, so cancel is O(1).
+ * went away) is skipped lazily when its turn comes, so cancel is O(1). Waiters held back only by the rate
+ * are woken by one timer set for the next token.
  */
 import { SwitchyardError } from '../errors.js';
 
@@ -18,7 +26,7 @@ export interface AdmissionLimitOptions {
   queueTimeoutMs: number;
   /** Requests per second refilled into the bucket; undefined or <= 0 = no rate limit. */
   ratePerSecond?: number | undefined;
-  /** Bucket capacity (burst); default: one second's worth (at least 1). */
+  /** Bucket capacity (burst); default: maxConcurrent when set (sgl-router), else one second's worth (at least 1). */
   rateBurst?: number | undefined;
   /** Clock in ms (tests). */
   now?: () => number;
@@ -57,12 +65,15 @@ export class AdmissionLimits {
   private readonly burst: number;
   private tokens: number;
   private refilledAt: number;
+  /** Wakes the queue when the next token is due (only while the head waiter waits for a token). */
+  private refillTimer: NodeJS.Timeout | undefined;
   private readonly now: () => number;
 
   constructor(private readonly options: AdmissionLimitOptions) {
     this.limit = options.maxConcurrent > 0 ? options.maxConcurrent : Infinity;
     this.rate = options.ratePerSecond !== undefined && options.ratePerSecond > 0 ? options.ratePerSecond : 0;
-    this.burst = this.rate > 0 ? Math.max(1, options.rateBurst ?? this.rate) : 0;
+    const defaultBurst = options.maxConcurrent > 0 ? options.maxConcurrent : this.rate;
+    this.burst = this.rate > 0 ? Math.max(1, options.rateBurst ?? defaultBurst) : 0;
     this.tokens = this.burst;
     this.now = options.now ?? Date.now;
     this.refilledAt = this.now();
@@ -87,16 +98,18 @@ export class AdmissionLimits {
    * later) or queue_timeout. A waiter whose client leaves must be cancelled.
    */
   acquire(cb: (err: SwitchyardError | null) => void): null | SwitchyardError | Waiter {
-    if (this.rate > 0 && !this.takeToken()) {
-      this.stats.rateLimited++;
-      return new SwitchyardError('rate_limited', `rate limit of ${this.rate} requests per second exceeded`, { details: { retry_after_ms: Math.ceil(1000 / this.rate) } });
-    }
-    if (this.inUse < this.limit && this.waiting === 0) {
+    // First come, first served: nobody passes a waiter. A token is taken only when admitting.
+    const slotFree = this.inUse < this.limit;
+    if (this.waiting === 0 && slotFree && (this.rate === 0 || this.takeToken())) {
       this.inUse++;
       this.stats.admitted++;
       return null;
     }
     if (this.waiting >= this.options.queueSize || this.options.queueTimeoutMs <= 0) {
+      if (this.waiting === 0 && slotFree) {
+        this.stats.rateLimited++;
+        return new SwitchyardError('rate_limited', `rate limit of ${this.rate} requests per second exceeded`, { details: { retry_after_ms: this.msToNextToken() } });
+      }
       this.stats.queueFull++;
       return new SwitchyardError('queue_full', `${this.inUse} requests in flight (limit ${this.limit}) and ${this.waiting} waiting (queue size ${this.options.queueSize})`);
     }
@@ -105,6 +118,7 @@ export class AdmissionLimits {
     this.queue.push(entry);
     this.waiting++;
     this.stats.queued++;
+    if (this.waiting === 1 && slotFree) this.scheduleRefill(); // held back by the rate only
     return entry;
   }
 
@@ -119,14 +133,27 @@ export class AdmissionLimits {
     this.compact();
   }
 
-  /** An admitted request ended: its slot goes to the oldest live waiter. */
+  /** An admitted request ended: its slot goes to the oldest live waiter (once it has a token). */
   release(): void {
     if (this.inUse > 0) this.inUse--;
+    this.pump();
+  }
+
+  /** Admit waiters in order while a slot and a token are free; else wait for a release or the next token. */
+  private pump(): void {
     while (this.inUse < this.limit && this.head < this.queue.length) {
       const entry = this.queue[this.head]!;
+      if (entry.settled) {
+        this.queue[this.head] = undefined as unknown as QueueEntry;
+        this.head++;
+        continue;
+      }
+      if (this.rate > 0 && !this.takeToken()) {
+        this.scheduleRefill();
+        break;
+      }
       this.queue[this.head] = undefined as unknown as QueueEntry;
       this.head++;
-      if (entry.settled) continue;
       entry.settled = true;
       if (entry.timer !== undefined) clearTimeout(entry.timer);
       this.waiting--;
@@ -137,8 +164,27 @@ export class AdmissionLimits {
     this.compact();
   }
 
+  private scheduleRefill(): void {
+    if (this.refillTimer !== undefined) return;
+    this.refillTimer = setTimeout(() => {
+      this.refillTimer = undefined;
+      this.pump();
+    }, this.msToNextToken());
+    // The waiters' own timeouts keep the process alive; this timer alone must not.
+    this.refillTimer.unref();
+  }
+
+  /** Time until the bucket holds a whole token again (at least 1 ms). */
+  private msToNextToken(): number {
+    return Math.max(1, Math.ceil(((1 - this.tokens) * 1000) / this.rate));
+  }
+
   /** Refuse every waiter (shutdown). */
   drain(err: SwitchyardError): void {
+    if (this.refillTimer !== undefined) {
+      clearTimeout(this.refillTimer);
+      this.refillTimer = undefined;
+    }
     while (this.head < this.queue.length) {
       const entry = this.queue[this.head]!;
       this.head++;

@@ -1,6 +1,7 @@
 /**
  * Admission limits through real sockets: --max-concurrent-requests with a FIFO queue (429 queue_full,
- * 408 queue_timeout, a client leaving the queue), --rate-limit-tokens-per-second.
+ * 408 queue_timeout, a client leaving the queue), --rate-limit-tokens-per-second (requests over the rate
+ * wait in the same queue, as in sgl-router).
  */
 import http from 'node:http';
 import t from 'tap';
@@ -61,22 +62,42 @@ t.test('a client that disconnects while queued leaves the queue', async (t) => {
   t.equal(fleet.servers[0]!.stats().dataRequests, 1, 'the abandoned request never reached a worker');
 });
 
-t.test('rate limit: requests beyond the bucket get 429 rate_limited', async (t) => {
+t.test('rate limit: requests over the rate wait in the queue and are served as tokens refill', async (t) => {
   const fleet = await startSimFleet({ count: 1, timeScale: 0.01 });
-  const r = await startTestRouter(['--prometheus-port', '0', '--worker-urls', ...fleet.urls, '--rate-limit-tokens-per-second', '5']);
+  const r = await startTestRouter(['--prometheus-port', '0', '--worker-urls', ...fleet.urls, '--rate-limit-tokens-per-second', '10']);
   t.teardown(async () => {
     await r.close(0);
     await fleet.close();
   });
   const started = Date.now();
-  const results = await Promise.all(Array.from({ length: 40 }, (_, i) => post(`${r.url}/generate`, body(i))));
-  const elapsedSec = (Date.now() - started) / 1000;
-  const ok = results.filter((x) => x.status === 200).length;
-  t.ok(ok >= 5, 'the burst passes');
-  t.ok(ok <= 5 + Math.ceil(5 * elapsedSec) + 1, `no more than the bucket allows (${ok} in ${elapsedSec}s)`);
-  for (const x of results.filter((y) => y.status !== 200)) {
-    t.equal(x.status, 429);
-    t.equal(JSON.parse(x.body).error.code, 'rate_limited');
-  }
+  const results = await Promise.all(Array.from({ length: 16 }, (_, i) => post(`${r.url}/generate`, body(i))));
+  const elapsedMs = Date.now() - started;
+  t.same(results.filter((x) => x.status !== 200).map((x) => x.body), [], 'every request served (none refused)');
+  t.ok(elapsedMs >= 450, `the 6 beyond the burst of 10 waited for tokens at 10/s (${elapsedMs} ms)`);
+  t.ok((r.ctx.limits?.stats.queued ?? 0) >= 1, `requests waited in the queue (${r.ctx.limits?.stats.queued})`);
+  t.equal(r.ctx.limits?.stats.rateLimited, 0);
   t.equal(r.ctx.counters.active, 0);
+  t.equal(r.ctx.limits?.queued, 0);
+});
+
+t.test('rate limit: 429 queue_full beyond the queue, 408 queue_timeout after waiting, 429 rate_limited without a queue', async (t) => {
+  const fleet = await startSimFleet({ count: 1, timeScale: 0.01 });
+  const full = await startTestRouter(['--prometheus-port', '0', '--worker-urls', ...fleet.urls, '--rate-limit-tokens-per-second', '4', '--queue-size', '2', '--queue-timeout-secs', '30']);
+  const slow = await startTestRouter(['--prometheus-port', '0', '--worker-urls', ...fleet.urls, '--rate-limit-tokens-per-second', '1', '--queue-timeout-secs', '0.2']);
+  const none = await startTestRouter(['--prometheus-port', '0', '--worker-urls', ...fleet.urls, '--rate-limit-tokens-per-second', '3', '--queue-size', '0']);
+  t.teardown(async () => {
+    await Promise.all([full.close(0), slow.close(0), none.close(0)]);
+    await fleet.close();
+  });
+  const a = await Promise.all(Array.from({ length: 10 }, (_, i) => post(`${full.url}/generate`, body(i))));
+  const codes = a.map((x) => (x.status === 200 ? 'ok' : `${x.status} ${JSON.parse(x.body).error.code}`)).sort();
+  t.same(codes, ['429 queue_full', '429 queue_full', '429 queue_full', '429 queue_full', 'ok', 'ok', 'ok', 'ok', 'ok', 'ok'], 'burst of 4 + 2 queued served; the rest 429');
+  const b = await Promise.all(Array.from({ length: 3 }, (_, i) => post(`${slow.url}/generate`, body(i))));
+  t.same(b.map((x) => (x.status === 200 ? 'ok' : `${x.status} ${JSON.parse(x.body).error.code}`)).sort(), ['408 queue_timeout', '408 queue_timeout', 'ok']);
+  const c = await Promise.all(Array.from({ length: 5 }, (_, i) => post(`${none.url}/generate`, body(i))));
+  t.same(c.map((x) => (x.status === 200 ? 'ok' : `${x.status} ${JSON.parse(x.body).error.code}`)).sort(), ['429 rate_limited', '429 rate_limited', 'ok', 'ok', 'ok']);
+  for (const x of [full, slow, none]) {
+    t.equal(x.ctx.counters.active, 0);
+    t.equal(x.ctx.limits?.queued, 0);
+  }
 });

@@ -7,7 +7,7 @@ import { backoffMs, isRetryableStatus, DEFAULT_RETRY_POLICY } from '../../src/fr
 import { CircuitBreakers, Permit } from '../../src/workers/breaker.js';
 import { BreakerState, Field, WorkerTable } from '../../src/actors/worker-table.js';
 import { AdmissionLimits } from '../../src/frontend/admission.js';
-import type { SwitchyardError } from '../../src/errors.js';
+import { SwitchyardError } from '../../src/errors.js';
 
 t.test('backoff: exponential, capped, jittered within bounds', (t) => {
   const p = { ...DEFAULT_RETRY_POLICY, jitter: 0 };
@@ -137,4 +137,68 @@ t.test('admission: token bucket rate limit', (t) => {
   t.equal(ok, 5, 'refilled at 10/s');
   t.ok(new AdmissionLimits({ maxConcurrent: -1, queueSize: 1, queueTimeoutMs: 1 }).unlimited, 'no limits configured');
   t.end();
+});
+
+t.test('admission: over the rate, requests wait in the queue (FIFO) and are admitted as tokens refill', async (t) => {
+  const a = new AdmissionLimits({ maxConcurrent: -1, queueSize: 10, queueTimeoutMs: 10_000, ratePerSecond: 20 });
+  const admittedAt: number[] = [];
+  const order: number[] = [];
+  for (let i = 0; i < 20; i++) t.equal(a.acquire(() => undefined), null, `burst ${i} admitted at once`);
+  const t0 = Date.now();
+  const waiters = [];
+  for (let i = 0; i < 10; i++) {
+    waiters.push(
+      a.acquire((err) => {
+        t.equal(err, null);
+        order.push(i);
+        admittedAt.push(Date.now() - t0);
+      }),
+    );
+  }
+  t.ok(waiters.every((w) => w !== null && !('code' in w)), 'the next 10 wait instead of being refused');
+  t.equal(a.queued, 10);
+  const full = a.acquire(() => undefined) as SwitchyardError;
+  t.equal(full.code, 'queue_full', 'beyond the queue: 429 queue_full');
+  t.equal(full.status, 429);
+  t.equal(order.length, 0, 'nobody admitted before a token refilled');
+  await new Promise((r) => setTimeout(r, 50));
+  a.cancel(waiters[3] as never);
+  while (order.length < 9) await new Promise((r) => setTimeout(r, 20));
+  t.same(order, [0, 1, 2, 4, 5, 6, 7, 8, 9], 'FIFO, the cancelled waiter skipped');
+  // 20 tokens/s: the 9th admission needs at least 8 more tokens after the first (lower bound only).
+  t.ok(admittedAt[8]! >= 8 * 50 - 5, `admitted at the refill rate (${admittedAt.join(', ')} ms)`);
+  t.equal(a.queued, 0);
+  t.equal(a.stats.rateLimited, 0, 'nothing refused for the rate while the queue had room');
+  t.equal(a.stats.queueFull, 1);
+});
+
+t.test('admission: a request waiting for a token times out with 408 queue_timeout', async (t) => {
+  const a = new AdmissionLimits({ maxConcurrent: -1, queueSize: 10, queueTimeoutMs: 30, ratePerSecond: 1 });
+  t.equal(a.acquire(() => undefined), null);
+  const err = await new Promise<SwitchyardError | null>((resolve) => a.acquire(resolve));
+  t.equal(err?.code, 'queue_timeout');
+  t.equal(err?.status, 408);
+  t.equal(a.queued, 0);
+  a.drain(new SwitchyardError('shutting_down', 'x'));
+});
+
+t.test('admission: the bucket holds --max-concurrent-requests tokens (sgl-router), and tokens are not returned', async (t) => {
+  const a = new AdmissionLimits({ maxConcurrent: 3, queueSize: 5, queueTimeoutMs: 10_000, ratePerSecond: 1 });
+  for (let i = 0; i < 3; i++) t.equal(a.acquire(() => undefined), null, 'a burst of the concurrency limit');
+  a.release();
+  a.release();
+  a.release();
+  t.equal(a.active, 0);
+  let admitted = false;
+  const w = a.acquire(() => (admitted = true));
+  t.ok(w !== null && !('code' in w), 'slots are free but the bucket is empty: it waits');
+  t.notOk(admitted);
+  a.drain(new SwitchyardError('shutting_down', 'x'));
+  // Without a queue the rate refuses at once, as before.
+  const b = new AdmissionLimits({ maxConcurrent: -1, queueSize: 0, queueTimeoutMs: 60_000, ratePerSecond: 2 });
+  b.acquire(() => undefined);
+  b.acquire(() => undefined);
+  const refused = b.acquire(() => undefined) as SwitchyardError;
+  t.equal(refused.code, 'rate_limited');
+  t.ok((refused.details?.['retry_after_ms'] as number) > 0, 'retry_after_ms tells when the next token is due');
 });
