@@ -22,11 +22,16 @@
  * from every tree. Every decision carries its reason and scores (match_rate, matched_chars, text_chars,
  * load, min_load, max_load, cache_hit, imbalanced); the snapshot carries per-worker tree sizes and the
  * hit/miss counts for metrics.
+ *
+ * Affinity across router replicas (OURS, the `affinity` option, set by the router with --redis-url):
+ * the match of each worker is the larger of this tree's and the remote prefix index's (what other
+ * replicas routed, in whole blocks), and every insert is published to them; see affinity.ts.
  */
 import { Field } from '../actors/worker-table.js';
 import { SwitchyardError } from '../errors.js';
 import { collectAvailable, decisionFor } from './common.js';
 import { RadixTree, DEFAULT_MAX_TREE_SIZE } from './radix-tree.js';
+import { AffinityShare, affinityOptions, mergeAffinityStates, type AffinityOptions, type AffinityState } from './affinity.js';
 import type { Decision, Policy, PolicyContext, PolicyFactoryOptions, RequestFeatures, WorkerInfo } from './types.js';
 import type { Rng } from '../util/rng.js';
 
@@ -44,6 +49,8 @@ export interface CacheAwareOptions {
    * that all hold a shared prompt.
    */
   readonly tieTolerance: number;
+  /** Share insert decisions with other router replicas (affinity.ts); null: this replica alone. */
+  readonly affinity: AffinityOptions | null;
 }
 
 export const CACHE_AWARE_DEFAULTS: CacheAwareOptions = Object.freeze({
@@ -54,6 +61,7 @@ export const CACHE_AWARE_DEFAULTS: CacheAwareOptions = Object.freeze({
   maxTreeSize: DEFAULT_MAX_TREE_SIZE,
   balanceKeepLocality: true,
   tieTolerance: 0.01,
+  affinity: null,
 });
 
 /** Trees kept, one per model; further models share one overflow tree (a client cannot grow memory without bound). */
@@ -80,7 +88,16 @@ export function cacheAwareOptions(o: PolicyFactoryOptions = {}): CacheAwareOptio
     maxTreeSize: num(o, 'maxTreeSize', (v) => Number.isInteger(v) && v >= 1, 'a positive integer'),
     balanceKeepLocality: keep ?? CACHE_AWARE_DEFAULTS.balanceKeepLocality,
     tieTolerance: num(o, 'tieTolerance', (v) => v >= 0 && v < 1, 'a number in [0, 1)'),
+    affinity: parseAffinity(o['affinity']),
   };
+}
+
+function parseAffinity(raw: unknown): AffinityOptions | null {
+  try {
+    return affinityOptions(raw);
+  } catch (err) {
+    throw new SwitchyardError('invalid_request', `cache_aware: ${(err as Error).message}`);
+  }
 }
 
 /** What the snapshot reports (and what the sharded host merges). */
@@ -95,6 +112,8 @@ export interface CacheAwareState {
   readonly tree_size: Readonly<Record<string, number>>;
   readonly trees: readonly { readonly model: string; readonly nodes: number; readonly chars: number; readonly entries: number }[];
   readonly evictions: { readonly runs: number; readonly evicted_chars: number; readonly last_at_ms: number };
+  /** Sharing with other replicas, when on. */
+  readonly affinity?: AffinityState | undefined;
 }
 
 export function createCacheAwarePolicy(options: PolicyFactoryOptions = {}): Policy {
@@ -113,6 +132,10 @@ export function createCacheAwarePolicy(options: PolicyFactoryOptions = {}): Poli
   let evictionRuns = 0;
   let evictedChars = 0;
   let lastEviction = -1;
+  const shardIndex = typeof options['shardIndex'] === 'number' ? options['shardIndex'] : 0;
+  const shardCount = typeof options['shardCount'] === 'number' ? options['shardCount'] : 1;
+  const share = o.affinity === null ? null : new AffinityShare(o.affinity, { index: shardIndex, count: shardCount });
+  const blockChars = share === null ? 0 : share.blockChars;
 
   function treeFor(model: string | undefined): RadixTree {
     let key = model ?? DEFAULT_MODEL;
@@ -200,6 +223,22 @@ export function createCacheAwarePolicy(options: PolicyFactoryOptions = {}): Poli
       // One walk gives every worker's match; skipped when its answer cannot be used.
       const needMatch = textChars > 0 && (!imbalanced || o.balanceKeepLocality);
       if (needMatch) tree.prefixMatchTenants(text, matched);
+      const now = ctx.now();
+      // Other replicas' inserts: a worker's match is the larger of the tree's and the remote index's.
+      let remoteRaised = false;
+      if (needMatch && share !== null && textChars >= blockChars && share.lookup(text, req.model, maxSlot, now) > 0) {
+        const depth = share.depth;
+        for (let i = 0; i < n; i++) {
+          const slot = (candidates[i] as WorkerInfo).slot;
+          const d = depth[slot] as number;
+          if (d === 0) continue;
+          const chars = d * blockChars;
+          if (chars > (matched[slot] as number)) {
+            matched[slot] = chars;
+            remoteRaised = true;
+          } else depth[slot] = 0; // the tree knew as much: not a remote contribution
+        }
+      }
       const rng = ctx.rng;
       let pick = -1;
       let hit = false;
@@ -219,7 +258,15 @@ export function createCacheAwarePolicy(options: PolicyFactoryOptions = {}): Poli
       const w = candidates[pick] as WorkerInfo;
       const load = loads[pick] as number;
       const rate = textChars === 0 ? 0 : matchedChars / textChars;
-      if (textChars > 0) tree.insert(text, w.slot, ctx.now());
+      if (textChars > 0) tree.insert(text, w.slot, now);
+      let remoteChars = 0;
+      if (share !== null) {
+        if (remoteRaised) {
+          remoteChars = (share.depth[w.slot] as number) * blockChars;
+          share.countRemote(true, hit && remoteChars > 0);
+        }
+        if (textChars >= blockChars) share.record(text, req.model, w, needMatch ? (matched[w.slot] as number) : 0, now);
+      }
 
       decisions++;
       if (hit) hits++;
@@ -229,15 +276,15 @@ export function createCacheAwarePolicy(options: PolicyFactoryOptions = {}): Poli
       let reason: string;
       if (!imbalanced) {
         reason = hit
-          ? `cache_hit: match ${rate.toFixed(2)} > ${t} on worker ${w.url} (load ${load})`
+          ? `cache_hit: match ${rate.toFixed(2)} > ${t} on worker ${w.url} (load ${load})${remoteChars > 0 ? ' (shared by another replica)' : ''}`
           : `cache_miss: match ${rate.toFixed(2)} <= ${t}; least loaded ${w.url} (load ${load}, min ${minLoad}, max ${maxLoad})`;
       } else {
         const head = `imbalanced: max ${maxLoad} min ${minLoad}`;
         reason = hit
-          ? `${head}; cache_hit among loads <= ${minLoad + o.balanceAbsThreshold}: match ${rate.toFixed(2)} > ${t} on worker ${w.url} (load ${load})`
+          ? `${head}; cache_hit among loads <= ${minLoad + o.balanceAbsThreshold}: match ${rate.toFixed(2)} > ${t} on worker ${w.url} (load ${load})${remoteChars > 0 ? ' (shared by another replica)' : ''}`
           : `${head} -> least loaded ${w.url} (load ${load})`;
       }
-      return decisionFor(w, reason, {
+      const scores: Record<string, number> = {
         match_rate: rate,
         matched_chars: matchedChars,
         text_chars: textChars,
@@ -246,7 +293,9 @@ export function createCacheAwarePolicy(options: PolicyFactoryOptions = {}): Poli
         max_load: maxLoad,
         cache_hit: hit ? 1 : 0,
         imbalanced: imbalanced ? 1 : 0,
-      });
+      };
+      if (share !== null) scores['remote_chars'] = remoteChars;
+      return decisionFor(w, reason, scores);
     },
 
     onWorkersChanged(ws: readonly WorkerInfo[]): void {
@@ -258,6 +307,7 @@ export function createCacheAwarePolicy(options: PolicyFactoryOptions = {}): Poli
         if (now === undefined || now.generation !== old.generation) for (const tree of trees.values()) tree.removeTenant(slot);
       }
       members = next;
+      share?.setWorkers(ws);
     },
 
     tick(nowMs: number): void {
@@ -292,7 +342,12 @@ export function createCacheAwarePolicy(options: PolicyFactoryOptions = {}): Poli
         tree_size: treeSize,
         trees: list,
         evictions: { runs: evictionRuns, evicted_chars: evictedChars, last_at_ms: lastEviction },
+        ...(share === null ? {} : { affinity: share.snapshot() }),
       };
+    },
+
+    close(): void {
+      share?.close();
     },
   };
 }
@@ -309,6 +364,7 @@ export function mergeCacheAwareStates(states: readonly unknown[]): CacheAwareSta
   let evicted = 0;
   let last = -1;
   const trees: CacheAwareState['trees'][number][] = [];
+  const affinity: (AffinityState | undefined)[] = [];
   for (const raw of states) {
     if (raw === null || typeof raw !== 'object') continue;
     const s = raw as CacheAwareState;
@@ -322,6 +378,7 @@ export function mergeCacheAwareStates(states: readonly unknown[]): CacheAwareSta
     if (s.evictions.last_at_ms > last) last = s.evictions.last_at_ms;
     for (const [url, chars] of Object.entries(s.tree_size)) treeSize[url] = (treeSize[url] ?? 0) + chars;
     trees.push(...s.trees);
+    affinity.push(s.affinity);
   }
   if (out === null) return null;
   return {
@@ -333,5 +390,6 @@ export function mergeCacheAwareStates(states: readonly unknown[]): CacheAwareSta
     tree_size: treeSize,
     trees,
     evictions: { runs, evicted_chars: evicted, last_at_ms: last },
+    ...(out.affinity === undefined ? {} : { affinity: mergeAffinityStates(affinity) }),
   };
 }

@@ -17,16 +17,32 @@ import type { CompletionFeedback, RequestFeatures, WorkerInfo } from './types.js
 export const SHARD_BLOCK_CHARS = 64;
 export const MAX_SHARDS = 64;
 
-/** FNV-1a over the first SHARD_BLOCK_CHARS UTF-16 code units, modulo n. Same block, same shard. */
-export function shardOf(text: string, n: number): number {
-  if (n <= 1) return 0;
+/**
+ * FNV-1a over the first SHARD_BLOCK_CHARS UTF-16 code units, finalised, as an unsigned 32-bit number: the shard key.
+ * Replicas publish it with their prefix chains so that each receiver hands a chain to the shard it runs
+ * for that text, whatever its own shard count.
+ */
+export function shardKeyOf(text: string): number {
   const end = text.length < SHARD_BLOCK_CHARS ? text.length : SHARD_BLOCK_CHARS;
   let h = 0x811c9dc5;
   for (let i = 0; i < end; i++) {
     h ^= text.charCodeAt(i);
     h = Math.imul(h, 0x01000193);
   }
-  return (h >>> 0) % n;
+  // FNV-1a's low bits depend only on the characters' low bits (the lowest is the parity of the odd
+  // characters), and the shard is taken modulo a small n: fold the high bits down first (murmur3 fmix32).
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b);
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35);
+  h ^= h >>> 16;
+  return h >>> 0;
+}
+
+/** The shard of a text among n: its shard key modulo n. Same block, same shard. */
+export function shardOf(text: string, n: number): number {
+  if (n <= 1) return 0;
+  return shardKeyOf(text) % n;
 }
 
 /** Each shard's seed, derived from the host's: distinct streams, reproducible. */
