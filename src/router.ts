@@ -115,9 +115,15 @@ export async function startRouter(opts: RouterOptions, deps: StartRouterDeps = {
         throw new SwitchyardError('invalid_request', `--policy ${opts.policy} conflicts with --policy-module, which provides "${policyName}"`);
       }
     }
+    // cache_aware shares its insert decisions with the other replicas (src/cluster/affinity*.ts).
+    const affinity =
+      cluster !== undefined && opts.affinitySharing && policyName === 'cache_aware'
+        ? (await import('./cluster/affinity-redis.js')).attachAffinity(cluster, opts, log)
+        : undefined;
     policy = createPolicyHost(
       policyName,
       {
+        ...(affinity === undefined ? {} : { affinity: affinity.policyOption }),
         seed: opts.seed,
         cacheThreshold: opts.cacheThreshold,
         balanceAbsThreshold: opts.balanceAbsThreshold,

@@ -59,6 +59,9 @@ export interface AffinityRelayStats {
   readonly resyncs: number;
 }
 
+/** Hellos asked for within this window go out as one. */
+const HELLO_COALESCE_MS = 20;
+
 /** A fresh channel name for a router's policy shards and relay (unique within the process). */
 export function newAffinityChannel(): string {
   return `switchyard-affinity-${process.pid}-${randomBytes(6).toString('hex')}`;
@@ -116,6 +119,7 @@ export class AffinityRelay {
   private readonly logger: Logger | undefined;
   private closed = false;
   private wasUp = false;
+  private helloTimer: NodeJS.Timeout | null = null;
   private publishedBatches = 0;
   private publishedRecords = 0;
   private summaryBatches = 0;
@@ -146,7 +150,12 @@ export class AffinityRelay {
   }
 
   private fromShard(msg: AffinityOutMessage): void {
-    if (this.closed || msg === null || typeof msg !== 'object' || msg.t !== 'batch') return;
+    if (this.closed || msg === null || typeof msg !== 'object') return;
+    if (msg.t === 'hello') {
+      this.sayHello();
+      return;
+    }
+    if (msg.t !== 'batch') return;
     const records = countRecords(msg.batch.r);
     const wire: AffinityWire = msg.summary === true ? { k: 'batch', o: this.replicaId, batch: msg.batch, summary: true } : { k: 'batch', o: this.replicaId, batch: msg.batch };
     if (!this.bus.publish(wire)) {
@@ -189,7 +198,17 @@ export class AffinityRelay {
     this.wasUp = true;
     this.resyncs++;
     this.toShards({ t: 'resync' });
-    this.bus.publish({ k: 'hello', o: this.replicaId });
+    this.sayHello();
+  }
+
+  /** Ask the other replicas for their summaries (shards starting together send one hello). */
+  private sayHello(): void {
+    if (!this.bus.up || this.helloTimer !== null) return;
+    this.helloTimer = setTimeout(() => {
+      this.helloTimer = null;
+      if (!this.closed) this.bus.publish({ k: 'hello', o: this.replicaId });
+    }, HELLO_COALESCE_MS);
+    this.helloTimer.unref();
   }
 
   stats(): AffinityRelayStats {
@@ -211,6 +230,7 @@ export class AffinityRelay {
   close(): void {
     if (this.closed) return;
     this.closed = true;
+    if (this.helloTimer !== null) clearTimeout(this.helloTimer);
     for (const c of this.outs) c.close();
     for (const c of this.ins) c.close();
   }

@@ -105,6 +105,10 @@ export const ROUTER_OPTION_SPECS = [
   { name: 'redis-url', type: 'string', help: 'share traces, admission limits, worker health/breakers (and cache affinity) with other replicas through this Redis, e.g. redis://127.0.0.1:6379 (ours; default: single process, no Redis)', group: G_CLUSTER, metavar: 'URL' },
   { name: 'redis-key-prefix', type: 'string', default: 'switchyard:', help: 'prefix of every Redis key and channel (replicas of one deployment share it) (ours)', group: G_CLUSTER },
   { name: 'replica-id', type: 'string', help: 'this replica\'s id in shared state and logs (ours; default: host-pid-random)', group: G_CLUSTER },
+  { name: 'affinity-sharing', type: 'boolean', default: true, help: 'cache_aware with --redis-url: publish insert decisions (worker + prefix hash chain) to the other replicas and route on theirs too (ours; --no-affinity-sharing: each replica keeps its own tree only)', group: G_CLUSTER },
+  { name: 'affinity-block-chars', type: 'integer', default: 128, min: 16, max: 65536, help: 'affinity sharing: characters per hashed block of the request text, a multiple of 8; every replica must use the same (ours)', group: G_CLUSTER },
+  { name: 'affinity-max-entries', type: 'integer', default: 1048576, min: 1, max: 268435456, help: 'affinity sharing: blocks learnt from other replicas kept per policy shard (<= 42 bytes each; least recently used dropped first) (ours)', group: G_CLUSTER },
+  { name: 'affinity-ttl-secs', type: 'number', default: 600, min: 1, help: 'affinity sharing: a block learnt from another replica is forgotten after this long unused (ours)', group: G_CLUSTER },
   // embedded fleet
   { name: 'sim-workers', type: 'integer', default: 4, min: 1, max: 256, help: 'simulated workers started when no --worker-urls', group: G_SIM },
   { name: 'sim-base-port', type: 'integer', default: 30001, min: 0, max: 65535, help: 'first port of the embedded fleet (0 = ephemeral)', group: G_SIM },

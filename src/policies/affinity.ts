@@ -40,13 +40,18 @@ export interface AffinityBatch {
   readonly o?: string | undefined;
 }
 
-/** Shard -> relay. */
-export interface AffinityOutMessage {
-  readonly t: 'batch';
-  readonly batch: AffinityBatch;
-  /** True for a resynchronisation summary (counted apart). */
-  readonly summary?: boolean;
-}
+/**
+ * Shard -> relay: a batch, or `hello` when the shard starts listening (a fresh or restarted policy actor
+ * has an empty remote index: the relay asks the other replicas for summaries).
+ */
+export type AffinityOutMessage =
+  | {
+      readonly t: 'batch';
+      readonly batch: AffinityBatch;
+      /** True for a resynchronisation summary (counted apart). */
+      readonly summary?: boolean;
+    }
+  | { readonly t: 'hello' };
 
 /** Relay -> shard. */
 export type AffinityInMessage = { readonly t: 'remote'; readonly batch: AffinityBatch } | { readonly t: 'resync' };
@@ -239,6 +244,7 @@ export class AffinityShare {
     if (this.port !== null || this.makePort === null || this.closed) return;
     this.port = this.makePort();
     this.port.onMessage((msg) => this.onMessage(msg));
+    this.port.post({ t: 'hello' });
   }
 
   /**
