@@ -214,8 +214,8 @@ t.test('eviction: on the interval, and the max_tree_size bound on every insert',
 });
 
 t.test('options: SGLang defaults, validation with stable codes', async (t) => {
-  t.same(cacheAwareOptions(), { cacheThreshold: 0.3, balanceAbsThreshold: 64, balanceRelThreshold: 1.5, evictionIntervalSecs: 120, maxTreeSize: 2 ** 26, balanceKeepLocality: true, tieTolerance: 0.01 });
-  for (const bad of [{ cacheThreshold: 2 }, { balanceRelThreshold: 0.5 }, { maxTreeSize: 0 }, { balanceAbsThreshold: -1 }, { evictionIntervalSecs: 0 }, { balanceKeepLocality: 'yes' }, { cacheThreshold: 'x' }, { tieTolerance: 1 }]) {
+  t.same(cacheAwareOptions(), { cacheThreshold: 0.3, balanceAbsThreshold: 64, balanceRelThreshold: 1.5, evictionIntervalSecs: 120, maxTreeSize: 2 ** 26, balanceKeepLocality: true, tieTolerance: 0.01, affinity: null });
+  for (const bad of [{ cacheThreshold: 2 }, { balanceRelThreshold: 0.5 }, { maxTreeSize: 0 }, { balanceAbsThreshold: -1 }, { evictionIntervalSecs: 0 }, { balanceKeepLocality: 'yes' }, { cacheThreshold: 'x' }, { tieTolerance: 1 }, { affinity: { blockChars: 100 } }, { affinity: 'on' }]) {
     const err = t.throws(() => createCacheAwarePolicy(bad)) as SwitchyardError;
     t.equal(err.code, 'invalid_request', JSON.stringify(bad));
   }
