@@ -92,6 +92,8 @@ export const SUMMARY_MIN_INTERVAL_MS = 1000;
 /** Hashes per record and records per batch of a summary (bounded Redis messages). */
 const SUMMARY_RECORD_BLOCKS = 4096;
 const SUMMARY_BATCH_WORDS = 1 << 17;
+/** Decisions per refresh of the already-published blocks in the summary source. */
+const TOUCH_EVERY = 8;
 /** The outbox is flushed early past this many words. */
 const OUTBOX_FLUSH_WORDS = 1 << 16;
 
@@ -193,6 +195,7 @@ export class AffinityShare {
   private closed = false;
   private readonly now: () => number;
   // counters
+  private touchTurn = 0;
   private hashed = 0;
   private hashedChars = 0;
   private remoteRaised = 0;
@@ -291,8 +294,10 @@ export class AffinityShare {
     const chain = this.hasher.chain;
     let skip = Math.floor(knownChars / this.blockChars);
     if (skip > n) skip = n;
-    // Blocks already published stay fresh in the summary source while they are being used.
-    if (skip > 0) this.published.touch(chain, 0, skip, nowMs);
+    // Blocks already published stay fresh in the summary source while they are being used. One
+    // decision in TOUCH_EVERY does it: a prefix in use is touched long before the CLOCK hand comes
+    // round (a sweep takes tens of thousands of new blocks), at an eighth of the cost.
+    if (skip > 0 && ++this.touchTurn % TOUCH_EVERY === 0) this.published.touch(chain, 0, skip, nowMs);
     if (skip === n) return;
     const packed = packWorker(w.slot, w.generation);
     const shardKey = shardKeyOf(text) | 0;

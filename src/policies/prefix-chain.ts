@@ -11,7 +11,10 @@
  * `Buffer.write(..., 'utf16le')` (~13 us for 200 KB) and hashed as 32-bit words (two code units each) by
  * four independent multiply-rotate lanes, which the CPU runs in parallel; each block ends with a
  * murmur-style finaliser folding the lanes into the two 32-bit halves that seed the next block. Measured
- * ~0.55 ns per character (~110 us for 200 KB; a `charCodeAt` loop costs ~3.8 ns per character). Not a
+ * ~0.55 ns per character (~110 us for 200 KB; a `charCodeAt` loop costs ~3.8 ns per character). And most
+ * of it is skipped in the common case: the hasher remembers recent texts by their first block (bounded in
+ * count and characters), and the blocks a new text shares with one of them (a system prompt) keep their
+ * hashes (commonBlocks finds them with native string equality at ~0.1 ns per character). Not a
  * cryptographic hash: a client that crafts a collision only steers its own request's routing.
  *
  * Word order is the machine's (little-endian everywhere Node runs in practice); replicas of one deployment
@@ -60,9 +63,15 @@ export class PrefixChainHasher {
   private readonly seed = new Int32Array(2);
   private seedModel: string | undefined = undefined;
 
-  constructor(blockChars = DEFAULT_AFFINITY_BLOCK_CHARS) {
+  /**
+   * `reuse`: most recent texts remembered for prefix reuse, one per distinct first block (0: hash every
+   * text whole); `reuseChars`: bound on their total length (the strings are kept alive).
+   */
+  constructor(blockChars = DEFAULT_AFFINITY_BLOCK_CHARS, reuse = 128, reuseChars = 1 << 22) {
     if (!isValidBlockChars(blockChars)) throw new RangeError(`prefix chain: block size must be a multiple of 8 in [16, 65536], got ${String(blockChars)}`);
     this.blockChars = blockChars;
+    this.reuse = reuse;
+    this.reuseChars = reuseChars;
     this.bytes = Buffer.allocUnsafeSlow(64 * 1024);
     this.words = new Int32Array(this.bytes.buffer, this.bytes.byteOffset, this.bytes.length >> 2);
   }
@@ -72,42 +81,137 @@ export class PrefixChainHasher {
     return Math.floor(chars / this.blockChars);
   }
 
-  /** Hash every full block of `text` under `model` ('' or undefined: the default model); returns the block count. */
+  /**
+   * Hash every full block of `text` under `model` ('' or undefined: the default model); returns the block
+   * count. When a recent text began with the same first block, the blocks both share (found by native
+   * string comparison, ~0.1 ns per character) keep that text's hashes and only the rest is hashed: a long
+   * shared system prompt is hashed once, not once per request.
+   */
   hash(text: string, model: string | undefined): number {
     const B = this.blockChars;
     const n = Math.floor(text.length / B);
     this.blocks = n;
     if (n === 0) return 0;
-    const byteLen = n * B * 2;
+    if (this.chain.length < 2 * n) {
+      let size = this.chain.length;
+      while (size < 2 * n) size *= 2;
+      this.chain = new Int32Array(size);
+    }
+    const m = model ?? '';
+    if (m !== this.seedModel) {
+      seedHalves(m, this.seed);
+      this.seedModel = m;
+    }
+    const chain = this.chain;
+    this.hashRange(text, 0, 1, this.seed[0] as number, this.seed[1] as number);
+    let done = 1;
+    if (this.reuse > 0 && n > 1) {
+      const key = (chain[0] as number) * 4096 + ((chain[1] as number) >>> 20);
+      const prev = this.recent.get(key);
+      if (prev !== undefined) {
+        const common = commonBlocks(text, prev.text, B, n < prev.blocks ? n : prev.blocks);
+        if (common > 1) {
+          chain.set(prev.chain.subarray(2, 2 * common), 2);
+          done = common;
+          this.reusedBlocks += common - 1;
+        }
+        this.recent.delete(key);
+      }
+      if (done < n) this.hashRange(text, done, n, chain[2 * done - 2] as number, chain[2 * done - 1] as number);
+      this.remember(key, text, n, prev);
+      return n;
+    }
+    if (n > 1) this.hashRange(text, 1, n, chain[0] as number, chain[1] as number);
+    return n;
+  }
+
+  /** Blocks whose hashes came from an earlier text (counter, for measurements). */
+  reusedBlocks = 0;
+  /** Recent texts by their first block (insertion order = recency), with their chains. */
+  private readonly recent = new Map<number, RecentChain>();
+  private readonly reuse: number;
+  private readonly reuseChars: number;
+  private recentChars = 0;
+
+  private remember(key: number, text: string, n: number, reusable: RecentChain | undefined): void {
+    let entry = reusable;
+    if (entry !== undefined) this.recentChars -= entry.text.length;
+    // Oldest first out, while over either bound (`reusable` was already taken out of the map).
+    while (this.recent.size > 0 && (this.recent.size >= this.reuse || this.recentChars + text.length > this.reuseChars)) {
+      const oldest = this.recent.keys().next().value as number;
+      const old = this.recent.get(oldest) as RecentChain;
+      this.recent.delete(oldest);
+      this.recentChars -= old.text.length;
+      if (entry === undefined) entry = old;
+    }
+    if (text.length > this.reuseChars) return;
+    if (entry === undefined || entry.chain.length < 2 * n) entry = { text, blocks: n, chain: new Int32Array(Math.max(2 * n, entry?.chain.length ?? 0)) };
+    entry.text = text;
+    entry.blocks = n;
+    entry.chain.set(this.chain.subarray(0, 2 * n));
+    this.recent.set(key, entry);
+    this.recentChars += text.length;
+  }
+
+  /** Hash blocks [from, to) of `text` into `chain`, starting from the halves (hi, lo). */
+  private hashRange(text: string, from: number, to: number, hi: number, lo: number): void {
+    const B = this.blockChars;
+    const byteLen = (to - from) * B * 2;
     if (this.bytes.length < byteLen) {
       let size = this.bytes.length;
       while (size < byteLen) size *= 2;
       this.bytes = Buffer.allocUnsafeSlow(size);
       this.words = new Int32Array(this.bytes.buffer, this.bytes.byteOffset, size >> 2);
     }
-    if (this.chain.length < 2 * n) {
-      let size = this.chain.length;
-      while (size < 2 * n) size *= 2;
-      this.chain = new Int32Array(size);
-    }
-    this.bytes.write(text, 0, byteLen, 'utf16le');
-    const m = model ?? '';
-    if (m !== this.seedModel) {
-      seedHalves(m, this.seed);
-      this.seedModel = m;
-    }
-    hashBlocks(this.words, n, B >> 1, this.seed[0] as number, this.seed[1] as number, this.chain);
-    return n;
+    this.bytes.write(from === 0 ? text : text.slice(from * B, to * B), 0, byteLen, 'utf16le');
+    hashBlocks(this.words, from, to - from, B >> 1, hi, lo, this.chain);
   }
 }
 
+interface RecentChain {
+  text: string;
+  blocks: number;
+  chain: Int32Array;
+}
+
 /**
- * The chain over `n` blocks of `wordsPerBlock` 32-bit words (a multiple of 4), starting from (hi, lo).
+ * How many leading blocks (of B characters, at most `max`) two texts share: doubling steps, then halving,
+ * each comparing only the characters not yet known equal with one native string equality.
+ */
+export function commonBlocks(a: string, b: string, B: number, max: number): number {
+  if (a === b) return max;
+  let good = 0;
+  let step = 1;
+  let bad = -1;
+  while (good < max) {
+    const to = good + step < max ? good + step : max;
+    if (a.slice(good * B, to * B) === b.slice(good * B, to * B)) {
+      good = to;
+      step *= 2;
+    } else {
+      bad = to;
+      break;
+    }
+  }
+  if (bad < 0) return good;
+  // blocks [0, good) equal; somewhere in [good, bad) a block differs
+  while (bad - good > 1) {
+    const mid = (good + bad) >>> 1;
+    if (a.slice(good * B, mid * B) === b.slice(good * B, mid * B)) good = mid;
+    else bad = mid;
+  }
+  return good;
+}
+
+/**
+ * The chain of blocks [first, first + n) (their words from w[0]), each of `wordsPerBlock` 32-bit words (a
+ * multiple of 4), starting from (hi, lo), the halves of block first - 1 (or the seed).
  * Kept a plain function over typed arrays so it stays monomorphic and optimised.
  */
-function hashBlocks(w: Int32Array, n: number, wordsPerBlock: number, hi: number, lo: number, out: Int32Array): void {
+function hashBlocks(w: Int32Array, first: number, n: number, wordsPerBlock: number, hi: number, lo: number, out: Int32Array): void {
   let p = 0;
-  for (let k = 0; k < n; k++) {
+  const last = first + n;
+  for (let k = first; k < last; k++) {
     let a = hi;
     let b = lo;
     let c = hi ^ M3;

@@ -31,8 +31,9 @@ t.test('cache affinity shared through Redis', { skip: bin === undefined ? REDIS_
   const redis = await RedisServer.start(bin!);
   t.teardown(() => redis.stop());
 
-  t.test('a prefix routed by one replica goes to the same worker on the others', async (t) => {
-    const c = await startTestCluster({ replicas: 3, workers: 4, redis });
+  t.test('a prefix routed by one replica goes to the same worker on the others (one of them sharded)', async (t) => {
+    // the third replica runs two policy shards: each record must reach the shard that owns its text
+    const c = await startTestCluster({ replicas: 3, workers: 4, redis, replicaArgs: (i) => (i === 2 ? ['--policy-shards', '2'] : []) });
     t.teardown(() => c.close());
     const [a, b, d] = c.routers as [StartedRouter, StartedRouter, StartedRouter];
     const groups = 6;

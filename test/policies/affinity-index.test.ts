@@ -1,6 +1,6 @@
 /** Prefix chains and the remote prefix index: what replicas exchange, and the bounded index that holds it. */
 import t from 'tap';
-import { PrefixChainHasher, isValidBlockChars } from '../../src/policies/prefix-chain.js';
+import { commonBlocks, PrefixChainHasher, isValidBlockChars } from '../../src/policies/prefix-chain.js';
 import { packWorker, RemotePrefixIndex } from '../../src/policies/remote-prefix-index.js';
 import { shardKeyOf, shardOf } from '../../src/policies/sharded-host.js';
 import { Rng } from '../../src/util/rng.js';
@@ -67,6 +67,39 @@ t.test('a 200 KB prompt: every block hashed, in a reused buffer', async (t) => {
   const first = chainOf(h, text);
   t.same(chainOf(h, text.slice(0, 128 * 100)), first.slice(0, 100), 'the chain of a prefix is the prefix of the chain');
   t.equal(new Set(first).size, first.length, 'no two blocks of one text share a hash');
+});
+
+t.test('prefix reuse: texts sharing a start get the chain a fresh hasher computes', async (t) => {
+  const rng = new Rng(21);
+  const reusing = new PrefixChainHasher(32, 4);
+  const fresh = new PrefixChainHasher(32, 0);
+  const bases = Array.from({ length: 6 }, () => randomText(rng, 32 * 40));
+  let checked = 0;
+  for (let i = 0; i < 400; i++) {
+    const base = bases[rng.int(0, bases.length - 1)]!;
+    // keep a random prefix (cut anywhere, not only on block boundaries), then a random tail
+    const text = base.slice(0, rng.int(0, base.length)) + randomText(rng, rng.int(0, 32 * 10));
+    const model = rng.int(0, 3) === 0 ? 'other-model' : undefined;
+    const a = chainOf(reusing, text, model);
+    const b = chainOf(fresh, text, model);
+    if (a.length !== b.length || a.some((x, k) => x !== b[k])) {
+      t.fail(`text ${i} (${text.length} chars): reused chain differs`);
+      break;
+    }
+    checked += a.length;
+  }
+  t.ok(reusing.reusedBlocks > checked / 8, `${reusing.reusedBlocks} of ${checked} block hashes reused`);
+  t.equal(fresh.reusedBlocks, 0);
+});
+
+t.test('commonBlocks: leading blocks two texts share', async (t) => {
+  const a = 'a'.repeat(16 * 10);
+  t.equal(commonBlocks(a, a, 16, 10), 10, 'the same string');
+  for (const at of [0, 1, 15, 16, 17, 80, 159]) {
+    const b = a.slice(0, at) + 'b' + a.slice(at + 1);
+    t.equal(commonBlocks(a, b, 16, 10), Math.floor(at / 16), `difference at ${at}`);
+  }
+  t.equal(commonBlocks(a, a.slice(0, 50), 16, 3), 3, 'bounded by max');
 });
 
 t.test('block sizes: multiples of 8 in [16, 65536]', async (t) => {
