@@ -21,16 +21,25 @@ export interface L4Balancer {
   readonly port: number;
   /** Connections handed to each backend so far. */
   readonly connections: number[];
+  /** Failed upstream connects and upstream errors after connecting, by message (diagnostics). */
+  readonly errors: Map<string, number>;
   close(): Promise<void>;
 }
 
+/** Upstream connects tried per client connection before giving up on it (haproxy's `retries 3`). */
+const CONNECT_ATTEMPTS = 3;
+
 /**
- * A round-robin TCP balancer on a free loopback port: connection i goes to backend i mod n. A backend that
- * refuses is skipped for that connection (the next one in turn is tried), as health-checked L4 balancers do.
+ * A round-robin TCP balancer on a free loopback port: connection i goes to backend i mod n. A connect that
+ * fails is retried on the next backend in turn (up to CONNECT_ATTEMPTS times), as L4 balancers do.
  */
 export async function startL4Balancer(backends: readonly { readonly host: string; readonly port: number }[]): Promise<L4Balancer> {
   if (backends.length === 0) throw new Error('an L4 balancer needs at least one backend');
   const connections = backends.map(() => 0);
+  const errors = new Map<string, number>();
+  const count = (what: string): void => {
+    errors.set(what, (errors.get(what) ?? 0) + 1);
+  };
   const sockets = new Set<Socket>();
   let next = 0;
   const track = (s: Socket): void => {
@@ -54,15 +63,19 @@ export async function startL4Balancer(backends: readonly { readonly host: string
         upstream.pipe(client);
         client.resume();
         client.once('close', () => upstream.destroy());
-        upstream.once('close', () => client.destroy());
+        upstream.once('close', () => {
+          if (!client.destroyed) count('upstream closed first');
+          client.destroy();
+        });
       });
-      upstream.on('error', (err) => {
+      upstream.on('error', (err: NodeJS.ErrnoException) => {
+        count(`${connected ? 'upstream' : 'connect'}: ${err.code ?? err.message}`);
         if (connected) client.destroy();
-        else if (++tries < backends.length && !client.destroyed) attempt();
-        else client.destroy(err);
+        else if (++tries < CONNECT_ATTEMPTS && !client.destroyed) setTimeout(attempt, 10 * tries);
+        else client.destroy();
       });
     };
-    client.on('error', () => undefined); // its upstream is destroyed by the close that follows
+    client.on('error', (err: NodeJS.ErrnoException) => count(`client: ${err.code ?? err.message}`));
     attempt();
   });
   await new Promise<void>((resolve, reject) => {
@@ -74,12 +87,27 @@ export async function startL4Balancer(backends: readonly { readonly host: string
     url: `http://127.0.0.1:${port}`,
     port,
     connections,
+    errors,
     close: () =>
       new Promise<void>((resolve) => {
         for (const s of sockets) s.destroy();
         server.close(() => resolve());
       }),
   };
+}
+
+const liveRedis = new Set<RedisServer>();
+let exitHook = false;
+
+/** A bench process that dies leaves no redis-server behind (routers and fleets have their own hooks). */
+function killOnExit(r: RedisServer): void {
+  liveRedis.add(r);
+  if (exitHook) return;
+  exitHook = true;
+  process.on('exit', () => {
+    // kill9 sends SIGKILL synchronously; its promise never settles here, which is fine at exit
+    for (const x of liveRedis) void x.kill9();
+  });
 }
 
 export interface ClusterLaunch {
@@ -122,12 +150,14 @@ export async function startCluster(o: ClusterLaunch): Promise<ClusterRun> {
     await Promise.allSettled(replicas.map((r) => r.stop()));
     await fleet?.close();
     await redis?.stop();
+    if (redis !== undefined) liveRedis.delete(redis);
   };
   try {
     if (o.redis) {
       const bin = o.redisBin ?? findRedisServer();
       if (bin === undefined) throw new Error('redis-server not found');
       redis = await RedisServer.start(bin);
+      killOnExit(redis);
     }
     fleet = await startFleet(o.sim, o.workers);
     const prefix = `bench${process.pid}-${Date.now()}:`;

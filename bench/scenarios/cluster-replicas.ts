@@ -176,7 +176,8 @@ async function runCluster(
     }
     ctx.log(
       `cluster-replicas/${label}: ${s.completed} ok, ${s.failed} failed, ${s.request_throughput.toFixed(2)} req/s, TTFT p90 ${Number(s['p90_ttft_ms']).toFixed(0)} ms, ` +
-        `cache hit ${(s.cache_hit_rate * 100).toFixed(1)}%, connections per replica ${cluster.balancer.connections.join('/')}${affinity}`,
+        `cache hit ${(s.cache_hit_rate * 100).toFixed(1)}%, connections per replica ${cluster.balancer.connections.join('/')}${affinity}` +
+        (cluster.balancer.errors.size === 0 ? '' : `; balancer: ${[...cluster.balancer.errors].map(([k, v]) => `${k} x${v}`).join(', ')}`),
     );
     return { label, summary: s, extra };
   } finally {
