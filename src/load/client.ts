@@ -1,8 +1,14 @@
 /**
  * The load generator's HTTP client: an undici Pool (one keep-alive connection per request in flight, so a
  * request handed to it goes on the wire at once and "sent" means sent) driven through `dispatch`, its
- * fastest API, with the response read incrementally: each network chunk is stamped on arrival, SSE events
- * are parsed as they complete (TTFT at the first content event, ITL between content events).
+ * fastest API, with the response read incrementally: each network chunk is stamped on arrival and kept.
+ *
+ * Nothing is parsed while the response arrives: the sending thread's time between scheduled sends is
+ * what the send lag is made of, so the undici callbacks only copy and stamp chunks. The exchange is
+ * handed over when it completes (`done`), and its outcome (SSE events parsed with their chunks' arrival
+ * stamps: TTFT at the first content event, ITL between content events; JSON bodies parsed) is computed
+ * when the caller asks for it, which the scheduler does in the slack between sends. The figures are the
+ * same as parsing on arrival: an event's time is the arrival of the chunk that completed it.
  */
 import { performance } from 'node:perf_hooks';
 import { Pool, type Dispatcher } from 'undici';
@@ -35,6 +41,8 @@ export interface ClientOptions {
 
 /** Error bodies and non-streaming answers larger than this are cut (a load test never needs more). */
 const MAX_BODY_BYTES = 64 * 1024 * 1024;
+/** A stream is held unparsed until it completes up to this many bytes (short answers: the load that needs precise sends). */
+const DEFER_STREAM_BYTES = 256 * 1024;
 const NO_GAPS: number[] = [];
 
 export class LoadClient {
@@ -58,11 +66,11 @@ export class LoadClient {
    * Send one POST; `done` is called exactly once. `cumulative`: the stream repeats all text so far
    * (SGLang /generate) rather than deltas.
    */
-  send(path: string, body: Buffer, requestId: string, cumulative: boolean, done: (o: ExchangeOutcome) => void): void {
+  send<C>(path: string, body: Buffer, requestId: string, cumulative: boolean, done: (ex: Exchange, ctx: C) => void, ctx: C): void {
     // A flat [name, value, ...] list: undici takes it as is (no per-request object spread).
     const headers = this.baseHeaders.slice();
     headers.push('x-request-id', requestId);
-    const handler = new ExchangeHandler(cumulative, done);
+    const handler = new ExchangeHandler(cumulative, done as (ex: Exchange, ctx: unknown) => void, ctx);
     try {
       this.pool.dispatch(
         { path, method: 'POST', headers, body, headersTimeout: this.opts.timeoutMs, bodyTimeout: this.opts.timeoutMs } as Dispatcher.DispatchOptions,
@@ -82,19 +90,38 @@ export class LoadClient {
   }
 }
 
-class ExchangeHandler {
+/** A finished exchange: when it completed, and its outcome computed on demand (once). */
+export interface Exchange {
+  /** performance.now() ms of completion (or failure). */
+  readonly completedAt: number;
+  outcome(): ExchangeOutcome;
+}
+
+/** Send one request and wait for its outcome (warm-up, tests): parsing right away is fine there. */
+export function sendAndParse(client: LoadClient, path: string, body: Buffer, requestId: string, cumulative: boolean): Promise<ExchangeOutcome> {
+  return new Promise((resolve) => client.send(path, body, requestId, cumulative, (ex: Exchange) => resolve(ex.outcome()), undefined));
+}
+
+class ExchangeHandler implements Exchange {
   private status = 0;
   private workerUrl = '';
   private requestId = '';
-  private reader: StreamReader | undefined;
-  private parts: Buffer[] | undefined;
+  private streamed = false;
+  /** Response chunks (copies: undici may reuse the memory) and their arrival stamps. */
+  private readonly parts: Buffer[] = [];
+  private readonly stamps: number[] = [];
   private bytes = 0;
+  /** Set once a stream outgrew DEFER_STREAM_BYTES: parsed on arrival from then on. */
+  private reader: StreamReader | undefined;
   private done = false;
-  private firstByteAt = -1;
+  private error: Error | undefined;
+  private result: ExchangeOutcome | undefined;
+  completedAt = -1;
 
   constructor(
     private readonly cumulative: boolean,
-    private readonly finish: (o: ExchangeOutcome) => void,
+    private readonly finish: (ex: Exchange, ctx: unknown) => void,
+    private readonly ctx: unknown,
   ) {}
 
   onConnect(): void {}
@@ -113,21 +140,30 @@ class ExchangeHandler {
       else if (name === 'x-sglang-worker') this.workerUrl = rawHeaders[i + 1]!.toString();
       else if (name === 'x-request-id') this.requestId = rawHeaders[i + 1]!.toString();
     }
-    if (statusCode < 400 && contentType.startsWith('text/event-stream')) this.reader = new StreamReader(this.cumulative);
-    else this.parts = [];
+    this.streamed = statusCode < 400 && contentType.startsWith('text/event-stream');
     return true;
   }
 
   onData(chunk: Buffer): boolean {
     const now = performance.now();
-    if (this.firstByteAt < 0) this.firstByteAt = now;
-    if (this.reader !== undefined) {
-      this.reader.push(chunk, now);
+    const reader = this.reader;
+    if (reader !== undefined) {
+      reader.push(chunk, now); // a long stream: parsed as it comes (see DEFER_STREAM_BYTES)
+      return true;
+    }
+    if (this.streamed && this.bytes + chunk.length > DEFER_STREAM_BYTES) {
+      // Too much to hold until completion (cumulative SSE text grows quadratically): parse from now on.
+      const r = new StreamReader(this.cumulative);
+      for (let i = 0; i < this.parts.length; i++) r.push(this.parts[i] as Buffer, this.stamps[i] as number);
+      this.parts.length = 0;
+      this.stamps.length = 0;
+      r.push(chunk, now);
+      this.reader = r;
       return true;
     }
     if (this.bytes + chunk.length <= MAX_BODY_BYTES) {
-      // undici may reuse the chunk's memory: keep a copy.
-      this.parts!.push(Buffer.from(chunk));
+      this.parts.push(Buffer.from(chunk));
+      this.stamps.push(now);
     }
     this.bytes += chunk.length;
     return true;
@@ -136,27 +172,55 @@ class ExchangeHandler {
   onComplete(): void {
     if (this.done) return;
     this.done = true;
-    const now = performance.now();
-    const r = this.reader;
-    if (r !== undefined) {
-      r.end(now);
-      let error = r.error ?? '';
-      if (error === '' && r.contentEvents === 0 && !r.sawDone) error = 'stream ended without content or [DONE]';
-      this.finish({
-        status: this.status,
-        workerUrl: this.workerUrl,
-        requestId: this.requestId,
-        streamed: true,
-        firstContentAt: r.firstContentAt,
-        completedAt: now,
-        gaps: r.gaps,
-        counts: r.counts,
-        generatedChars: r.generatedChars,
-        error,
-      });
-      return;
+    this.completedAt = performance.now();
+    this.finish(this, this.ctx);
+  }
+
+  onError(err: Error): void {
+    if (this.done) return;
+    this.done = true;
+    this.completedAt = performance.now();
+    this.error = err;
+    this.finish(this, this.ctx);
+  }
+
+  outcome(): ExchangeOutcome {
+    if (this.result === undefined) {
+      this.result = this.streamed ? this.streamOutcome() : this.error !== undefined ? this.errorOutcome(undefined) : this.bodyOutcome();
+      this.parts.length = 0; // parsed: let the chunks go
     }
-    const body = Buffer.concat(this.parts ?? []);
+    return this.result;
+  }
+
+  private streamOutcome(): ExchangeOutcome {
+    let r = this.reader;
+    if (r === undefined) {
+      r = new StreamReader(this.cumulative);
+      const { parts, stamps } = this;
+      for (let i = 0; i < parts.length; i++) r.push(parts[i] as Buffer, stamps[i] as number);
+    }
+    if (this.error !== undefined) return this.errorOutcome(r);
+    const now = this.completedAt;
+    r.end(now);
+    let error = r.error ?? '';
+    if (error === '' && r.contentEvents === 0 && !r.sawDone) error = 'stream ended without content or [DONE]';
+    return {
+      status: this.status,
+      workerUrl: this.workerUrl,
+      requestId: this.requestId,
+      streamed: true,
+      firstContentAt: r.firstContentAt,
+      completedAt: now,
+      gaps: r.gaps,
+      counts: r.counts,
+      generatedChars: r.generatedChars,
+      error,
+    };
+  }
+
+  private bodyOutcome(): ExchangeOutcome {
+    const now = this.completedAt;
+    const body = this.parts.length === 1 ? (this.parts[0] as Buffer) : Buffer.concat(this.parts);
     const counts = emptyCounts();
     let error = '';
     let generatedChars = 0;
@@ -181,7 +245,7 @@ class ExchangeHandler {
         generatedChars += eventText(rec)?.length ?? 0;
       }
     }
-    this.finish({
+    return {
       status: this.status,
       workerUrl: this.workerUrl,
       requestId: this.requestId,
@@ -193,25 +257,23 @@ class ExchangeHandler {
       counts,
       generatedChars,
       error,
-    });
+    };
   }
 
-  onError(err: Error): void {
-    if (this.done) return;
-    this.done = true;
+  private errorOutcome(r: StreamReader | undefined): ExchangeOutcome {
+    const err = this.error as Error;
     const code = (err as { code?: string }).code;
-    const now = performance.now();
-    this.finish({
+    return {
       status: this.status,
       workerUrl: this.workerUrl,
       requestId: this.requestId,
-      streamed: this.reader !== undefined,
-      firstContentAt: this.reader?.firstContentAt ?? -1,
-      completedAt: now,
-      gaps: this.reader?.gaps ?? NO_GAPS,
-      counts: this.reader?.counts ?? emptyCounts(),
-      generatedChars: this.reader?.generatedChars ?? 0,
+      streamed: r !== undefined,
+      firstContentAt: r?.firstContentAt ?? -1,
+      completedAt: this.completedAt,
+      gaps: r?.gaps ?? NO_GAPS,
+      counts: r?.counts ?? emptyCounts(),
+      generatedChars: r?.generatedChars ?? 0,
       error: `${code ?? err.name}: ${err.message}`,
-    });
+    };
   }
 }

@@ -6,13 +6,18 @@
  * ahead of its time; a timer sleeps until ~2 ms before it is due, then the loop polls with setImmediate
  * (so network I/O still runs) and sends at the due time; requests over --max-concurrency wait client-side
  * and go out from the completion that frees a slot. Its own lateness is measured per request (send lag).
+ *
+ * Between sends the thread does as little as it can: the client only copies and stamps response chunks,
+ * and finished exchanges wait in a queue. Parsing them, recording them and writing their CSV rows (tens of
+ * microseconds each) happens only in slack: while the next send is more than RECORD_MARGIN_MS away, or
+ * once everything is sent. A generator that cannot keep up records regardless past MAX_DEFERRED waiting.
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import { ArrivalProcess } from './arrivals.js';
-import { LoadClient, type ExchangeOutcome } from './client.js';
+import { LoadClient, sendAndParse, type Exchange } from './client.js';
 import { createDataset, type Dataset, type DatasetIterator, type RequestSpec } from './datasets.js';
 import { GpuMapper, SRC_ESTIMATED, SRC_TRACES, SRC_UNKNOWN, estimateGpu } from './gpu-map.js';
 import type { LoadOptions } from './options.js';
@@ -186,9 +191,7 @@ function requestIdOf(runId: string, index: number): string {
 async function warmup(client: LoadClient, dataset: Dataset, settings: PayloadSettings, path: string, cumulative: boolean, count: number, runId: string, log: (s: string) => void): Promise<void> {
   const spec = dataset.iterate().next();
   const body = Buffer.from(JSON.stringify(buildPayload(spec, settings)));
-  const outcomes = await Promise.all(
-    Array.from({ length: count }, (_, k) => new Promise<ExchangeOutcome>((resolve) => client.send(path, body, `${runId}-warmup-${k}`, cumulative, resolve))),
-  );
+  const outcomes = await Promise.all(Array.from({ length: count }, (_, k) => sendAndParse(client, path, body, `${runId}-warmup-${k}`, cumulative)));
   const failed = outcomes.filter((o) => o.error !== '');
   if (failed.length === outcomes.length && failed.every((o) => o.status === 0)) {
     throw new LoadError(`warm-up failed: ${failed[0]!.error} (is the target up at ${path}?)`);
@@ -238,6 +241,20 @@ async function settleGpus(rec: Recorder, mapper: GpuMapper, target: TargetInfo, 
 const LOOKAHEAD = 256;
 /** Building a body takes tens of microseconds; only build ahead when the next send is further away than this. */
 const BUILD_MARGIN_MS = 0.3;
+/** Parsing and recording a finished exchange takes tens of microseconds: only when the next send is further away. */
+const RECORD_MARGIN_MS = 0.25;
+/** Finished exchanges waiting to be recorded beyond which they are recorded regardless (bounded memory). */
+const MAX_DEFERRED = 2048;
+
+/** One request from its send to its record (pooled: no closure or object per request). */
+class Pending {
+  index = 0;
+  scheduled = 0;
+  ready = 0;
+  sent = 0;
+  spec: RequestSpec | undefined;
+  ex: Exchange | undefined;
+}
 
 class Scheduler {
   inFlight = 0;
@@ -255,6 +272,13 @@ class Scheduler {
   private immediate: NodeJS.Immediate | undefined;
   private pumpQueued = false;
   private resolveDone: (() => void) | undefined;
+  /** Exchanges finished (recorded or waiting in `deferred`). */
+  private completed = 0;
+  private readonly deferred: Pending[] = [];
+  private deferredHead = 0;
+  private readonly pool: Pending[] = [];
+  private firstFreedAt = -1;
+  private readonly onDoneBound = (ex: Exchange, p: Pending): void => this.onDone(ex, p);
   /** Requests in the run; lowered to the number already sent when the run is stopped early. */
   private n: number;
   stopped = false;
@@ -320,7 +344,7 @@ class Scheduler {
     if (this.immediate !== undefined) clearImmediate(this.immediate);
     this.timer = undefined;
     this.immediate = undefined;
-    if (this.recorder.finished >= this.n) this.resolveDone?.();
+    if (this.completed >= this.n) this.finishRun();
   }
 
   private readonly tick = (): void => {
@@ -337,8 +361,53 @@ class Scheduler {
       const ready = slotFreedAt > this.nextScheduled ? slotFreedAt : this.nextScheduled;
       this.sendNext(ready);
     }
+    this.recordInSlack();
     this.fillAhead();
     this.armTimer();
+  }
+
+  /** Record finished exchanges while the next send is far enough away (or nothing is left to send). */
+  private recordInSlack(): void {
+    while (this.deferredHead < this.deferred.length) {
+      const waiting = this.deferred.length - this.deferredHead;
+      if (waiting <= MAX_DEFERRED && this.nextIndex < this.n && this.nextScheduled - this.now() <= RECORD_MARGIN_MS) break;
+      this.recordOne();
+    }
+    if (this.deferredHead === this.deferred.length) {
+      this.deferred.length = 0;
+      this.deferredHead = 0;
+    }
+  }
+
+  private recordOne(): void {
+    const p = this.deferred[this.deferredHead] as Pending;
+    this.deferred[this.deferredHead++] = undefined as unknown as Pending;
+    const spec = p.spec as RequestSpec;
+    this.recorder.add({
+      index: p.index,
+      requestId: `${this.runId}-${p.index}`,
+      scheduledMs: p.scheduled,
+      readyMs: p.ready,
+      sentMs: p.sent,
+      clockOffset: this.t0,
+      outcome: (p.ex as Exchange).outcome(),
+      specPromptTokens: spec.promptTokens,
+      group: spec.group,
+    });
+    p.ex = undefined;
+    p.spec = undefined;
+    this.pool.push(p);
+  }
+
+  private finishRun(): void {
+    if (this.timer !== undefined) clearTimeout(this.timer);
+    if (this.immediate !== undefined) clearImmediate(this.immediate);
+    this.timer = undefined;
+    this.immediate = undefined;
+    while (this.deferredHead < this.deferred.length) this.recordOne();
+    this.deferred.length = 0;
+    this.deferredHead = 0;
+    this.resolveDone?.();
   }
 
   private armTimer(): void {
@@ -350,43 +419,36 @@ class Scheduler {
   }
 
   private sendNext(readyAt: number): void {
-    const p = this.takePrepared();
-    const index = this.nextIndex++;
-    const scheduled = this.nextScheduled;
+    const prepared = this.takePrepared();
+    const p = this.pool.pop() ?? new Pending();
+    p.index = this.nextIndex++;
+    p.scheduled = this.nextScheduled;
+    p.ready = readyAt;
+    p.spec = prepared.spec;
     this.nextScheduled = this.nextIndex < this.n ? this.arrivals.next() : Number.POSITIVE_INFINITY;
-    const requestId = `${this.runId}-${index}`;
     this.inFlight++;
-    const sentMs = this.now();
-    this.client.send(this.path, p.body, requestId, this.cumulative, (outcome) => this.onDone(index, requestId, scheduled, readyAt, sentMs, p.spec, outcome));
+    p.sent = this.now();
+    this.client.send(this.path, prepared.body, `${this.runId}-${p.index}`, this.cumulative, this.onDoneBound, p);
   }
 
-  private onDone(index: number, requestId: string, scheduled: number, ready: number, sent: number, spec: RequestSpec, outcome: ExchangeOutcome): void {
+  private onDone(ex: Exchange, p: Pending): void {
     this.inFlight--;
-    const freedAt = outcome.completedAt - this.t0;
-    this.recorder.add({
-      index,
-      requestId,
-      scheduledMs: scheduled,
-      readyMs: ready,
-      sentMs: sent,
-      clockOffset: this.t0,
-      outcome,
-      specPromptTokens: spec.promptTokens,
-      group: spec.group,
-    });
-    if (this.recorder.finished >= this.n) {
-      if (this.timer !== undefined) clearTimeout(this.timer);
-      if (this.immediate !== undefined) clearImmediate(this.immediate);
-      this.resolveDone?.();
-      return;
-    }
-    // Send from a microtask, not from inside undici's callback (no re-entrancy into its parser).
+    this.completed++;
+    p.ex = ex;
+    this.deferred.push(p);
+    const freedAt = ex.completedAt - this.t0;
+    if (this.completed >= this.n) return this.finishRun();
+    // Send from a microtask, not from inside undici's callback (no re-entrancy into its parser); the
+    // first slot freed in this turn is when a request waiting for one became ready.
     if (!this.pumpQueued) {
       this.pumpQueued = true;
-      queueMicrotask(() => {
-        this.pumpQueued = false;
-        this.pump(freedAt);
-      });
+      this.firstFreedAt = freedAt;
+      queueMicrotask(this.pumpFromCompletion);
     }
   }
+
+  private readonly pumpFromCompletion = (): void => {
+    this.pumpQueued = false;
+    this.pump(this.firstFreedAt);
+  };
 }
