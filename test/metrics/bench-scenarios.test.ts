@@ -24,3 +24,25 @@ t.test('stats-prometheus reports its own figures, and prom-client\'s or a skip',
   t.ok(names.includes('prom.render.promclient_us_w8') || skipped.includes('prom.*.promclient_*'), 'prom-client measured or reported as skipped');
   for (const f of figures) t.ok(Number.isFinite(f.value) && f.value > 0, `${f.name} = ${f.value} ${f.unit}`);
 });
+
+t.test('on/off comparisons: rotated interleaved rounds, medians of per-round ratios', async (t) => {
+  const { roundOrder, roundsFor, variantFigures, MIN_ROUNDS } = await import('../../bench/lib/router-variants.js');
+  t.same(roundOrder(['off', 'on', 'log'], 1), ['off', 'on', 'log']);
+  t.same(roundOrder(['off', 'on', 'log'], 2), ['on', 'log', 'off']);
+  t.same(roundOrder(['off', 'on', 'log'], 4), ['off', 'on', 'log']);
+  t.equal(roundsFor({ quick: false, runs: 3 }), MIN_ROUNDS, 'several rounds even when --runs asks for fewer');
+  t.equal(roundsFor({ quick: false, runs: 9 }), 9);
+  t.equal(roundsFor({ quick: true, runs: 2 }), 2);
+  const run = (rps: number, p99: number, cpuUs: number) => ({ wrk: { requestsPerSec: rps, latency: { p99Ms: p99 } }, cpuUs }) as never;
+  const runs = new Map([
+    ['off', [run(1000, 10, 100), run(800, 20, 100), run(1000, 10, 100)]],
+    ['on', [run(990, 11, 103), run(400, 20, 110), run(1000, 10, 101)]],
+  ]);
+  const figs = variantFigures({ figurePrefix: 'x.e2e', variants: [{ name: 'off', args: () => [], note: 'off' }, { name: 'on', args: () => [], note: 'on' }], baseline: 'off', ratios: [{ variant: 'on', prefix: '', label: 'on / off' }] }, 'stream', runs, 'note');
+  const by = new Map(figs.map((f) => [f.name, f.value]));
+  t.equal(by.get('x.e2e.stream.rps_ratio'), 0.99, 'the median ratio: one bad round does not move it');
+  t.equal(by.get('x.e2e.stream.p99_ratio'), 1);
+  t.equal(by.get('x.e2e.stream.cpu_ratio'), 1.03);
+  t.equal(by.get('x.e2e.stream.on_rps'), 990);
+  t.same([...by.keys()], ['x.e2e.stream.rps_ratio', 'x.e2e.stream.p99_ratio', 'x.e2e.stream.cpu_ratio', 'x.e2e.stream.off_cpu_us', 'x.e2e.stream.on_cpu_us', 'x.e2e.stream.off_rps', 'x.e2e.stream.on_rps', 'x.e2e.stream.off_p99_ms', 'x.e2e.stream.on_p99_ms']);
+});
