@@ -107,7 +107,7 @@ class ExchangeHandler implements Exchange {
   private workerUrl = '';
   private requestId = '';
   private streamed = false;
-  /** Response chunks (copies: undici may reuse the memory) and their arrival stamps. */
+  /** Response chunks and their arrival stamps. */
   private readonly parts: Buffer[] = [];
   private readonly stamps: number[] = [];
   private bytes = 0;
@@ -162,7 +162,9 @@ class ExchangeHandler implements Exchange {
       return true;
     }
     if (this.bytes + chunk.length <= MAX_BODY_BYTES) {
-      this.parts.push(Buffer.from(chunk));
+      // No copy: undici hands a view into the socket's read (a fresh, exact-size buffer per read in
+      // Node, never reused), so holding it until the outcome is parsed is safe and costs no extra memory.
+      this.parts.push(chunk);
       this.stamps.push(now);
     }
     this.bytes += chunk.length;

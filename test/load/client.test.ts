@@ -77,3 +77,31 @@ t.test('a connection error is an outcome with the error, whenever it is asked fo
   t.equal(o.status, 0);
   t.match(o.error, /ECONNREFUSED|connect/i);
 });
+
+t.test('chunks held without copying stay intact while other responses arrive', async (t) => {
+  const srv = http.createServer((req, res) => {
+    req.resume();
+    const n = Number(String(req.headers['x-request-id']).slice(1));
+    res.writeHead(200, { 'content-type': 'text/event-stream' });
+    let i = 0;
+    const next = (): void => {
+      i++;
+      res.write(`data: ${JSON.stringify({ text: String.fromCharCode(97 + (n % 26)).repeat(i * (n + 1)), meta_info: { completion_tokens: i } })}\n\n`);
+      if (i === 3) res.end('data: [DONE]\n\n');
+      else setImmediate(next);
+    };
+    next();
+  });
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+  t.teardown(() => new Promise<void>((r) => srv.close(() => r())));
+  const client = new LoadClient({ origin: `http://127.0.0.1:${(srv.address() as AddressInfo).port}`, connections: 4, timeoutMs: 10_000, headers: {} });
+  t.teardown(() => client.close());
+  // Every exchange completes before any is parsed.
+  const exchanges = await Promise.all(Array.from({ length: 40 }, (_, n) => new Promise<Exchange>((resolve) => client.send('/generate', Buffer.from('{}'), `r${n}`, true, (e: Exchange) => resolve(e), undefined))));
+  exchanges.forEach((ex, n) => {
+    const o = ex.outcome();
+    t.equal(o.error, '', `r${n}`);
+    t.equal(o.generatedChars, 3 * (n + 1), `r${n}: its own text, intact`);
+    t.equal(o.counts.completionTokens, 3);
+  });
+});
