@@ -26,6 +26,7 @@ import { Observability, type ObservabilityTuning } from './metrics/observability
 import { CircuitBreakers } from './workers/breaker.js';
 import { AdmissionLimits } from './frontend/admission.js';
 import type { Cluster } from './cluster/setup.js';
+import type { UpstreamClientKind } from './proxy/upstream/types.js';
 
 export interface StartedRouter {
   readonly port: number;
@@ -80,7 +81,7 @@ export async function startRouter(opts: RouterOptions, deps: StartRouterDeps = {
 
   const requestTimeoutMs = Math.round(opts.requestTimeoutSecs * 1000);
   const table = WorkerTable.create(TABLE_CAPACITY);
-  const registry = new WorkerRegistry(table, { requestTimeoutMs, initiallyHealthy: false });
+  const registry = new WorkerRegistry(table, { requestTimeoutMs, initiallyHealthy: false, upstreamClient: opts.upstreamClient as UpstreamClientKind });
   let policy: PolicyHost | undefined;
   let monitor: WorkerMonitor | undefined;
   let tracker: Awaited<ReturnType<typeof createTracker>> = undefined;

@@ -53,6 +53,7 @@ export const ROUTER_OPTION_SPECS = [
   { name: 'health-check-interval-secs', type: 'number', default: 60, min: 0.01, help: 'interval between health checks', group: G_WORKERS },
   { name: 'health-check-endpoint', type: 'string', default: '/health', help: 'worker path probed by health checks', group: G_WORKERS },
   { name: 'load-poll-interval-secs', type: 'number', default: 1, min: 0, help: 'interval of /get_load polling (0 = off) (ours)', group: G_WORKERS },
+  { name: 'upstream-client', type: 'string', default: 'fast', choices: ['fast', 'undici'], help: 'HTTP/1.1 client for proxied requests: fast (ours, src/proxy/upstream; https workers use undici) or undici (ours)', group: G_WORKERS, metavar: 'NAME' },
   { name: 'allowed-worker-hosts', type: 'list', default: ['127.0.0.1', 'localhost', '::1'], help: 'hosts /add_worker may add (ours; * = any)', group: G_WORKERS },
   // limits
   { name: 'max-payload-size', type: 'integer', default: 512 * 1024 * 1024, min: 1, help: 'largest request body in bytes', group: G_LIMITS },

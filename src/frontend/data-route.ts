@@ -333,7 +333,7 @@ function send(ctx: RouterContext, st: InFlight, worker: WorkerEntry): void {
   const progress = ctx.progress;
   relay(
     st.ex,
-    worker.pool,
+    worker.upstream,
     {
       method: 'POST',
       path: st.path,

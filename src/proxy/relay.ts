@@ -9,7 +9,7 @@
  *   from onWritable; a slow upstream simply delivers fewer chunks.
  * - A client abort aborts the upstream request. Exactly one `finish` callback per relay.
  */
-import type { Dispatcher } from 'undici';
+import type { UpstreamDispatcher, UpstreamHandler } from './upstream/types.js';
 import { SwitchyardError, type ErrorCode } from '../errors.js';
 import type { Exchange } from '../frontend/http.js';
 import { SseScanner } from './sse-scanner.js';
@@ -59,7 +59,7 @@ const CONNECT_ERROR_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'EHO
 
 export function relay(
   ex: Exchange,
-  dispatcher: Dispatcher,
+  dispatcher: UpstreamDispatcher,
   req: RelayRequest,
   now: () => number,
   finish: (outcome: RelayOutcome) => void,
@@ -69,22 +69,24 @@ export function relay(
   try {
     dispatcher.dispatch(
       {
-        origin: undefined,
         path: req.path,
         method: req.method,
         headers: req.headers,
         body: req.body ?? null,
         headersTimeout: req.timeoutMs,
         bodyTimeout: req.timeoutMs,
-      } as Dispatcher.DispatchOptions,
-      handler as unknown as Dispatcher.DispatchHandler,
+        // A reused keep-alive connection found closed may be retried by the client itself exactly when
+        // the router would retry the request elsewhere (nothing reached the client, retries allowed).
+        idempotent: req.deferConnectErrors,
+      },
+      handler,
     );
   } catch (err) {
     handler.onError(err as Error);
   }
 }
 
-class RelayHandler {
+class RelayHandler implements UpstreamHandler {
   private abortUpstream: ((err?: Error) => void) | undefined;
   private resumeUpstream: (() => void) | undefined;
   private status = 0;

@@ -4,13 +4,17 @@
  * per-worker counters live in the shared WorkerTable.
  */
 import { Pool } from 'undici';
+import { createUpstream, type UpstreamClientKind, type UpstreamDispatcher } from '../proxy/upstream/index.js';
 import { SwitchyardError } from '../errors.js';
 import { Field, type SlotRef, type WorkerTable } from '../actors/worker-table.js';
 import type { WorkerInfo } from '../policies/types.js';
 
 export interface WorkerEntry extends WorkerInfo {
   readonly ref: SlotRef;
+  /** undici pool for control requests (/flush_cache fan-out, forwarded GETs); opens sockets only when used. */
   readonly pool: Pool;
+  /** The data path's client (--upstream-client): `pool` itself for undici, else a FastPool. */
+  readonly upstream: UpstreamDispatcher;
   readonly host: string;
   readonly port: number;
   readonly addedAt: number;
@@ -23,6 +27,8 @@ export interface RegistryOptions {
   requestTimeoutMs: number;
   /** A new worker's health before its first check (true: optimistic, as when started by us). */
   initiallyHealthy?: boolean;
+  /** Which HTTP client carries proxied requests (default: fast; https workers always use undici). */
+  upstreamClient?: UpstreamClientKind;
 }
 
 export type MembershipListener = (workers: readonly WorkerEntry[]) => void;
@@ -52,7 +58,7 @@ export class WorkerRegistry {
   private readonly byUrlMap = new Map<string, WorkerEntry>();
   private readonly bySlotMap = new Map<number, WorkerEntry>();
   private readonly listeners: MembershipListener[] = [];
-  private readonly draining = new Set<Pool>();
+  private readonly draining = new Set<Pool | UpstreamDispatcher>();
 
   constructor(
     readonly table: WorkerTable,
@@ -101,11 +107,13 @@ export class WorkerRegistry {
     this.bySlotMap.delete(entry.slot);
     this.entries.splice(this.entries.indexOf(entry), 1);
     this.table.release(entry.slot);
-    this.draining.add(entry.pool);
-    entry.pool.close().then(
-      () => this.draining.delete(entry.pool),
-      () => this.draining.delete(entry.pool),
-    );
+    for (const d of clientsOf(entry)) {
+      this.draining.add(d);
+      d.close().then(
+        () => this.draining.delete(d),
+        () => this.draining.delete(d),
+      );
+    }
     this.emit();
     return entry;
   }
@@ -137,7 +145,7 @@ export class WorkerRegistry {
   }
 
   async close(): Promise<void> {
-    const pools = [...this.entries.map((e) => e.pool), ...this.draining];
+    const pools = [...this.entries.flatMap(clientsOf), ...this.draining];
     await Promise.all(pools.map((p) => p.destroy().catch(() => undefined)));
   }
 
@@ -149,15 +157,16 @@ export class WorkerRegistry {
 
   private insert(p: { url: string; host: string; port: number }, nodeId: number): WorkerEntry {
     const ref = this.table.allocate({ healthy: this.options.initiallyHealthy ?? false, nodeId });
-    const pool = new Pool(p.url, {
+    const poolOptions = {
       connections: this.options.connectionsPerWorker ?? 2048,
-      pipelining: 1,
       keepAliveTimeout: 30_000,
       keepAliveMaxTimeout: 600_000,
       headersTimeout: this.options.requestTimeoutMs,
       bodyTimeout: this.options.requestTimeoutMs,
       connectTimeout: 5_000,
-    });
+    };
+    const pool = new Pool(p.url, { ...poolOptions, pipelining: 1 });
+    const upstream = createUpstream(this.options.upstreamClient ?? 'fast', p.url, poolOptions, pool);
     const entry: WorkerEntry = {
       slot: ref.slot,
       generation: ref.generation,
@@ -165,6 +174,7 @@ export class WorkerRegistry {
       nodeId,
       ref,
       pool,
+      upstream,
       host: p.host,
       port: p.port,
       addedAt: Date.now(),
@@ -178,4 +188,9 @@ export class WorkerRegistry {
   private emit(): void {
     for (const l of this.listeners) l(this.entries);
   }
+}
+
+/** The distinct clients of a worker (one when the data path uses the undici pool too). */
+function clientsOf(e: WorkerEntry): (Pool | UpstreamDispatcher)[] {
+  return e.upstream === (e.pool as unknown) ? [e.pool] : [e.pool, e.upstream];
 }
