@@ -242,13 +242,13 @@ t.test('headers timeout and body timeout (a gap between body bytes, not the tota
       s.write('HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nabc');
       return; // then nothing
     }
-    // /slow-but-steady: 12 bytes, one every 40 ms: 480 ms in total, never a 150 ms gap
-    s.write('HTTP/1.1 200 OK\r\ncontent-length: 12\r\n\r\n');
+    // /steady: 20 bytes, one every 30 ms: 600 ms in total, longer than the 400 ms timeout, but no gap near it
+    s.write('HTTP/1.1 200 OK\r\ncontent-length: 20\r\n\r\n');
     let n = 0;
     const timer = setInterval(() => {
-      if (s.destroyed || n === 12) return clearInterval(timer);
+      if (s.destroyed || n === 20) return clearInterval(timer);
       s.write(String(n++ % 10));
-    }, 40);
+    }, 30);
   });
   const pool = new FastPool(server.origin, OPTS);
   t.teardown(async () => {
@@ -261,9 +261,9 @@ t.test('headers timeout and body timeout (a gap between body bytes, not the tota
   const stall = await send(pool, { path: '/stall', headersTimeout: 150, bodyTimeout: 150 });
   t.equal(stall.error?.code, 'UND_ERR_BODY_TIMEOUT');
   t.equal(stall.body.toString(), 'abc');
-  const steady = await send(pool, { path: '/steady', headersTimeout: 150, bodyTimeout: 150 });
+  const steady = await send(pool, { path: '/steady', headersTimeout: 400, bodyTimeout: 400 });
   t.equal(steady.error, undefined, 'a slow body whose gaps stay under the timeout completes');
-  t.equal(steady.body.toString(), '012345678901');
+  t.equal(steady.body.toString(), '01234567890123456789');
   await until(() => server.open.size === 1, 2000, 'timed-out connections closed');
   // Pool-wide defaults apply when a request sets none.
   const strict = new FastPool(server.origin, { ...OPTS, headersTimeout: 100 });
