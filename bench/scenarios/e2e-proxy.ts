@@ -8,7 +8,9 @@
  * direct, ...) so drift hits all three alike; the figures the gate trusts are the same-round ratios.
  *
  * Environment: SWITCHYARD_BENCH_WRK_THREADS (1), SWITCHYARD_BENCH_WRK_CONNECTIONS (64), the router
- * variables of bench/lib/router-target.ts, SWITCHYARD_BENCH_KEEP_TMP=1 to keep nginx's folder.
+ * variables of bench/lib/router-target.ts, SWITCHYARD_BENCH_KEEP_TMP=1 to keep nginx's folder,
+ * SWITCHYARD_BENCH_UPSTREAM_CLIENT=fast|undici to run the router with that --upstream-client (passed as
+ * SWITCHYARD_UPSTREAM_CLIENT, so a custom router command running switchyard gets it too).
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -56,6 +58,14 @@ async function onFreePort<T>(what: string, attempts: number, launch: (port: numb
     }
   }
   throw new Error(`${what} did not start after ${attempts} attempts: ${(last as Error).message}`);
+}
+
+/** The router's environment: ours, plus the upstream client knob when set. */
+function routerEnv(): NodeJS.ProcessEnv {
+  const client = process.env['SWITCHYARD_BENCH_UPSTREAM_CLIENT'];
+  if (client === undefined || client === '') return process.env;
+  if (client !== 'fast' && client !== 'undici') throw new Error(`SWITCHYARD_BENCH_UPSTREAM_CLIENT must be fast or undici, got '${client}'`);
+  return { ...process.env, SWITCHYARD_UPSTREAM_CLIENT: client };
 }
 
 interface Target {
@@ -119,7 +129,7 @@ const scenario: Scenario = {
             const choice = chooseRouter({ env: process.env, root: ROOT, host: HOST, port, backendUrl: backend.url });
             if (!choice.ok) throw new Error(choice.reason);
             const r = choice.router;
-            const proc = start(r.label, r.command, r.args, { cwd: ROOT, echoStderr: true });
+            const proc = start(r.label, r.command, r.args, { cwd: ROOT, echoStderr: true, env: routerEnv() });
             procs.push(proc);
             const url = `http://${HOST}:${port}`;
             try {
@@ -128,7 +138,8 @@ const scenario: Scenario = {
               await proc.stop();
               throw err;
             }
-            ctx.log(`router ${url} (pid ${proc.pid}): ${r.display}`);
+            const client = process.env['SWITCHYARD_BENCH_UPSTREAM_CLIENT'];
+            ctx.log(`router ${url} (pid ${proc.pid}): ${r.display}${client ? ` (SWITCHYARD_UPSTREAM_CLIENT=${client})` : ''}`);
             return url;
           });
           targets.push({ name: 'router', url: router });
