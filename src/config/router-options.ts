@@ -59,7 +59,7 @@ export const ROUTER_OPTION_SPECS = [
   { name: 'max-payload-size', type: 'integer', default: 512 * 1024 * 1024, min: 1, help: 'largest request body in bytes', group: G_LIMITS },
   { name: 'request-body-timeout-secs', type: 'number', default: 10, min: 0.001, help: 'a request body must arrive within this plus its length at --request-body-min-rate (408 after) (ours)', group: G_LIMITS },
   { name: 'request-body-min-rate', type: 'integer', default: 16384, min: 1, help: 'slowest accepted body upload in bytes per second (slowloris guard) (ours)', group: G_LIMITS },
-  { name: 'max-request-headers', type: 'integer', default: 64, min: 1, help: 'most request headers on data routes (431 beyond) (ours)', group: G_LIMITS },
+  { name: 'max-request-headers', type: 'integer', default: 40, min: 1, help: 'most request headers on data routes (431 beyond; uWS itself never passes on more than 48) (ours)', group: G_LIMITS },
   { name: 'max-request-header-bytes', type: 'integer', default: 32768, min: 256, help: 'largest total size of request headers on data routes (431 beyond) (ours)', group: G_LIMITS },
   { name: 'request-timeout-secs', type: 'number', default: 1800, min: 0.001, help: 'upstream request timeout', group: G_LIMITS },
   { name: 'max-concurrent-requests', type: 'integer', default: -1, min: -1, help: 'concurrency limit (-1 = off)', group: G_LIMITS },

@@ -49,7 +49,8 @@ export function handleDataRequest(ctx: RouterContext, res: HttpResponse, req: Ht
   const ex = new Exchange(res);
   const arrivedAt = now();
   // uWS: the request object is only valid now, read everything needed synchronously.
-  const declaredLength = parseContentLength(req.getHeader('content-length'));
+  const rawLength = req.getHeader('content-length');
+  const declaredLength = parseContentLength(rawLength);
   const contentType = req.getHeader('content-type');
   const authorization = req.getHeader('authorization');
   // W3C trace context: an invalid traceparent is dropped (not forwarded), as the spec asks of a participant.
@@ -59,12 +60,22 @@ export function handleDataRequest(ctx: RouterContext, res: HttpResponse, req: Ht
   if (headerLimits !== undefined) {
     let count = 0;
     let bytes = 0;
+    let conflictingLength = false;
     req.forEach((k, v) => {
       count++;
       bytes += k.length + v.length + 4;
+      // uWS frames the body by the first Content-Length; a differing second one is a smuggling attempt.
+      if (k === 'content-length' && v !== rawLength) conflictingLength = true;
     });
     if (count > headerLimits.count || bytes > headerLimits.bytes) {
       ex.fail('headers_too_large', `request headers exceed the limits (${count} headers of at most ${headerLimits.count}, ${bytes} bytes of at most ${headerLimits.bytes})`);
+      return;
+    }
+    if (conflictingLength || (rawLength !== '' && Number.isNaN(declaredLength))) {
+      // The body's framing is ambiguous or invalid: answer and close the connection (RFC 9112 section 6.3).
+      // (For a non-numeric length uWS drops the connection itself right after this handler, so that answer
+      // never leaves; the request is at least not counted as accepted and then aborted.)
+      ex.closeWithError(new SwitchyardError('invalid_request', conflictingLength ? 'conflicting Content-Length headers' : `invalid Content-Length: ${rawLength.slice(0, 40)}`));
       return;
     }
   }
