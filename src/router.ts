@@ -221,6 +221,8 @@ export async function startRouter(opts: RouterOptions, deps: StartRouterDeps = {
     counters: { requests: 0, completed: 0, failed: 0, aborted: 0, retries: 0, active: 0 },
     shuttingDown: false,
   };
+  // A worker readmitted after an ejection gets its open breaker half-open at once (src/workers/breaker.ts).
+  monitor.onRecovered = (w) => ctx.breakers?.recovered(w.ref);
   const app = createRouterApp(ctx, (a) => {
     registerTraceRoutes(a, ctx, tracker);
     obs.registerRoutes(a, ctx);

@@ -131,6 +131,16 @@ export class CircuitBreakers {
     }
   }
 
+  /**
+   * The worker was readmitted by the health checks after an ejection (it went down and came back): an
+   * open breaker turns half-open at once, so probes test it now instead of after the rest of the open
+   * timeout (its failures date from while it was down). A failing probe re-opens it as usual.
+   */
+  recovered(ref: SlotRef): void {
+    if (!this.table.isCurrent(ref) || this.state(ref) !== BreakerState.Open) return;
+    this.move(ref, this.slotOf(ref), BreakerState.HalfOpen);
+  }
+
   /** Outcome and transition counts of a worker (zeros for a worker never recorded). Not for the hot path. */
   counts(ref: SlotRef): BreakerCounts {
     const s = this.slots.get(ref.slot);

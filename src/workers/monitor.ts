@@ -40,6 +40,8 @@ export class WorkerMonitor {
   private recoveryTimer: NodeJS.Timeout | undefined;
   private loadTimer: NodeJS.Timeout | undefined;
   private closed = false;
+  /** Called when an unhealthy worker is readmitted (the router turns its open breaker half-open). */
+  onRecovered: ((worker: WorkerEntry) => void) | undefined = undefined;
 
   constructor(
     private readonly registry: WorkerRegistry,
@@ -167,6 +169,7 @@ export class WorkerMonitor {
       if (!wasHealthy && (admitOnFirstSuccess || st.successes >= this.options.successThreshold)) {
         table.setHealthy(worker.slot, true);
         this.log.info({ event: 'worker.healthy', worker: worker.url }, 'worker is healthy');
+        this.onRecovered?.(worker);
       }
     } else {
       st.successes = 0;

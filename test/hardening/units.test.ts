@@ -202,3 +202,22 @@ t.test('admission: the bucket holds --max-concurrent-requests tokens (sgl-router
   t.equal(refused.code, 'rate_limited');
   t.ok((refused.details?.['retry_after_ms'] as number) > 0, 'retry_after_ms tells when the next token is due');
 });
+
+t.test('breaker: a worker readmitted by health checks gets its open breaker half-open at once', (t) => {
+  const table = WorkerTable.create(4);
+  const ref = table.allocate();
+  const b = new CircuitBreakers(table, { failureThreshold: 2, successThreshold: 1, openMs: 60_000 });
+  b.recovered(ref);
+  t.equal(table.get(ref.slot, Field.Breaker), BreakerState.Closed, 'a closed breaker stays closed');
+  b.record(ref, b.tryAcquire(ref), false);
+  b.record(ref, b.tryAcquire(ref), false);
+  t.equal(table.get(ref.slot, Field.Breaker), BreakerState.Open);
+  b.recovered(ref);
+  t.equal(table.get(ref.slot, Field.Breaker), BreakerState.HalfOpen, 'open -> half-open without waiting 60 s');
+  t.equal(b.counts(ref).transitions(BreakerState.Open, BreakerState.HalfOpen), 1, 'counted as a transition');
+  const probe = b.tryAcquire(ref);
+  b.record(ref, probe, true);
+  t.equal(table.get(ref.slot, Field.Breaker), BreakerState.Closed, 'a good probe closes it');
+  b.close();
+  t.end();
+});
