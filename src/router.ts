@@ -23,10 +23,16 @@ import type { SimFleet } from './sim/fleet.js';
 import { SwitchyardError } from './errors.js';
 import { createTracker, registerTraceRoutes, resolveWorkerNodeIds } from './tracking/setup.js';
 import { Observability, type ObservabilityTuning } from './metrics/observability.js';
-import { CircuitBreakers } from './workers/breaker.js';
-import { AdmissionLimits } from './frontend/admission.js';
+import { CircuitBreakers, type BreakerOptions } from './workers/breaker.js';
+import { AdmissionLimits, type AdmissionLimitOptions, type AdmissionLimiter } from './frontend/admission.js';
 import type { Cluster } from './cluster/setup.js';
 import type { UpstreamClientKind } from './proxy/upstream/types.js';
+import { randomSeed } from './policies/common.js';
+import type { PolicyFactoryOptions } from './policies/types.js';
+import { startFrontendThreads, type RunningFrontendThreads } from './frontend/threads/start.js';
+import { counterTotals, createSharedFrontendBuffers, type SharedFrontendBuffers } from './frontend/threads/shared.js';
+import { createSharedLimitsState, SharedAdmissionLimits, type SharedLimitsState } from './frontend/threads/shared-limits.js';
+import type { FrontendThreads } from './frontend/threads/hub.js';
 
 export interface StartedRouter {
   readonly port: number;
@@ -38,6 +44,8 @@ export interface StartedRouter {
   readonly observability: Observability;
   /** Shared state through Redis (--redis-url); undefined in single-process mode. */
   readonly cluster: Cluster | undefined;
+  /** The front-end threads (--frontend-threads > 1); undefined with one front end. */
+  readonly frontends: FrontendThreads | undefined;
   /** Stop accepting, wait for in-flight requests up to the grace period, release everything. */
   close(graceMs?: number): Promise<void>;
 }
@@ -80,6 +88,10 @@ export async function startRouter(opts: RouterOptions, deps: StartRouterDeps = {
   }
 
   const requestTimeoutMs = Math.round(opts.requestTimeoutSecs * 1000);
+  const frontendCount = opts.frontendThreads;
+  // Resolved here so that front-end threads running their own copy of a stateless policy derive theirs from it.
+  const policySeed = opts.seed ?? randomSeed();
+  let policyOptions: PolicyFactoryOptions = {};
   const table = WorkerTable.create(TABLE_CAPACITY);
   const registry = new WorkerRegistry(table, { requestTimeoutMs, initiallyHealthy: false, upstreamClient: opts.upstreamClient as UpstreamClientKind });
   let policy: PolicyHost | undefined;
@@ -123,9 +135,9 @@ export async function startRouter(opts: RouterOptions, deps: StartRouterDeps = {
         : undefined;
     policy = createPolicyHost(
       policyName,
-      {
+      (policyOptions = {
         ...(affinity === undefined ? {} : { affinity: affinity.policyOption }),
-        seed: opts.seed,
+        seed: policySeed,
         cacheThreshold: opts.cacheThreshold,
         balanceAbsThreshold: opts.balanceAbsThreshold,
         balanceRelThreshold: opts.balanceRelThreshold,
@@ -138,7 +150,9 @@ export async function startRouter(opts: RouterOptions, deps: StartRouterDeps = {
         muMinHistory: opts.muMinHistory,
         muLoadGuard: opts.muLoadGuard,
         decisionsCsv: opts.decisionsCsv,
-      },
+        // Front-end threads each run round_robin; they advance one shared counter.
+        ...(frontendCount > 1 ? { sharedCounter: new SharedArrayBuffer(4) } : {}),
+      }),
       table,
       log,
       { shards: opts.policyShards, ...(opts.policyModule !== undefined ? { placement: 'actor' as const } : {}) },
@@ -171,6 +185,23 @@ export async function startRouter(opts: RouterOptions, deps: StartRouterDeps = {
     throw err;
   }
 
+  const breakerOptions: BreakerOptions | undefined = opts.disableCircuitBreaker
+    ? undefined
+    : { failureThreshold: opts.cbFailureThreshold, successThreshold: opts.cbSuccessThreshold, openMs: Math.round(opts.cbTimeoutDurationSecs * 1000) };
+  const limitOptions: AdmissionLimitOptions = {
+    maxConcurrent: opts.maxConcurrentRequests,
+    queueSize: opts.queueSize,
+    queueTimeoutMs: Math.round(opts.queueTimeoutSecs * 1000),
+    ratePerSecond: opts.rateLimitTokensPerSecond,
+  };
+  // Several front ends: counters per front end in shared memory, limits held across them.
+  const shared: SharedFrontendBuffers | undefined = frontendCount > 1 ? createSharedFrontendBuffers(frontendCount, TABLE_CAPACITY) : undefined;
+  let limits: AdmissionLimiter = new AdmissionLimits(limitOptions);
+  let limitsState: SharedLimitsState | undefined;
+  if (shared !== undefined && !limits.unlimited) {
+    limitsState = createSharedLimitsState(frontendCount, limitOptions);
+    limits = new SharedAdmissionLimits(limitsState, 0, limitOptions);
+  }
   const ctx: RouterContext = {
     settings: {
       policyName: policy.name,
@@ -196,19 +227,11 @@ export async function startRouter(opts: RouterOptions, deps: StartRouterDeps = {
         jitter: opts.retryJitterFactor,
       },
     },
-    breakers: opts.disableCircuitBreaker
-      ? undefined
-      : new CircuitBreakers(
-          table,
-          { failureThreshold: opts.cbFailureThreshold, successThreshold: opts.cbSuccessThreshold, openMs: Math.round(opts.cbTimeoutDurationSecs * 1000) },
-          (ref, from, to) => log.warn({ event: 'worker.breaker', worker: registry.bySlot(ref.slot)?.url, from, to }, 'circuit breaker state changed'),
-        ),
-    limits: new AdmissionLimits({
-      maxConcurrent: opts.maxConcurrentRequests,
-      queueSize: opts.queueSize,
-      queueTimeoutMs: Math.round(opts.queueTimeoutSecs * 1000),
-      ratePerSecond: opts.rateLimitTokensPerSecond,
-    }),
+    breakers:
+      breakerOptions === undefined
+        ? undefined
+        : new CircuitBreakers(table, breakerOptions, (ref, from, to) => log.warn({ event: 'worker.breaker', worker: registry.bySlot(ref.slot)?.url, from, to }, 'circuit breaker state changed')),
+    limits,
     registry,
     table,
     monitor,
@@ -218,16 +241,55 @@ export async function startRouter(opts: RouterOptions, deps: StartRouterDeps = {
     sinks: [...(deps.sinks ?? []), ...(tracker === undefined ? [] : [tracker]), ...obs.sinks],
     progress: tracker,
     events: obs.events,
-    counters: { requests: 0, completed: 0, failed: 0, aborted: 0, retries: 0, active: 0 },
+    counters: shared === undefined ? { requests: 0, completed: 0, failed: 0, aborted: 0, retries: 0, active: 0 } : counterTotals(shared),
     shuttingDown: false,
   };
   // A worker readmitted after an ejection gets its open breaker half-open at once (src/workers/breaker.ts).
   monitor.onRecovered = (w) => ctx.breakers?.recovered(w.ref);
-  const app = createRouterApp(ctx, (a) => {
+  const releaseAll = async (): Promise<void> => {
+    await Promise.allSettled([monitor.close(), policy.close(), tracker?.close(), obs.close(), registry.close()]);
+    await cluster?.close();
+  };
+  const closeAll = (): Promise<unknown> => Promise.allSettled([releaseAll(), fleet?.close()]);
+  const extraRoutes = (a: TemplatedApp): void => {
     registerTraceRoutes(a, ctx, tracker);
     obs.registerRoutes(a, ctx);
     deps.extraRoutes?.(a, ctx);
-  });
+  };
+  if (shared !== undefined) {
+    let threads: RunningFrontendThreads | undefined;
+    try {
+      if (cluster !== undefined) {
+        obs.addExposition(() => cluster.metricsText());
+        await cluster.start();
+      }
+      threads = await startFrontendThreads({
+        ctx,
+        opts,
+        shared,
+        limitsState,
+        limitOptions,
+        breakerOptions,
+        policyOptions,
+        admissionGroups: admission === undefined ? undefined : resolveWorkerGroups(opts.workerGroups, opts.config),
+        tracker,
+        observability: obs,
+        extraRoutes,
+        logFile: opts.logDir === undefined ? undefined : join(opts.logDir, 'switchyard.log'),
+      });
+      await obs.listen(ctx);
+    } catch (err) {
+      await threads?.close(0);
+      await closeAll();
+      throw err;
+    }
+    const running = threads;
+    return finishStart(opts, ctx, log, fleet, obs, cluster, running.port, running.hub, (graceMs) => running.close(graceMs), async () => {
+      ctx.breakers?.close();
+      await releaseAll();
+    });
+  }
+  const app = createRouterApp(ctx, extraRoutes);
   let socket: ListenSocket | undefined;
   let port: number;
   try {
@@ -239,13 +301,52 @@ export async function startRouter(opts: RouterOptions, deps: StartRouterDeps = {
     await obs.listen(ctx);
   } catch (err) {
     if (socket !== undefined) closeListenSocket(socket);
-    await Promise.allSettled([monitor.close(), policy.close(), tracker?.close(), obs.close(), registry.close(), fleet?.close(), cluster?.close()]);
+    await closeAll();
     throw err;
   }
+  return finishStart(
+    opts,
+    ctx,
+    log,
+    fleet,
+    obs,
+    cluster,
+    port,
+    undefined,
+    async (graceMs) => {
+      if (socket !== undefined) closeListenSocket(socket);
+      ctx.limits?.drain(new SwitchyardError('shutting_down', 'the router is shutting down'));
+      const deadline = Date.now() + graceMs;
+      while (ctx.counters.active > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    },
+    async () => {
+      ctx.breakers?.close();
+      await releaseAll();
+    },
+  );
+}
+
+/**
+ * Log readiness and build the StartedRouter. `drain(graceMs)` stops accepting and waits for in-flight
+ * requests; `release()` closes everything else; then the embedded fleet stops.
+ */
+function finishStart(
+  opts: RouterOptions,
+  ctx: RouterContext,
+  log: Logger,
+  fleet: SimFleet | undefined,
+  obs: Observability,
+  cluster: Cluster | undefined,
+  port: number,
+  frontends: FrontendThreads | undefined,
+  drain: (graceMs: number) => Promise<void>,
+  release: () => Promise<void>,
+): StartedRouter {
+  const { registry, policy } = ctx;
   const shownHost = opts.host === '0.0.0.0' || opts.host === '::' ? '127.0.0.1' : opts.host;
   const url = `http://${shownHost.includes(':') ? `[${shownHost}]` : shownHost}:${port}`;
   log.info(
-    { event: 'router.ready', url, port, policy: policy.name, placement: policy.placement, workers: registry.list().map((w) => w.url), healthy_workers: registry.healthyCount() },
+    { event: 'router.ready', url, port, policy: policy.name, placement: policy.placement, frontend_threads: frontends?.frontends ?? 1, workers: registry.list().map((w) => w.url), healthy_workers: registry.healthyCount() },
     `switchyard listening on ${url}`,
   );
 
@@ -253,19 +354,15 @@ export async function startRouter(opts: RouterOptions, deps: StartRouterDeps = {
   const close = (graceMs = Math.round(opts.shutdownGracePeriodSecs * 1000)): Promise<void> => {
     closing ??= (async () => {
       ctx.shuttingDown = true;
-      if (socket !== undefined) closeListenSocket(socket);
-      ctx.limits?.drain(new SwitchyardError('shutting_down', 'the router is shutting down'));
-      const deadline = Date.now() + graceMs;
-      while (ctx.counters.active > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
-      ctx.breakers?.close();
-      await Promise.allSettled([monitor!.close(), policy!.close(), tracker?.close(), obs!.close(), registry.close()]);
-      await cluster?.close();
+      await drain(graceMs);
+      const unfinished = ctx.counters.active;
+      await release();
       if (fleet !== undefined) await fleet.close();
-      log.info({ event: 'router.stopped', unfinished: ctx.counters.active }, 'switchyard stopped');
+      log.info({ event: 'router.stopped', unfinished }, 'switchyard stopped');
     })();
     return closing;
   };
-  return { port, url, ctx, fleet, observability: obs, cluster, close };
+  return { port, url, ctx, fleet, observability: obs, cluster, frontends, close };
 }
 
 function makeLogger(opts: RouterOptions): Logger {

@@ -6,6 +6,7 @@
  *   SWITCHYARD_BENCH_ROUTER_CMD          command template (default: node bin/switchyard.js serve ...)
  *   SWITCHYARD_BENCH_ROUTER_READY_PATH   path polled until it answers 200 (default /liveness)
  *   SWITCHYARD_BENCH_ROUTER_LABEL        name used in notes (default "switchyard", or "custom" for a command)
+ *   SWITCHYARD_BENCH_FRONTEND_THREADS    Switchyard's --frontend-threads (default: the router's default, 1)
  */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
@@ -46,6 +47,10 @@ export function chooseRouter(options: { env: NodeJS.ProcessEnv; root: string; ho
   if (!existsSync(serve)) {
     return { ok: false, reason: 'router not built yet (dist/src/cli/serve.js is missing); set SWITCHYARD_BENCH_ROUTER_CMD to measure another router' };
   }
+  const threads = options.env['SWITCHYARD_BENCH_FRONTEND_THREADS'];
+  if (threads !== undefined && threads !== '' && !/^[1-9][0-9]?$/.test(threads)) {
+    return { ok: false, reason: `SWITCHYARD_BENCH_FRONTEND_THREADS must be an integer from 1 to 64, got '${threads}'` };
+  }
   const args = [
     join(options.root, 'bin', 'switchyard.js'),
     'serve',
@@ -54,6 +59,7 @@ export function chooseRouter(options: { env: NodeJS.ProcessEnv; root: string; ho
     '--worker-urls', options.backendUrl,
     '--policy', 'round_robin',
     '--log-level', 'warn',
+    ...(threads !== undefined && threads !== '' ? ['--frontend-threads', threads] : []),
   ];
   return {
     ok: true,

@@ -23,6 +23,7 @@ export const ROUTER_OPTION_SPECS = [
   { name: 'port', type: 'integer', default: 30000, min: 0, max: 65535, help: 'port to listen on (0 = ephemeral)', group: G_SERVER },
   { name: 'api-key', type: 'string', help: 'require `Authorization: Bearer KEY` on data routes', group: G_SERVER },
   { name: 'cors-allowed-origins', type: 'list', default: [], help: 'origins allowed by CORS (empty = CORS off)', group: G_SERVER },
+  { name: 'frontend-threads', type: 'integer', default: 1, min: 1, max: 64, help: 'front ends serving the port: the main thread plus N-1 worker threads, each its own uWS app on the same host:port (SO_REUSEPORT) (ours; docs/performance.md for when more than 1 helps)', group: G_SERVER, metavar: 'N' },
   { name: 'request-id-headers', type: 'list', default: ['x-request-id', 'x-correlation-id', 'x-trace-id', 'request-id'], help: 'headers read, in order, for the request id', group: G_SERVER },
   // policy
   { name: 'policy', type: 'string', default: 'cache_aware', help: 'routing policy', group: G_POLICY, metavar: 'NAME' },

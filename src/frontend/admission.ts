@@ -52,7 +52,33 @@ interface QueueEntry extends Waiter {
   settled: boolean;
 }
 
-export class AdmissionLimits {
+/**
+ * What the data path uses of an admission limiter. AdmissionLimits is the one-thread implementation;
+ * src/frontend/threads/shared-limits.ts holds the limit across front-end threads in shared memory.
+ */
+export interface AdmissionLimiter {
+  /** True when neither a concurrency limit nor a rate limit is configured. */
+  readonly unlimited: boolean;
+  /** Admitted and not yet released. */
+  readonly active: number;
+  /** Waiting in the queue. */
+  readonly queued: number;
+  readonly stats: AdmissionLimitStats;
+  /**
+   * Ask to be admitted. Returns null when admitted at once (call `release` when the request ends), a
+   * SwitchyardError when refused at once, or a Waiter: `cb` is called later with null (admitted: release
+   * later) or queue_timeout. A waiter whose client leaves must be cancelled.
+   */
+  acquire(cb: (err: SwitchyardError | null) => void): null | SwitchyardError | Waiter;
+  /** The client of a queued request went away: it leaves the queue; its callback is never called. */
+  cancel(waiter: Waiter): void;
+  /** An admitted request ended: its slot goes to the oldest live waiter. */
+  release(): void;
+  /** Refuse every waiter (shutdown). */
+  drain(err: SwitchyardError): void;
+}
+
+export class AdmissionLimits implements AdmissionLimiter {
   readonly stats: AdmissionLimitStats = { admitted: 0, queued: 0, queueFull: 0, queueTimeouts: 0, rateLimited: 0, cancelled: 0 };
   /** Admitted and not yet released. */
   private inUse = 0;

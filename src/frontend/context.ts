@@ -13,7 +13,9 @@ import type { Decision, RequestFeatures, RouteKind } from '../policies/types.js'
 import type { RequestEvents } from '../metrics/events.js';
 import type { CircuitBreakers } from '../workers/breaker.js';
 import type { RetryPolicy } from './retry.js';
-import type { AdmissionLimits } from './admission.js';
+import type { AdmissionLimiter } from './admission.js';
+import type { SlotRef } from '../actors/worker-table.js';
+import type { Permit } from '../workers/breaker.js';
 
 export interface RouterSettings {
   readonly policyName: string;
@@ -43,25 +45,58 @@ export interface RouterCounters {
   active: number;
 }
 
-export interface RouterContext {
+/** What the data path needs of the worker table (a front-end thread adds a crash ledger around these). */
+export type DataPlaneTable = Pick<WorkerTable, 'acquire' | 'releaseLoad' | 'isAvailable' | 'load'>;
+
+/** What the data path reports to health checking: a connection failure while proxying (passive ejection). */
+export interface ConnectionFailureReporter {
+  reportConnectionFailure(worker: WorkerEntry, reason: string): void;
+}
+
+/** The circuit-breaker calls of the data path (CircuitBreakers on the main thread; a forwarding gate in a front-end thread). */
+export interface BreakerGate {
+  tryAcquire(ref: SlotRef): Permit;
+  record(ref: SlotRef, permit: Permit, success: boolean | undefined): void;
+}
+
+/**
+ * Everything the data path (data-route.ts) uses. The main thread's RouterContext is one; a front-end thread
+ * (src/frontend/threads/) builds another from thread-side adapters: a registry mirror, the attached worker
+ * table, forwarding sinks and hooks.
+ */
+export interface DataPlaneContext {
   readonly settings: RouterSettings;
   readonly registry: WorkerRegistry;
-  readonly table: WorkerTable;
-  readonly monitor: WorkerMonitor;
+  readonly table: DataPlaneTable;
+  readonly monitor: ConnectionFailureReporter;
   readonly policy: PolicyHost;
   /** Size-aware admission (--worker-groups); absent: every request may go to any worker. */
-  readonly admission?: Admission | undefined;
+  readonly admission?: Pick<Admission, 'admit'> | undefined;
   readonly log: Logger;
-  readonly sinks: CompletionSink[];
+  readonly sinks: readonly CompletionSink[];
   readonly counters: RouterCounters;
   /** Observer of requests before their completion record (the request tracker); absent: nothing is paid. */
   readonly progress?: RequestProgressHook | undefined;
   /** Request counters for metrics and OpenTelemetry (src/metrics/events.ts): accepted / rejected / decided. */
   readonly events?: RequestEvents | undefined;
   /** Per-worker circuit breakers (--cb-*); absent: --disable-circuit-breaker. */
-  readonly breakers?: CircuitBreakers | undefined;
+  readonly breakers?: BreakerGate | undefined;
   /** Concurrency limit with a wait queue and rate limit (--max-concurrent-requests, --rate-limit-*). */
-  readonly limits?: AdmissionLimits | undefined;
+  readonly limits?: AdmissionLimiter | undefined;
+  readonly shuttingDown: boolean;
+}
+
+export interface RouterContext extends DataPlaneContext {
+  readonly table: WorkerTable;
+  readonly monitor: WorkerMonitor;
+  readonly admission?: Admission | undefined;
+  readonly sinks: CompletionSink[];
+  /**
+   * Request counters. With front-end threads (--frontend-threads > 1) this is the read-only sum over every
+   * thread's counters (src/frontend/threads/counters.ts); each thread's data path counts into its own.
+   */
+  readonly counters: RouterCounters;
+  readonly breakers?: CircuitBreakers | undefined;
   shuttingDown: boolean;
 }
 

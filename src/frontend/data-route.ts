@@ -12,7 +12,7 @@ import { extractAccounting } from '../proxy/json-tail.js';
 import type { CompletionRecord } from '../proxy/completion.js';
 import type { Decision, RequestFeatures, RouteKind } from '../policies/types.js';
 import type { WorkerEntry } from '../workers/registry.js';
-import type { RequestProgressHook, RouterContext } from './context.js';
+import type { DataPlaneContext, RequestProgressHook } from './context.js';
 import { checkBearer } from './auth.js';
 import { backoffMs, isRetryableStatus } from './retry.js';
 import { Permit } from '../workers/breaker.js';
@@ -45,7 +45,7 @@ interface InFlight {
   authorization: string;
 }
 
-export function handleDataRequest(ctx: RouterContext, res: HttpResponse, req: HttpRequest, route: RouteKind, path: string): void {
+export function handleDataRequest(ctx: DataPlaneContext, res: HttpResponse, req: HttpRequest, route: RouteKind, path: string): void {
   const ex = new Exchange(res);
   const arrivedAt = now();
   // uWS: the request object is only valid now, read everything needed synchronously.
@@ -171,14 +171,14 @@ export function handleDataRequest(ctx: RouterContext, res: HttpResponse, req: Ht
 }
 
 /** Refused before admission (no limiter slot held). */
-function refuse(ctx: RouterContext, ex: Exchange, err: SwitchyardError, route: RouteKind, path: string): void {
+function refuse(ctx: DataPlaneContext, ex: Exchange, err: SwitchyardError, route: RouteKind, path: string): void {
   ctx.counters.active--;
   ctx.counters.failed++;
   ctx.events?.rejected(route, err.code, path);
   ex.error(err);
 }
 
-function onBody(ctx: RouterContext, ex: Exchange, route: RouteKind, path: string, raw: Buffer, headerId: string, arrivedAt: number, traceparent: string, authorization: string): void {
+function onBody(ctx: DataPlaneContext, ex: Exchange, route: RouteKind, path: string, raw: Buffer, headerId: string, arrivedAt: number, traceparent: string, authorization: string): void {
   const parsed = parseJsonObject(raw);
   if (parsed instanceof SwitchyardError) return reject(ctx, ex, parsed, route, path);
   const extracted = extractFeatures(route, parsed);
@@ -254,7 +254,7 @@ function withRid(raw: Buffer, parsed: Record<string, unknown>, f: ExtractedFeatu
   return Buffer.from(JSON.stringify({ ...parsed, rid: requestId }));
 }
 
-function reject(ctx: RouterContext, ex: Exchange, err: SwitchyardError, route: RouteKind, path: string): void {
+function reject(ctx: DataPlaneContext, ex: Exchange, err: SwitchyardError, route: RouteKind, path: string): void {
   ctx.limits?.release();
   ctx.counters.active--;
   ctx.counters.failed++;
@@ -262,7 +262,7 @@ function reject(ctx: RouterContext, ex: Exchange, err: SwitchyardError, route: R
   ex.error(err);
 }
 
-function decideAndSend(ctx: RouterContext, st: InFlight, redecides: number): void {
+function decideAndSend(ctx: DataPlaneContext, st: InFlight, redecides: number): void {
   if (st.ex.aborted) return finishWithoutWorker(ctx, st, 'aborted', 0, undefined);
   ctx.policy.decide(st.features, (err, decision) => {
     if (st.ex.aborted) return finishWithoutWorker(ctx, st, 'aborted', 0, undefined);
@@ -321,7 +321,7 @@ function decideAndSend(ctx: RouterContext, st: InFlight, redecides: number): voi
   });
 }
 
-function leastLoadedExcluding(ctx: RouterContext, excluded: readonly number[], why: string): Decision | undefined {
+function leastLoadedExcluding(ctx: DataPlaneContext, excluded: readonly number[], why: string): Decision | undefined {
   let best: WorkerEntry | undefined;
   let bestLoad = Infinity;
   for (const w of ctx.registry.list()) {
@@ -336,7 +336,7 @@ function leastLoadedExcluding(ctx: RouterContext, excluded: readonly number[], w
   return { slot: best.slot, generation: best.generation, url: best.url, reason: `retry: least loaded (${bestLoad}) ${why}` };
 }
 
-function send(ctx: RouterContext, st: InFlight, worker: WorkerEntry): void {
+function send(ctx: DataPlaneContext, st: InFlight, worker: WorkerEntry): void {
   const headers: Record<string, string> = { 'content-type': 'application/json', 'x-request-id': st.requestId };
   if (st.traceparent !== '') headers['traceparent'] = st.traceparent;
   if (st.authorization !== '' && ctx.settings.apiKey === undefined) headers['authorization'] = st.authorization;
@@ -389,13 +389,13 @@ function firstByteClock(progress: RequestProgressHook, st: InFlight): () => numb
 }
 
 /** May the attempt now being sent be retried if it fails before reaching the client? */
-function mayRetry(ctx: RouterContext, st: InFlight): boolean {
+function mayRetry(ctx: DataPlaneContext, st: InFlight): boolean {
   const policy = ctx.settings.retry;
   if (policy === undefined) return ctx.settings.retryConnectFailures && st.attempts === 1;
   return st.attempts <= policy.maxRetries;
 }
 
-function onRelayFinished(ctx: RouterContext, st: InFlight, worker: WorkerEntry, outcome: RelayOutcome): void {
+function onRelayFinished(ctx: DataPlaneContext, st: InFlight, worker: WorkerEntry, outcome: RelayOutcome): void {
   const completed = outcome.kind === 'completed' && outcome.status < 400;
   ctx.table.releaseLoad(worker.ref, st.features.inputTokens, completed);
   if (outcome.connectionFailure) ctx.monitor.reportConnectionFailure(worker, outcome.error?.message ?? 'connection failure');
@@ -482,7 +482,7 @@ function onRelayFinished(ctx: RouterContext, st: InFlight, worker: WorkerEntry, 
   });
 }
 
-function finishWithoutWorker(ctx: RouterContext, st: InFlight, status: 'failed' | 'aborted', httpStatus: number, err: SwitchyardError | undefined): void {
+function finishWithoutWorker(ctx: DataPlaneContext, st: InFlight, status: 'failed' | 'aborted', httpStatus: number, err: SwitchyardError | undefined): void {
   const t = now();
   finishRecord(ctx, {
     requestId: st.requestId,
@@ -514,7 +514,7 @@ function finishWithoutWorker(ctx: RouterContext, st: InFlight, status: 'failed' 
   });
 }
 
-function finishRecord(ctx: RouterContext, rec: CompletionRecord): void {
+function finishRecord(ctx: DataPlaneContext, rec: CompletionRecord): void {
   ctx.limits?.release();
   const c = ctx.counters;
   c.active--;

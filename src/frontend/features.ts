@@ -4,6 +4,7 @@
  * an input-token estimate, stream flag, output budget and the model. Validates only what routing needs;
  * everything else is the worker's business.
  */
+import { threadId } from 'node:worker_threads';
 import { SwitchyardError } from '../errors.js';
 import { countTokens } from '../util/tokenizer.js';
 import type { RouteKind } from '../policies/types.js';
@@ -111,7 +112,8 @@ export function isValidRequestId(id: string): boolean {
 }
 
 let counter = 0;
-const PREFIX = `${process.pid.toString(36)}-${Date.now().toString(36)}`;
+// Front-end threads (--frontend-threads) generate ids too: their thread id keeps the ids apart.
+const PREFIX = `${process.pid.toString(36)}${threadId === 0 ? '' : `.${threadId.toString(36)}`}-${Date.now().toString(36)}`;
 
 /** A unique request id (cheap: pid/time prefix and a counter). */
 export function generateRequestId(): string {

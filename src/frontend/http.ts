@@ -224,6 +224,15 @@ export function closeListenSocket(socket: ListenSocket): void {
   uWS.us_listen_socket_close(socket);
 }
 
+/**
+ * Close an app's listen sockets AND every connection it holds (keep-alive ones included). A worker thread
+ * that ends while uWS still holds sockets aborts the whole process, so a thread's app must be closed first.
+ * (The native App has close(); this build's typings omit it.)
+ */
+export function closeApp(app: TemplatedApp): void {
+  (app as TemplatedApp & { close(): void }).close();
+}
+
 export function parseContentLength(value: string): number {
   if (value === '') return Number.NaN;
   const n = Number(value);

@@ -2,10 +2,10 @@
  * The router's uWS application: data routes, control routes, and JSON errors for wrong methods and
  * unknown routes.
  */
-import { createApp, Exchange, responseHeadersOf, writeResponseHeaders, type HttpResponse, type TemplatedApp } from './http.js';
+import { createApp, Exchange, responseHeadersOf, writeResponseHeaders, type HttpRequest, type HttpResponse, type TemplatedApp } from './http.js';
 import { handleDataRequest } from './data-route.js';
 import { registerControlRoutes } from './control-routes.js';
-import type { RouterContext } from './context.js';
+import type { DataPlaneContext, RouterContext } from './context.js';
 import { registerCorsPreflight, withCorsHeaders } from './cors.js';
 import type { RouteKind } from '../policies/types.js';
 
@@ -30,15 +30,32 @@ export const DATA_ROUTES: readonly [string, RouteKind][] = [
 const GET_ROUTES = ['/liveness', '/health', '/readiness', '/health_generate', '/v1/models', '/get_model_info', '/get_server_info', '/list_workers', '/get_loads'];
 const POST_ROUTES = ['/add_worker', '/remove_worker', '/flush_cache'];
 
+/** The data routes (POST, and PUT for /generate) of one front end, on its data-path context. */
+export function registerDataRoutes(app: TemplatedApp, ctx: DataPlaneContext): void {
+  for (const [path, kind] of DATA_ROUTES) {
+    app.post(path, (res, req) => handleDataRequest(ctx, res, req, kind, path));
+    if (path === '/generate') app.put(path, (res, req) => handleDataRequest(ctx, res, req, kind, path));
+  }
+}
+
+/**
+ * The app of a front end with --frontend-threads > 1: its data routes (through the CORS facade, as in
+ * createRouterApp), and every other request forwarded to the main thread's control app
+ * (src/frontend/threads/forward.ts), whose answers already carry their CORS headers.
+ */
+export function createDataPlaneApp(ctx: DataPlaneContext, forward: (res: HttpResponse, req: HttpRequest) => void): TemplatedApp {
+  const native = createApp();
+  registerDataRoutes(withCorsHeaders(native, ctx.settings.corsAllowedOrigins), ctx);
+  native.any('/*', forward);
+  return native;
+}
+
 export function createRouterApp(ctx: RouterContext, extra?: (app: TemplatedApp) => void): TemplatedApp {
   const native = createApp();
   // Every route is registered through the CORS facade, so every answer (errors included) carries the
   // CORS headers of an allowed origin; with CORS off the facade is the app itself.
   const app = withCorsHeaders(native, ctx.settings.corsAllowedOrigins);
-  for (const [path, kind] of DATA_ROUTES) {
-    app.post(path, (res, req) => handleDataRequest(ctx, res, req, kind, path));
-    if (path === '/generate') app.put(path, (res, req) => handleDataRequest(ctx, res, req, kind, path));
-  }
+  registerDataRoutes(app, ctx);
   registerControlRoutes(app, ctx);
   extra?.(app);
   registerCorsPreflight(app, ctx.settings.corsAllowedOrigins, [...DATA_ROUTES.map(([p]) => p), ...GET_ROUTES, ...POST_ROUTES]);

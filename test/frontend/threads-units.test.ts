@@ -1,0 +1,285 @@
+/**
+ * The shared-memory parts of --frontend-threads without threads: the admission limiter across front ends,
+ * the in-flight ledger and its reconciliation, counter totals, the registry mirror, breaker outcomes
+ * reported by a thread, and the bench's thread-count variable.
+ */
+import t from 'tap';
+import { fileURLToPath } from 'node:url';
+import { WorkerTable, Field, BreakerState } from '../../src/actors/worker-table.js';
+import { WorkerRegistry } from '../../src/workers/registry.js';
+import { CircuitBreakers, Permit } from '../../src/workers/breaker.js';
+import { SwitchyardError } from '../../src/errors.js';
+import { counterTotals, createSharedFrontendBuffers, LedgeredTable, reconcileLedger, SharedCounters, abandonActive } from '../../src/frontend/threads/shared.js';
+import { createSharedLimitsState, reconcileLimits, SharedAdmissionLimits } from '../../src/frontend/threads/shared-limits.js';
+import { applyReport, ThreadReporter } from '../../src/frontend/threads/report.js';
+import { ThreadBreakerGate } from '../../src/frontend/threads/adapters.js';
+import type { ThreadReport, ToMain } from '../../src/frontend/threads/protocol.js';
+import { chooseRouter } from '../../bench/lib/router-target.js';
+import type { AdmissionLimitOptions, Waiter } from '../../src/frontend/admission.js';
+import type { WorkerMonitor } from '../../src/workers/monitor.js';
+import type { PolicyHost } from '../../src/policies/host.js';
+
+const tick = (ms = 0): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+function limiters(options: Partial<AdmissionLimitOptions>, n = 2): SharedAdmissionLimits[] {
+  const o: AdmissionLimitOptions = { maxConcurrent: 2, queueSize: 10, queueTimeoutMs: 5000, ...options };
+  const state = createSharedLimitsState(n, o);
+  return Array.from({ length: n }, (_, i) => new SharedAdmissionLimits(state, i, o));
+}
+
+t.test('admission limits hold across front ends; a release in one wakes a waiter in another', async (t) => {
+  const [a, b] = limiters({ maxConcurrent: 2 });
+  t.equal(a!.acquire(() => t.fail('admitted at once')), null);
+  t.equal(b!.acquire(() => t.fail('admitted at once')), null);
+  t.equal(a!.active, 2);
+  const order: string[] = [];
+  let sync = true;
+  const w1 = b!.acquire((err) => order.push(`b1:${err === null ? 'in' : err.code}`));
+  const w2 = a!.acquire((err) => order.push(`a1:${err === null ? 'in' : err.code}`));
+  sync = false;
+  t.ok(!(w1 instanceof SwitchyardError) && w1 !== null, 'queued');
+  t.ok(!(w2 instanceof SwitchyardError) && w2 !== null, 'queued');
+  t.equal(a!.queued, 2, 'the queue count is global');
+  t.same(order, [], 'never admitted inside acquire');
+  t.notOk(sync);
+  // A release in front end 0: its own waiter first (FIFO within the thread).
+  a!.release();
+  t.same(order, ['a1:in']);
+  // A release in front end 0 with a waiter only in front end 1: woken through the shared word.
+  a!.release();
+  await tick(20);
+  t.same(order, ['a1:in', 'b1:in']);
+  t.equal(a!.active, 2);
+  t.equal(b!.queued, 0);
+  t.same(b!.stats, { admitted: 4, queued: 2, queueFull: 0, queueTimeouts: 0, rateLimited: 0, cancelled: 0 }, 'stats are global');
+});
+
+t.test('queue size, timeouts, cancel and drain across front ends', async (t) => {
+  const [a, b] = limiters({ maxConcurrent: 1, queueSize: 1, queueTimeoutMs: 50 });
+  t.equal(a!.acquire(() => undefined), null);
+  const got: string[] = [];
+  const w = b!.acquire((err) => got.push(err === null ? 'in' : err.code));
+  t.ok(w !== null && !(w instanceof SwitchyardError));
+  const full = a!.acquire(() => t.fail('refused at once'));
+  t.ok(full instanceof SwitchyardError && full.code === 'queue_full', 'the queue is full for every front end');
+  await tick(120);
+  t.same(got, ['queue_timeout']);
+  t.equal(a!.queued, 0);
+  const w2 = b!.acquire(() => t.fail('cancelled'));
+  b!.cancel(w2 as Waiter);
+  t.equal(b!.queued, 0);
+  const drained: string[] = [];
+  b!.acquire((err) => drained.push(err?.code ?? 'in'));
+  b!.drain(new SwitchyardError('shutting_down', 'bye'));
+  t.same(drained, ['shutting_down']);
+  a!.release();
+  t.equal(a!.active, 0);
+  t.same(a!.stats, { admitted: 1, queued: 3, queueFull: 1, queueTimeouts: 1, rateLimited: 0, cancelled: 1 });
+});
+
+t.test('a dead front end: reconcile gives back its slots and waiters, and wakes the others', async (t) => {
+  const o: AdmissionLimitOptions = { maxConcurrent: 2, queueSize: 10, queueTimeoutMs: 200 };
+  const state = createSharedLimitsState(3, o);
+  const main = new SharedAdmissionLimits(state, 0, o);
+  const dead = new SharedAdmissionLimits(state, 1, o);
+  t.equal(dead.acquire(() => undefined), null);
+  t.equal(dead.acquire(() => undefined), null);
+  let admitted = false;
+  main.acquire(() => (admitted = true));
+  t.equal(main.queued, 1);
+  t.equal(reconcileLimits(state, 1), 2, 'two slots given back');
+  await tick(20);
+  t.ok(admitted, 'the main thread\'s waiter got a slot');
+  t.equal(main.active, 1);
+  // A waiter of a dying front end is forgotten. (This "dead" one lives on in this process; once the
+  // assertions are done its timer still runs out, which a really dead thread's would not.)
+  t.equal(main.acquire(() => undefined), null);
+  const dying = new SharedAdmissionLimits(state, 2, o);
+  dying.acquire(() => undefined);
+  t.equal(main.queued, 1);
+  t.equal(reconcileLimits(state, 2), 0, 'it held no slot');
+  t.equal(main.queued, 0, 'its waiter no longer counts against the queue');
+});
+
+t.test('one token bucket across front ends', async (t) => {
+  let now = 1000;
+  const o: AdmissionLimitOptions = { maxConcurrent: -1, queueSize: 0, queueTimeoutMs: 0, ratePerSecond: 4, now: () => now };
+  const state = createSharedLimitsState(2, o);
+  const a = new SharedAdmissionLimits(state, 0, o);
+  const b = new SharedAdmissionLimits(state, 1, o);
+  const results = [a, b, a, b, a, b].map((l) => l.acquire(() => undefined));
+  t.same(results.map((r) => (r instanceof SwitchyardError ? r.code : 'ok')), ['ok', 'ok', 'ok', 'ok', 'rate_limited', 'rate_limited']);
+  now += 500; // two tokens refill
+  t.equal(b.acquire(() => undefined), null);
+  t.equal(a.acquire(() => undefined), null);
+  t.ok(b.acquire(() => undefined) instanceof SwitchyardError);
+  t.equal(a.stats.rateLimited, 3);
+});
+
+t.test('waiters held back by the rate, in any front end, get in as tokens refill', async (t) => {
+  const [a, b] = limiters({ maxConcurrent: -1, queueSize: 10, queueTimeoutMs: 3000, ratePerSecond: 10, rateBurst: 1 });
+  t.equal(a!.acquire(() => undefined), null, 'the one token');
+  const order: string[] = [];
+  const started = Date.now();
+  b!.acquire((err) => order.push(`b:${err?.code ?? 'in'}`));
+  a!.acquire((err) => order.push(`a:${err?.code ?? 'in'}`));
+  t.equal(a!.queued, 2);
+  await waitUntil(() => order.length === 2, 2000);
+  t.same(order.sort(), ['a:in', 'b:in'], 'both admitted, no refusal');
+  t.ok(Date.now() - started >= 150, 'at the rate (two tokens at 10/s)');
+  t.same(a!.stats, { admitted: 3, queued: 2, queueFull: 0, queueTimeouts: 0, rateLimited: 0, cancelled: 0 });
+});
+
+async function waitUntil(cond: () => boolean, ms: number): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!cond() && Date.now() < deadline) await tick(5);
+}
+
+t.test('the ledger: a dead front end\'s in-flight counts are taken back, and only for the worker it counted', async (t) => {
+  const table = WorkerTable.create(8);
+  const buffers = createSharedFrontendBuffers(2, 8);
+  const ref = table.allocate({ healthy: true });
+  const other = table.allocate({ healthy: true });
+  const mainView = new LedgeredTable(table, buffers, 0);
+  const thread = new LedgeredTable(table, buffers, 1);
+  t.ok(mainView.acquire(ref, 10));
+  for (let i = 0; i < 3; i++) t.ok(thread.acquire(ref, 5));
+  t.ok(thread.acquire(other, 7));
+  thread.releaseLoad(other, 7, true);
+  t.equal(table.inFlight(ref.slot), 4);
+  t.equal(table.inFlightTokens(ref.slot), 25);
+  t.equal(reconcileLedger(table, buffers, 1), 3, 'three requests given back');
+  t.equal(table.inFlight(ref.slot), 1, 'the main thread\'s request stays');
+  t.equal(table.inFlightTokens(ref.slot), 10);
+  t.equal(table.inFlight(other.slot), 0);
+  t.equal(table.get(other.slot, Field.Processed), 1);
+  t.equal(reconcileLedger(table, buffers, 1), 0, 'the ledger is clear');
+  // A slot reused by another worker: the old generation's counts are not taken from the new worker.
+  t.ok(thread.acquire(other, 3));
+  table.release(other.slot);
+  const reused = table.allocate({ healthy: true });
+  t.equal(reused.slot, other.slot);
+  t.ok(mainView.acquire(reused, 1));
+  t.equal(reconcileLedger(table, buffers, 1), 0);
+  t.equal(table.inFlight(reused.slot), 1);
+  t.notOk(thread.acquire({ slot: ref.slot, generation: ref.generation + 5 }, 1), 'a stale generation is refused and not counted');
+});
+
+t.test('counter totals: live sums of every block, read-only, spreadable', async (t) => {
+  const buffers = createSharedFrontendBuffers(3, 4);
+  const c = [0, 1, 2].map((i) => new SharedCounters(buffers, i));
+  c[0]!.requests += 2;
+  c[1]!.requests++;
+  c[2]!.active += 3;
+  c[2]!.forwarded++;
+  const totals = counterTotals(buffers);
+  t.same({ ...totals }, { requests: 3, completed: 0, failed: 0, aborted: 0, retries: 0, active: 3 });
+  c[1]!.completed++;
+  t.equal(totals.completed, 1, 'read live');
+  t.throws(() => {
+    (totals as { requests: number }).requests = 0;
+  }, 'read-only');
+  t.equal(abandonActive(buffers, 2), 3);
+  t.same({ ...totals }, { requests: 3, completed: 1, failed: 0, aborted: 3, retries: 0, active: 0 });
+});
+
+t.test('registry mirror: sync keeps unchanged pools, replaces changed slots, drains removed ones', async (t) => {
+  const table = WorkerTable.create(8);
+  const owner = new WorkerRegistry(table, { requestTimeoutMs: 1000, initiallyHealthy: true });
+  const mirror = WorkerRegistry.mirror(table, { requestTimeoutMs: 1000 });
+  t.teardown(async () => {
+    await owner.close();
+    await mirror.close();
+  });
+  owner.addMany(['http://127.0.0.1:9001', 'http://127.0.0.1:9002']);
+  const changes: number[] = [];
+  mirror.onChange((ws) => changes.push(ws.length));
+  mirror.sync(owner.snapshot((url) => (url.endsWith('9002') ? 'multi' : undefined)));
+  t.same(mirror.list().map((w) => [w.url, w.slot, w.generation, w.group]), owner.list().map((w) => [w.url, w.slot, w.generation, w.url.endsWith('9002') ? 'multi' : undefined]));
+  const pool1 = mirror.get('http://127.0.0.1:9001')!.pool;
+  t.not(pool1, owner.get('http://127.0.0.1:9001')!.pool, 'the mirror has its own pools');
+  owner.remove('http://127.0.0.1:9002');
+  owner.add('http://127.0.0.1:9003');
+  mirror.sync(owner.snapshot());
+  t.equal(mirror.get('http://127.0.0.1:9001')!.pool, pool1, 'unchanged entry keeps its pool');
+  t.equal(mirror.get('http://127.0.0.1:9002'), undefined);
+  t.equal(mirror.bySlot(owner.get('http://127.0.0.1:9003')!.slot)?.url, 'http://127.0.0.1:9003');
+  t.same(changes, [2, 2]);
+  t.throws(() => mirror.add('http://127.0.0.1:9004'), /mirror/);
+  t.throws(() => mirror.remove('http://127.0.0.1:9001'), /mirror/);
+  t.throws(() => owner.sync([]), /mirrors/);
+  t.equal(table.activeSlots().length, 2, 'the mirror never allocated or released a slot');
+});
+
+t.test('breaker outcomes reported by a thread drive the hub\'s breaker; a thread limits its own probes', async (t) => {
+  const table = WorkerTable.create(4);
+  const ref = table.allocate({ healthy: true });
+  const breakers = new CircuitBreakers(table, { failureThreshold: 2, successThreshold: 2, openMs: 10 });
+  t.teardown(() => breakers.close());
+  const posted: ToMain[] = [];
+  const reporter = new ThreadReporter((m) => posted.push(m), 0, 0);
+  const gate = new ThreadBreakerGate(table, { failureThreshold: 2, successThreshold: 2, openMs: 10 }, reporter);
+  const registry = new WorkerRegistry(table, { requestTimeoutMs: 1000 });
+  const deliver = (): void => {
+    reporter.flush();
+    for (const m of posted.splice(0)) {
+      if (m.t !== 'report') continue;
+      applyReport(m, { registry, monitor: {} as WorkerMonitor, policy: {} as PolicyHost, sinks: [], breakers, onSinkError: () => undefined });
+    }
+  };
+  for (let i = 0; i < 2; i++) gate.record(ref, gate.tryAcquire(ref), false);
+  deliver();
+  t.equal(table.get(ref.slot, Field.Breaker), BreakerState.Open, 'two failures in a thread open it');
+  t.equal(gate.tryAcquire(ref), Permit.Refused);
+  await tick(30);
+  t.equal(table.get(ref.slot, Field.Breaker), BreakerState.HalfOpen);
+  const p1 = gate.tryAcquire(ref);
+  const p2 = gate.tryAcquire(ref);
+  t.same([p1, p2, gate.tryAcquire(ref)], [Permit.Probe, Permit.Probe, Permit.Refused], 'at most successThreshold probes at once in a thread');
+  t.equal(breakers.tryAcquire(ref), Permit.Probe, 'the hub keeps its own probes');
+  breakers.record(ref, Permit.Probe, undefined);
+  gate.record(ref, p1, true);
+  gate.record(ref, p2, true);
+  deliver();
+  t.equal(table.get(ref.slot, Field.Breaker), BreakerState.Closed, 'two probe successes in a thread close it');
+  t.same(breakers.transitions, { opened: 1, halfOpened: 1, closed: 1 });
+});
+
+t.test('a thread report crosses with its stamps on the main thread\'s clock and reaches every sink', async (t) => {
+  const posted: ToMain[] = [];
+  const reporter = new ThreadReporter((m) => posted.push(m), 100, 0);
+  reporter.accepted('generate', '/generate');
+  reporter.record({
+    requestId: 'r1', route: 'generate', stream: false, workerUrl: 'http://w', slot: 0, nodeId: 0, policy: 'p', reason: '', scores: undefined, status: 'completed', httpStatus: 200,
+    errorCode: undefined, errorMessage: undefined, timestamp: 1, arrivedAt: 5, decidedAt: 6, sentAt: 0, firstTokenAt: 0, finishedAt: 9, inputTokens: 1, outputTokens: 1, cachedTokens: 0, queueTime: undefined, itl: undefined, attempts: 1,
+  });
+  t.same(posted, [], 'batched');
+  await tick(5);
+  t.equal(posted.length, 1, 'one crossing for the batch');
+  const report = posted[0] as ThreadReport;
+  t.same([report.records[0]!.arrivedAt, report.records[0]!.decidedAt, report.records[0]!.sentAt, report.records[0]!.finishedAt], [105, 106, 0, 109], 'shifted; unset stamps stay 0');
+  const got: string[] = [];
+  const table = WorkerTable.create(2);
+  applyReport(report, {
+    registry: new WorkerRegistry(table, { requestTimeoutMs: 1 }),
+    monitor: {} as WorkerMonitor,
+    policy: {} as PolicyHost,
+    sinks: [{ record: (r) => got.push(`a:${r.requestId}`) }, { record: () => { throw new Error('bad sink'); } }, { record: (r) => got.push(`c:${r.requestId}`) }],
+    events: { accepted: (r, path) => got.push(`accepted:${r}:${path}`), rejected: () => undefined, decided: () => undefined },
+    onSinkError: (err) => got.push(`error:${(err as Error).message}`),
+  });
+  t.same(got, ['accepted:generate:/generate', 'a:r1', 'error:bad sink', 'c:r1'], 'a failing sink does not stop the others');
+});
+
+t.test('bench: SWITCHYARD_BENCH_FRONTEND_THREADS adds --frontend-threads', async (t) => {
+  const base = { root: fileURLToPath(new URL('../../../', import.meta.url)), host: '127.0.0.1', port: 1234, backendUrl: 'http://127.0.0.1:9', nodePath: '/usr/bin/node' };
+  const two = chooseRouter({ ...base, env: { SWITCHYARD_BENCH_FRONTEND_THREADS: '2' } });
+  t.ok(two.ok);
+  if (two.ok) t.match(two.router.display, /--frontend-threads 2$/);
+  const none = chooseRouter({ ...base, env: {} });
+  t.ok(none.ok);
+  if (none.ok) t.notMatch(none.router.display, /frontend-threads/);
+  const bad = chooseRouter({ ...base, env: { SWITCHYARD_BENCH_FRONTEND_THREADS: 'two' } });
+  t.notOk(bad.ok);
+  if (!bad.ok) t.match(bad.reason, /SWITCHYARD_BENCH_FRONTEND_THREADS/);
+});
