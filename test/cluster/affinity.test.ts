@@ -70,7 +70,8 @@ t.test('cache affinity shared through Redis', { skip: bin === undefined ? REDIS_
   });
 
   t.test('through the L4 balancer: connections spread over the replicas, prefixes stay together', async (t) => {
-    const c = await startTestCluster({ replicas: 3, workers: 4, redis });
+    // one replica with two front-end threads: its data-plane thread's decisions are the same policy's
+    const c = await startTestCluster({ replicas: 3, workers: 4, redis, replicaArgs: (i) => (i === 1 ? ['--frontend-threads', '2'] : []) });
     t.teardown(() => c.close());
     const byGroup = new Map<number, Set<string>>();
     for (let i = 0; i < 36; i++) {
