@@ -6,7 +6,7 @@ import { performance } from 'node:perf_hooks';
 import { Rng } from '../util/rng.js';
 import { FAULT_KEYS, validateFaults, type SimFaults } from './options.js';
 
-export type FaultDecision = 'serve' | 'fail' | 'hang' | 'crash';
+export type FaultDecision = 'serve' | 'fail' | 'hang' | 'crash' | 'garbage';
 
 export class FaultInjector {
   private settings: SimFaults;
@@ -17,6 +17,7 @@ export class FaultInjector {
   private counted = 0;
   injectedFailures = 0;
   hangsStarted = 0;
+  garbageAnswers = 0;
   private healthBase = performance.now();
 
   constructor(initial: SimFaults, seed: number) {
@@ -56,6 +57,10 @@ export class FaultInjector {
     if (n <= f.failFirstN || (f.failRate > 0 && this.rng.next() < f.failRate)) {
       this.injectedFailures++;
       return 'fail';
+    }
+    if (f.garbageRate > 0 && this.rng.next() < f.garbageRate) {
+      this.garbageAnswers++;
+      return 'garbage';
     }
     return 'serve';
   }

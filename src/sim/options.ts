@@ -77,6 +77,8 @@ export interface SimFaults {
   hang: boolean;
   /** Fraction of data requests that hang. */
   hangRate: number;
+  /** Fraction of data requests answered with garbage (not HTTP), then the connection is closed. */
+  garbageRate: number;
 }
 
 export const FAULT_KEYS: readonly (keyof SimFaults)[] = [
@@ -89,6 +91,7 @@ export const FAULT_KEYS: readonly (keyof SimFaults)[] = [
   'healthFailAfterMs',
   'hang',
   'hangRate',
+  'garbageRate',
 ];
 
 export interface SimOptions extends SimProfile, SimFaults {
@@ -143,6 +146,7 @@ const BASE_DEFAULTS = {
   healthFailAfterMs: -1,
   hang: false,
   hangRate: 0,
+  garbageRate: 0,
 };
 
 /** Fills a partial option set from the profile and the defaults, and validates it. */
@@ -205,6 +209,7 @@ export function validateFaults(f: Partial<SimFaults>): void {
   };
   rate(f.failRate, 'fail-rate');
   rate(f.hangRate, 'hang-rate');
+  rate(f.garbageRate, 'garbage-rate');
   if (f.statusCode !== undefined) check(Number.isInteger(f.statusCode) && f.statusCode >= 400 && f.statusCode <= 599, `status-code must be an integer in [400, 599], got ${String(f.statusCode)}`);
   if (f.failFirstN !== undefined) check(Number.isInteger(f.failFirstN) && f.failFirstN >= 0, `fail-first-n must be an integer >= 0, got ${String(f.failFirstN)}`);
   if (f.latencyMs !== undefined) check(typeof f.latencyMs === 'number' && Number.isFinite(f.latencyMs) && f.latencyMs >= 0, `latency-ms must be >= 0, got ${String(f.latencyMs)}`);
@@ -280,6 +285,7 @@ export const SIM_OPTION_SPECS = simEnv([
   { name: 'health-fail-after-ms', type: 'number', default: -1, min: -1, help: '/health and /health_generate return 503 after T real ms (-1 = off)', group: G_FAULTS },
   { name: 'hang', type: 'boolean', default: false, help: 'accept data requests and never answer (until the client disconnects)', group: G_FAULTS },
   { name: 'hang-rate', type: 'number', default: 0, min: 0, max: 1, help: 'fraction of data requests that hang', group: G_FAULTS },
+  { name: 'garbage-rate', type: 'number', default: 0, min: 0, max: 1, help: 'fraction of data requests answered with bytes that are not HTTP, then the connection closed', group: G_FAULTS },
 ] as const satisfies readonly OptionSpec[]);
 
 /**

@@ -33,6 +33,8 @@ export { SIM_VERSION } from './info.js';
 /** SGLang's HEALTH_CHECK_TIMEOUT for /health_generate. */
 const HEALTH_GENERATE_TIMEOUT_MS = 20_000;
 const PROBE_PROMPT = new Uint32Array([128000, 9906]);
+/** The body of a garbage answer (fault `garbage-rate`). */
+const GARBAGE = Buffer.from([0x13, 0x37, 0x00, 0xff, 0xfe, 0x0d, 0x0a, 0x7b, 0x7b, 0x00]);
 
 /** What tests and embedders may ask of a server, wherever it runs (in-process or in a thread). */
 export interface SimServerHandle {
@@ -56,6 +58,8 @@ export interface SimStats extends EngineStats {
   blockedStreams: number;
   dataRequests: number;
   injectedFailures: number;
+  /** Data requests answered with garbage (fault garbage-rate). */
+  garbageAnswers: number;
   faults: SimFaults;
   /** This thread's event loop since start (ms): active vs idle. */
   eventLoop: { activeMs: number; idleMs: number; utilization: number };
@@ -158,6 +162,7 @@ export class SimServer implements SimServerHandle {
       blockedStreams: this.blockedStreams,
       dataRequests: this.faults.dataRequests,
       injectedFailures: this.faults.injectedFailures,
+      garbageAnswers: this.faults.garbageAnswers,
       faults: this.faults.current,
       eventLoop: { activeMs: elu.active, idleMs: elu.idle, utilization: elu.utilization },
     };
@@ -269,6 +274,16 @@ export class SimServer implements SimServerHandle {
       ex.onAbort = () => {
         this.hanging--;
       };
+      return;
+    }
+    if (decision === 'garbage') {
+      // uWS always writes "HTTP/1.1 " first; what follows is no status code, no headers, binary junk.
+      const res = ex.res;
+      res.cork(() => {
+        res.writeStatus('\u00ff\u0000 garbage');
+        res.end(GARBAGE, true);
+      });
+      ex.finished = true;
       return;
     }
     if (decision === 'fail') {

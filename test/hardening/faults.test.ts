@@ -142,3 +142,35 @@ t.test('a worker answering garbage bytes is retried elsewhere', async (t) => {
   t.ok(r.ctx.counters.retries > 0, 'garbage answers were retried');
   t.equal(r.ctx.counters.active, 0);
 });
+
+t.test("the sim's garbage-rate fault (POST /sim/faults): garbage answers are retried elsewhere, streams included", async (t) => {
+  const fleet = await startSimFleet({ count: 2, timeScale: 0.01 });
+  const r = await startTestRouter(['--prometheus-port', '0', '--worker-urls', ...fleet.urls, '--policy', 'round_robin', '--retry-initial-backoff-ms', '1', '--cb-failure-threshold', '1000']);
+  t.teardown(async () => {
+    await r.close(0);
+    await fleet.close();
+  });
+  const set = await post(`${fleet.urls[0]}/sim/faults`, { garbage_rate: 1 });
+  t.equal(set.status, 200);
+  t.equal(JSON.parse(set.body).faults.garbageRate, 1);
+  const raw = await new Promise<string>((resolve) => {
+    const s = net.connect(fleet.ports[0]!, '127.0.0.1');
+    const chunks: Buffer[] = [];
+    s.on('data', (d: Buffer) => chunks.push(d));
+    s.on('close', () => resolve(Buffer.concat(chunks).toString('latin1')));
+    s.on('error', () => undefined);
+    const b = JSON.stringify(body(0));
+    s.write(`POST /generate HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: ${b.length}\r\n\r\n${b}`);
+  });
+  t.match(raw, /^HTTP\/1\.1 [^0-9]/, 'the worker answers without a status code (then closes)');
+  const results = await Promise.all([
+    ...Array.from({ length: 10 }, (_, i) => post(`${r.url}/generate`, body(i))),
+    ...Array.from({ length: 6 }, (_, i) => streamText(`${r.url}/generate`, body(100 + i, true))),
+  ]);
+  t.same(results.filter((x) => x.status !== 200).map((x) => x.status), [], 'every request answered by the good worker');
+  for (const s of results.slice(10)) t.match((s as { text: string }).text, /data: \[DONE\]/);
+  t.ok(r.ctx.counters.retries > 0, `garbage answers were retried (${r.ctx.counters.retries})`);
+  const stats = fleet.servers[0]!.stats();
+  t.ok(stats.garbageAnswers > 1, `the sim counted its garbage answers (${stats.garbageAnswers})`);
+  t.equal(r.ctx.counters.active, 0);
+});
