@@ -1,151 +1,106 @@
 /**
- * Reliability soak (docs/reliability.md): through one router to simulated workers, in one process,
- *   1. N streams aborted mid-flight (default 10,000): every router and worker counter must return to 0;
- *   2. non-streaming load while one worker is killed (connections reset) and revived: failed requests,
- *      retries, time to ejection and to readmission;
- *   3. admission: a burst beyond --max-concurrent-requests + --queue-size.
- * Prints one JSON object of figures. Run: node dist/bench/soak.js [--aborts 10000] [--requests 2000]
+ * `npm run soak -- --minutes N`: steady load with faults injected through a router in front of simulated
+ * workers (bench/lib/soak-run.ts), reporting errors by kind (and which the faults explain), requests
+ * accepted and lost, counters left over at the end and the router's memory trend, as a table and JSON.
+ *
+ *   npm run soak -- --minutes 5                       the defaults (20 req/s, 3 workers, every fault)
+ *   npm run soak -- --minutes 30 --rate 50 --json out.json
+ *   npm run soak -- --faults kill,hang --max-rss-slope-mb-per-min 2
+ *   npm run soak -- --checks                          the one-shot checks instead (bench/lib/soak-checks.ts)
+ *
+ * Exit status: 0 when nothing was lost, no counter leaked and the RSS slope stayed under its threshold;
+ * 1 otherwise; 2 for bad flags.
  */
-import net from 'node:net';
-import { performance } from 'node:perf_hooks';
-import { startSimFleet } from '../src/sim/fleet.js';
-import { parseRouterOptions } from '../src/config/router-options.js';
-import { startRouter } from '../src/router.js';
-import { silentLogger } from '../src/util/log.js';
-import { Field } from '../src/actors/worker-table.js';
-import { post, postAndAbort, waitFor } from '../test/helpers/client.js';
+import { writeFileSync } from 'node:fs';
+import { parseOptions, HelpRequested, OptionsError, type OptionSpec } from '../src/config/options.js';
+import { FAULT_KINDS, type FaultKind } from './lib/soak-report.js';
+import { runSoak } from './lib/soak-run.js';
+import { runChecks } from './lib/soak-checks.js';
 
-function arg(name: string, fallback: number): number {
-  const i = process.argv.indexOf(`--${name}`);
-  const v = i === -1 ? undefined : Number(process.argv[i + 1]);
-  return v !== undefined && Number.isFinite(v) ? v : fallback;
+const SPECS = [
+  { name: 'minutes', type: 'number', default: 5, min: 0.05, env: false, metavar: 'N', help: 'length of the load phase' },
+  { name: 'rate', type: 'number', default: 20, min: 0.1, env: false, metavar: 'R', help: 'mean requests per second (Poisson arrivals)' },
+  { name: 'workers', type: 'integer', default: 3, min: 1, max: 32, env: false, help: 'simulated workers, each its own `switchyard sim` process' },
+  { name: 'stream-fraction', type: 'number', default: 0.5, min: 0, max: 1, env: false, help: 'share of streaming requests' },
+  { name: 'long-stream-fraction', type: 'number', default: 0.2, min: 0, max: 1, env: false, help: 'share of streams with long answers (1000-3000 tokens), so that kills land mid-stream' },
+  { name: 'abort-fraction', type: 'number', default: 0.05, min: 0, max: 1, env: false, help: 'share of requests the client abandons mid-way (they ask for long answers)' },
+  { name: 'max-tokens', type: 'integer', default: 128, min: 8, env: false, help: 'output lengths are uniform in [8, this]' },
+  { name: 'time-scale', type: 'number', default: 0.05, min: 0.001, env: false, help: "the workers' --time-scale (0.05 = 20x a simulated H100)" },
+  { name: 'policy', type: 'string', default: 'cache_aware', env: false, help: "the router's --policy" },
+  { name: 'faults', type: 'list', default: [...FAULT_KINDS], env: false, metavar: 'KIND[,KIND]', help: `faults injected in turn (${FAULT_KINDS.join(', ')}); an empty string for none` },
+  { name: 'fault-every-secs', type: 'number', default: 30, min: 1, env: false, help: 'one fault starts this often (shorter runs fit every kind in)' },
+  { name: 'fault-secs', type: 'number', default: 8, min: 0.5, env: false, help: 'how long each fault lasts (at most 60% of the period)' },
+  { name: 'warmup-secs', type: 'number', min: 0, env: false, help: 'no faults, and no memory slope, before this (default 20% of the run, at most 60 s)' },
+  { name: 'sample-secs', type: 'number', default: 5, min: 0.5, env: false, help: "the router's memory and counters are sampled this often (a full GC first)" },
+  { name: 'request-timeout-secs', type: 'number', default: 5, min: 0.1, env: false, help: "the router's --request-timeout-secs (ends requests to a hanging worker)" },
+  { name: 'client-timeout-secs', type: 'number', default: 60, min: 1, env: false, help: 'a request without a complete answer by then is lost' },
+  { name: 'max-rss-slope-mb-per-min', type: 'number', default: 5, env: false, help: "fail when the router's RSS grows faster over the steady part" },
+  { name: 'max-heap-slope-mb-per-min', type: 'number', env: false, help: "fail when the router's live heap grows faster (default: report only)" },
+  { name: 'router-args', type: 'string', default: '', env: false, metavar: '"--FLAG V ..."', help: 'extra router flags (space-separated)' },
+  { name: 'seed', type: 'integer', default: 1, env: false, help: 'seed of arrivals, prompts, lengths and aborts' },
+  { name: 'json', type: 'string', env: false, metavar: 'PATH', help: 'also write the JSON result (with every memory sample) here' },
+  { name: 'checks', type: 'boolean', default: false, env: false, help: 'run the one-shot checks instead: 10,000 aborted streams, a worker killed mid-load, an admission burst' },
+  { name: 'aborts', type: 'integer', default: 10_000, min: 1, env: false, help: '--checks: streams to abort' },
+  { name: 'requests', type: 'integer', default: 2000, min: 4, env: false, help: '--checks: non-streaming requests around the kill' },
+] as const satisfies readonly OptionSpec[];
+
+async function main(): Promise<number> {
+  let o;
+  try {
+    o = parseOptions(SPECS, process.argv.slice(2), { command: 'soak (npm run soak -- [options])', summary: 'Steady load with faults injected through the router; reports errors, lost requests, leaked counters and memory growth.' });
+  } catch (err) {
+    if (err instanceof HelpRequested) {
+      process.stdout.write(err.text);
+      return 0;
+    }
+    if (err instanceof OptionsError) {
+      process.stderr.write(`soak: ${err.message}\n`);
+      return 2;
+    }
+    throw err;
+  }
+  if (o.checks) {
+    console.log(JSON.stringify(await runChecks(o.aborts, o.requests), null, 2));
+    return 0;
+  }
+  const faults = o.faults.filter((f) => f !== '');
+  for (const f of faults) {
+    if (!(FAULT_KINDS as readonly string[]).includes(f)) {
+      process.stderr.write(`soak: unknown fault '${f}' (one of ${FAULT_KINDS.join(', ')})\n`);
+      return 2;
+    }
+  }
+  const result = await runSoak({
+    minutes: o.minutes,
+    rate: o.rate,
+    workers: o.workers,
+    streamFraction: o.streamFraction,
+    longStreamFraction: o.longStreamFraction,
+    abortFraction: o.abortFraction,
+    maxTokens: o.maxTokens,
+    timeScale: o.timeScale,
+    policy: o.policy,
+    sampleSecs: o.sampleSecs,
+    warmupSecs: o.warmupSecs,
+    faultEverySecs: o.faultEverySecs,
+    faultSecs: o.faultSecs,
+    faults: faults as FaultKind[],
+    requestTimeoutSecs: o.requestTimeoutSecs,
+    clientTimeoutSecs: o.clientTimeoutSecs,
+    seed: o.seed,
+    maxRssSlopeMbPerMin: o.maxRssSlopeMbPerMin,
+    maxHeapSlopeMbPerMin: o.maxHeapSlopeMbPerMin,
+    routerArgs: o.routerArgs.split(/\s+/).filter((a) => a !== ''),
+    log: (m) => process.stderr.write(`[soak] ${m}\n`),
+  });
+  console.log(result.text);
+  console.log('');
+  console.log(JSON.stringify(result.summary));
+  if (o.json !== undefined) writeFileSync(o.json, JSON.stringify({ ...result.summary, samples: result.samples }, null, 2));
+  return result.summary.verdict.pass ? 0 : 1;
 }
 
-async function router(args: string[]) {
-  const opts = parseRouterOptions(['--host', '127.0.0.1', '--port', '0', '--prometheus-port', '0', '--health-check-interval-secs', '0.2', '--load-poll-interval-secs', '0', '--no-enable-request-tracking', ...args], {});
-  return startRouter(opts, { logger: silentLogger() });
-}
-
-async function pool<T>(n: number, lanes: number, fn: (i: number) => Promise<T>): Promise<T[]> {
-  const out: T[] = new Array(n);
-  let next = 0;
-  await Promise.all(
-    Array.from({ length: lanes }, async () => {
-      while (next < n) {
-        const i = next++;
-        out[i] = await fn(i);
-      }
-    }),
-  );
-  return out;
-}
-
-async function aborts(total: number) {
-  const fleet = await startSimFleet({ count: 2, timeScale: 0.05 });
-  const r = await router(['--worker-urls', ...fleet.urls, '--policy', 'round_robin']);
-  const rssBefore = process.memoryUsage().rss;
-  const t0 = performance.now();
-  await pool(total, 100, (i) => postAndAbort(`${r.url}/generate`, { text: `soak ${i} `.repeat(20), stream: true, sampling_params: { max_new_tokens: 2000, ignore_eos: true } }, 1));
-  await waitFor(() => r.ctx.counters.active === 0, 60_000, 'router drained');
-  await waitFor(() => fleet.servers.every((s) => s.stats().running + s.stats().waiting === 0), 60_000, 'workers drained');
-  const seconds = (performance.now() - t0) / 1000;
-  const inFlight = r.ctx.registry.list().map((w) => r.ctx.table.inFlight(w.slot) + r.ctx.table.inFlightTokens(w.slot));
-  const out = {
-    streams: total,
-    seconds: +seconds.toFixed(1),
-    aborted: r.ctx.counters.aborted,
-    active_after: r.ctx.counters.active,
-    worker_in_flight_after: inFlight,
-    worker_running_after: fleet.servers.map((s) => s.stats().running + s.stats().waiting),
-    rss_growth_mb: +((process.memoryUsage().rss - rssBefore) / 2 ** 20).toFixed(1),
-  };
-  await r.close(0);
-  await fleet.close();
-  return out;
-}
-
-/** A TCP front that can be killed (every connection reset) and revived on the same port. */
-async function front(targetPort: number) {
-  const conns = new Set<net.Socket>();
-  const make = () =>
-    net.createServer((c) => {
-      const u = net.connect(targetPort, '127.0.0.1');
-      conns.add(c).add(u);
-      c.pipe(u).pipe(c);
-      const drop = () => {
-        c.destroy();
-        u.destroy();
-        conns.delete(c);
-        conns.delete(u);
-      };
-      c.on('error', drop).on('close', drop);
-      u.on('error', drop).on('close', drop);
-    });
-  let server = make();
-  await new Promise<void>((res) => server.listen(0, '127.0.0.1', res));
-  const port = (server.address() as net.AddressInfo).port;
-  return {
-    url: `http://127.0.0.1:${port}`,
-    kill: async () => {
-      const closed = new Promise<void>((res) => server.close(() => res()));
-      for (const c of conns) c.resetAndDestroy();
-      await closed;
-    },
-    revive: async () => {
-      server = make();
-      await new Promise<void>((res) => server.listen(port, '127.0.0.1', res));
-    },
-  };
-}
-
-async function killMidLoad(total: number) {
-  const fleet = await startSimFleet({ count: 3, timeScale: 0.05 });
-  const f = await front(fleet.ports[1]!);
-  const r = await router(['--worker-urls', fleet.urls[0]!, f.url, fleet.urls[2]!, '--policy', 'round_robin', '--health-success-threshold', '1']);
-  const victim = r.ctx.registry.list().find((w) => w.url === f.url)!;
-  let killedAt = 0;
-  let ejectedAt = 0;
-  const load = pool(total, 64, (i) => post(`${r.url}/generate`, { text: `kill ${i} `.repeat(10), sampling_params: { max_new_tokens: 32 } }));
-  await waitFor(() => r.ctx.counters.completed > total / 4, 60_000, 'a quarter done');
-  killedAt = performance.now();
-  await f.kill();
-  await waitFor(() => r.ctx.table.get(victim.slot, Field.Healthy) === 0, 10_000, 'ejected');
-  ejectedAt = performance.now();
-  await f.revive();
-  const revivedAt = performance.now();
-  await waitFor(() => r.ctx.table.get(victim.slot, Field.Healthy) === 1, 30_000, 'readmitted');
-  const readmittedAt = performance.now();
-  const results = await load;
-  const out = {
-    requests: total,
-    failed: results.filter((x) => x.status !== 200).length,
-    retries: r.ctx.counters.retries,
-    ejection_ms_after_kill: Math.round(ejectedAt - killedAt),
-    readmission_ms_after_revive: Math.round(readmittedAt - revivedAt),
-  };
-  await r.close(0);
-  await f.kill();
-  await fleet.close();
-  return out;
-}
-
-async function admissionBurst() {
-  const fleet = await startSimFleet({ count: 2, timeScale: 0.05 });
-  const r = await router(['--worker-urls', ...fleet.urls, '--max-concurrent-requests', '32', '--queue-size', '64', '--queue-timeout-secs', '30']);
-  const results = await Promise.all(Array.from({ length: 200 }, (_, i) => post(`${r.url}/generate`, { text: `burst ${i}`, sampling_params: { max_new_tokens: 16 } })));
-  const by: Record<number, number> = {};
-  for (const x of results) by[x.status] = (by[x.status] ?? 0) + 1;
-  const out = { burst: 200, limit: 32, queue: 64, statuses: by, active_after: r.ctx.counters.active, limiter_active_after: r.ctx.limits?.active };
-  await r.close(0);
-  await fleet.close();
-  return out;
-}
-
-const figures = {
-  node: process.version,
-  aborts: await aborts(arg('aborts', 10_000)),
-  kill_mid_load: await killMidLoad(arg('requests', 2000)),
-  admission: await admissionBurst(),
-};
-console.log(JSON.stringify(figures, null, 2));
-process.exit(0);
+process.exitCode = await main().catch((err: unknown) => {
+  process.stderr.write(`soak: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+  return 1;
+});
