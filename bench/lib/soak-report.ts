@@ -108,6 +108,8 @@ export interface MemoryTrend {
   readonly max: number;
   /** MB per minute over the samples after warm-up. */
   readonly slopeMbPerMin: number;
+  /** MB per minute over the second half of those samples (a plateau shows here as ~0). */
+  readonly lastHalfSlopeMbPerMin: number;
   readonly samples: number;
 }
 
@@ -122,6 +124,7 @@ export function memoryTrend(samples: readonly Point[], warmupMs: number): Memory
     last: mb(samples[samples.length - 1]?.v),
     max: mb(samples.reduce((m, p) => Math.max(m, p.v), 0)),
     slopeMbPerMin: Math.round((slopePerMinute(steady) / MB) * 100) / 100,
+    lastHalfSlopeMbPerMin: Math.round((slopePerMinute(steady.slice(Math.floor(steady.length / 2))) / MB) * 100) / 100,
     samples: steady.length,
   };
 }
@@ -198,9 +201,9 @@ export function formatSoak(s: SoakSummary): string {
   out.push('');
   out.push(
     table([
-      ['router memory (MB)', 'first', 'after warm-up', 'last', 'max', 'slope MB/min (steady part)', 'samples'],
-      ['RSS', s.rss.first, s.rss.afterWarmup, s.rss.last, s.rss.max, s.rss.slopeMbPerMin, s.rss.samples],
-      ['heap (live, after GC)', s.heap.first, s.heap.afterWarmup, s.heap.last, s.heap.max, s.heap.slopeMbPerMin, s.heap.samples],
+      ['router memory (MB)', 'first', 'after warm-up', 'last', 'max', 'slope MB/min (steady part)', '(its last half)', 'samples'],
+      ['RSS', s.rss.first, s.rss.afterWarmup, s.rss.last, s.rss.max, s.rss.slopeMbPerMin, s.rss.lastHalfSlopeMbPerMin, s.rss.samples],
+      ['heap (live, after GC)', s.heap.first, s.heap.afterWarmup, s.heap.last, s.heap.max, s.heap.slopeMbPerMin, s.heap.lastHalfSlopeMbPerMin, s.heap.samples],
     ]),
   );
   out.push('');

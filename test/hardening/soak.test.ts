@@ -27,6 +27,11 @@ t.test('slope: least squares, per minute', (t) => {
   t.equal(trend.max, 130.2);
   t.equal(trend.samples, 21, 'only samples after warm-up count for the slope');
   t.ok(Math.abs(trend.slopeMbPerMin - 6) < 0.1);
+  t.ok(Math.abs(trend.lastHalfSlopeMbPerMin - 6) < 0.2);
+  // A ramp then a plateau: the whole steady part slopes up, its last half is flat.
+  const plateau = memoryTrend(Array.from({ length: 40 }, (_, i) => ({ t: i * 10_000, v: Math.min(i, 20) * MB })), 0);
+  t.ok(plateau.slopeMbPerMin > 2, `ramp + plateau: ${plateau.slopeMbPerMin} MB/min overall`);
+  t.equal(plateau.lastHalfSlopeMbPerMin, 0, 'its last half is flat');
   t.end();
 });
 
@@ -51,7 +56,7 @@ t.test('errors a fault explains are expected; others are not', (t) => {
 });
 
 t.test('verdict: lost requests, leaked counters and RSS growth fail the soak', (t) => {
-  const flat: MemoryTrend = { first: 100, afterWarmup: 110, last: 111, max: 120, slopeMbPerMin: 0.5, samples: 30 };
+  const flat: MemoryTrend = { first: 100, afterWarmup: 110, last: 111, max: 120, slopeMbPerMin: 0.5, lastHalfSlopeMbPerMin: 0.1, samples: 30 };
   const growing: MemoryTrend = { ...flat, slopeMbPerMin: 12 };
   t.same(judge(0, [{ name: 'active', value: 0 }], flat, flat, { maxRssSlopeMbPerMin: 5 }), { pass: true, reasons: [] });
   t.notOk(judge(1, [], flat, flat, { maxRssSlopeMbPerMin: 5 }).pass, 'one lost request fails');
