@@ -23,7 +23,8 @@ t.test('concurrency limit: 2 run, 2 wait then run, the rest get 429 queue_full',
   t.same(statuses, [200, 200, 200, 200, 429, 429]);
   for (const x of results.filter((y) => y.status === 429)) t.equal(JSON.parse(x.body).error.code, 'queue_full');
   t.equal(r.ctx.limits?.active, 0, 'every slot released');
-  t.equal(r.ctx.counters.active, 0);
+  // (a front-end thread counts a request finished just after its response left)
+  await waitFor(() => r.ctx.counters.active === 0, 5000, 'no active request');
 });
 
 t.test('queue timeout: 408 queue_timeout', async (t) => {
@@ -36,7 +37,8 @@ t.test('queue timeout: 408 queue_timeout', async (t) => {
   const results = await Promise.all(Array.from({ length: 3 }, (_, i) => post(`${r.url}/generate`, body(i))));
   t.same(results.map((x) => x.status).sort(), [200, 408, 408]);
   for (const x of results.filter((y) => y.status === 408)) t.equal(JSON.parse(x.body).error.code, 'queue_timeout');
-  t.equal(r.ctx.counters.active, 0);
+  // (a front-end thread counts a request finished just after its response left)
+  await waitFor(() => r.ctx.counters.active === 0, 5000, 'no active request');
   t.equal(r.ctx.limits?.queued, 0);
 });
 
@@ -56,7 +58,8 @@ t.test('a client that disconnects while queued leaves the queue', async (t) => {
   req.destroy();
   await waitFor(() => r.ctx.limits?.queued === 0, 5000, 'left the queue');
   t.equal((await first).status, 200);
-  t.equal(r.ctx.counters.active, 0);
+  // (a front-end thread counts a request finished just after its response left)
+  await waitFor(() => r.ctx.counters.active === 0, 5000, 'no active request');
   t.equal(r.ctx.counters.aborted, 1);
   t.equal(r.ctx.limits?.stats.cancelled, 1);
   t.equal(fleet.servers[0]!.stats().dataRequests, 1, 'the abandoned request never reached a worker');
@@ -76,7 +79,8 @@ t.test('rate limit: requests over the rate wait in the queue and are served as t
   t.ok(elapsedMs >= 450, `the 6 beyond the burst of 10 waited for tokens at 10/s (${elapsedMs} ms)`);
   t.ok((r.ctx.limits?.stats.queued ?? 0) >= 1, `requests waited in the queue (${r.ctx.limits?.stats.queued})`);
   t.equal(r.ctx.limits?.stats.rateLimited, 0);
-  t.equal(r.ctx.counters.active, 0);
+  // (a front-end thread counts a request finished just after its response left)
+  await waitFor(() => r.ctx.counters.active === 0, 5000, 'no active request');
   t.equal(r.ctx.limits?.queued, 0);
 });
 
@@ -97,7 +101,8 @@ t.test('rate limit: 429 queue_full beyond the queue, 408 queue_timeout after wai
   const c = await Promise.all(Array.from({ length: 5 }, (_, i) => post(`${none.url}/generate`, body(i))));
   t.same(c.map((x) => (x.status === 200 ? 'ok' : `${x.status} ${JSON.parse(x.body).error.code}`)).sort(), ['429 rate_limited', '429 rate_limited', 'ok', 'ok', 'ok']);
   for (const x of [full, slow, none]) {
-    t.equal(x.ctx.counters.active, 0);
+    // (a front-end thread counts a request finished just after its response left)
+    await waitFor(() => x.ctx.counters.active === 0, 5000, 'no active request');
     t.equal(x.ctx.limits?.queued, 0);
   }
 });

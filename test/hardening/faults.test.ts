@@ -115,7 +115,8 @@ t.test('a hanging worker: 504 upstream_timeout and counters freed', async (t) =>
   t.equal(results[0].status, 504);
   t.equal(JSON.parse(results[0].body).error.code, 'upstream_timeout');
   t.equal(results[1].status, 504);
-  t.equal(r.ctx.counters.active, 0);
+  // (a front-end thread counts a request finished just after its response left)
+  await waitFor(() => r.ctx.counters.active === 0, 5000, 'no active request');
   t.equal(r.ctx.table.inFlight(r.ctx.registry.list()[0]!.slot), 0);
 });
 
@@ -140,7 +141,8 @@ t.test('a worker answering garbage bytes is retried elsewhere', async (t) => {
   const results = await Promise.all(Array.from({ length: 20 }, (_, i) => post(`${r.url}/generate`, body(i))));
   t.same(results.filter((x) => x.status !== 200).length, 0, 'every request answered by the good worker');
   t.ok(r.ctx.counters.retries > 0, 'garbage answers were retried');
-  t.equal(r.ctx.counters.active, 0);
+  // (a front-end thread counts a request finished just after its response left)
+  await waitFor(() => r.ctx.counters.active === 0, 5000, 'no active request');
 });
 
 t.test("the sim's garbage-rate fault (POST /sim/faults): garbage answers are retried elsewhere, streams included", async (t) => {
