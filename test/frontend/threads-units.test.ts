@@ -11,7 +11,9 @@ import { CircuitBreakers, Permit } from '../../src/workers/breaker.js';
 import { SwitchyardError } from '../../src/errors.js';
 import { counterTotals, createSharedFrontendBuffers, LedgeredTable, reconcileLedger, SharedCounters, abandonActive } from '../../src/frontend/threads/shared.js';
 import { createSharedLimitsState, reconcileLimits, SharedAdmissionLimits } from '../../src/frontend/threads/shared-limits.js';
-import { applyReport, ThreadReporter } from '../../src/frontend/threads/report.js';
+import { ReportApplier, ThreadReporter } from '../../src/frontend/threads/report.js';
+import { ReportReader, ReportWriter, type ReportVisitor } from '../../src/frontend/threads/report-codec.js';
+import type { CompletionRecord } from '../../src/proxy/completion.js';
 import { ThreadBreakerGate } from '../../src/frontend/threads/adapters.js';
 import type { ThreadReport, ToMain } from '../../src/frontend/threads/protocol.js';
 import { chooseRouter } from '../../bench/lib/router-target.js';
@@ -220,12 +222,10 @@ t.test('breaker outcomes reported by a thread drive the hub\'s breaker; a thread
   const reporter = new ThreadReporter((m) => posted.push(m), 0, 0);
   const gate = new ThreadBreakerGate(table, { failureThreshold: 2, successThreshold: 2, openMs: 10 }, reporter);
   const registry = new WorkerRegistry(table, { requestTimeoutMs: 1000 });
+  const applier = new ReportApplier({ registry, monitor: {} as WorkerMonitor, policy: {} as PolicyHost, sinks: [], breakers, onSinkError: () => undefined });
   const deliver = (): void => {
     reporter.flush();
-    for (const m of posted.splice(0)) {
-      if (m.t !== 'report') continue;
-      applyReport(m, { registry, monitor: {} as WorkerMonitor, policy: {} as PolicyHost, sinks: [], breakers, onSinkError: () => undefined });
-    }
+    for (const m of posted.splice(0)) if (m.t === 'report') applier.apply(m);
   };
   for (let i = 0; i < 2; i++) gate.record(ref, gate.tryAcquire(ref), false);
   deliver();
@@ -245,30 +245,112 @@ t.test('breaker outcomes reported by a thread drive the hub\'s breaker; a thread
   t.same(breakers.transitions, { opened: 1, halfOpened: 1, closed: 1 });
 });
 
+function record(over: Partial<CompletionRecord> = {}): CompletionRecord {
+  return {
+    requestId: 'r1', route: 'generate', stream: false, workerUrl: 'http://w', slot: 0, nodeId: 0, policy: 'p', reason: 'why', scores: undefined, status: 'completed', httpStatus: 200,
+    errorCode: undefined, errorMessage: undefined, timestamp: 1, arrivedAt: 5, decidedAt: 6, sentAt: 0, firstTokenAt: 0, finishedAt: 9, inputTokens: 1, outputTokens: 1, cachedTokens: 0, queueTime: undefined, itl: undefined, attempts: 1,
+    ...over,
+  };
+}
+
 t.test('a thread report crosses with its stamps on the main thread\'s clock and reaches every sink', async (t) => {
   const posted: ToMain[] = [];
   const reporter = new ThreadReporter((m) => posted.push(m), 100, 0);
   reporter.accepted('generate', '/generate');
-  reporter.record({
-    requestId: 'r1', route: 'generate', stream: false, workerUrl: 'http://w', slot: 0, nodeId: 0, policy: 'p', reason: '', scores: undefined, status: 'completed', httpStatus: 200,
-    errorCode: undefined, errorMessage: undefined, timestamp: 1, arrivedAt: 5, decidedAt: 6, sentAt: 0, firstTokenAt: 0, finishedAt: 9, inputTokens: 1, outputTokens: 1, cachedTokens: 0, queueTime: undefined, itl: undefined, attempts: 1,
-  });
+  reporter.record(record());
   t.same(posted, [], 'batched');
   await tick(5);
   t.equal(posted.length, 1, 'one crossing for the batch');
-  const report = posted[0] as ThreadReport;
-  t.same([report.records[0]!.arrivedAt, report.records[0]!.decidedAt, report.records[0]!.sentAt, report.records[0]!.finishedAt], [105, 106, 0, 109], 'shifted; unset stamps stay 0');
   const got: string[] = [];
+  const recs: CompletionRecord[] = [];
   const table = WorkerTable.create(2);
-  applyReport(report, {
+  new ReportApplier({
     registry: new WorkerRegistry(table, { requestTimeoutMs: 1 }),
     monitor: {} as WorkerMonitor,
     policy: {} as PolicyHost,
-    sinks: [{ record: (r) => got.push(`a:${r.requestId}`) }, { record: () => { throw new Error('bad sink'); } }, { record: (r) => got.push(`c:${r.requestId}`) }],
+    sinks: [{ record: (r) => (got.push(`a:${r.requestId}`), recs.push(r)) }, { record: () => { throw new Error('bad sink'); } }, { record: (r) => got.push(`c:${r.requestId}`) }],
     events: { accepted: (r, path) => got.push(`accepted:${r}:${path}`), rejected: () => undefined, decided: () => undefined },
     onSinkError: (err) => got.push(`error:${(err as Error).message}`),
-  });
-  t.same(got, ['accepted:generate:/generate', 'a:r1', 'error:bad sink', 'c:r1'], 'a failing sink does not stop the others');
+  }).apply(posted[0] as ThreadReport);
+  t.same(got, ['accepted:generate:/generate', 'a:r1', 'error:bad sink', 'c:r1'], 'in order; a failing sink does not stop the others');
+  const r = recs[0]!;
+  t.same([r.arrivedAt, r.decidedAt, r.sentAt, r.firstTokenAt, r.finishedAt], [105, 106, 0, 0, 109], 'shifted; unset stamps stay 0');
+});
+
+t.test('report codec: every event kind round-trips, in order, with undefined fields kept undefined', async (t) => {
+  const w = new ReportWriter();
+  const full = record({ path: '/v1/embeddings', stream: true, status: 'failed', httpStatus: 502, errorCode: 'upstream_error', errorMessage: 'boom', queueTime: 0.25, itl: [1.5, 2, 3.25], scores: { cache_hit: 1, match: 0.82 }, attempts: 3 });
+  const bare = record({ requestId: 'r2', status: 'aborted', workerUrl: '', slot: -1, nodeId: -1 });
+  const view = {
+    requestId: 'v1', route: 'chat' as const, traceparent: '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01', timestamp: 10, arrivedAt: 11, decidedAt: 12, attempts: 2,
+    features: { requestId: 'v1', route: 'chat' as const, text: '', inputTokens: 40, maxNewTokens: 8, stream: true, model: 'm', group: 'multi', admission: 'admission: large' },
+    decision: { slot: 1, generation: 3, url: 'http://w', reason: 'cache_hit', scores: { cache_hit: 1 } },
+    worker: { slot: 1, generation: 3, url: 'http://w', nodeId: 4 },
+  };
+  const undecided = { ...view, requestId: 'v2', decision: undefined, worker: undefined, traceparent: '', features: { ...view.features, requestId: 'v2', model: undefined, group: undefined, admission: undefined } };
+  const feedback = { requestId: 'f1', url: 'http://w', slot: 1, success: true, sentAt: 1, firstTokenAt: 2, finishedAt: 3, inputTokens: 4, outputTokens: 5, cachedTokens: 6, queueTime: undefined };
+  w.accepted('other', '/v1/embeddings');
+  w.rejected('generate', 'invalid_json', undefined);
+  w.decided(view);
+  w.firstByte(view, 13.5);
+  w.record(full);
+  w.decided(undecided);
+  w.record(bare);
+  w.feedback(feedback);
+  w.failure(1, 3, 'ECONNREFUSED');
+  w.breaker(1, 3, 2, undefined);
+  w.breaker(1, 3, 1, false);
+  w.admission('multi', 'large_input');
+  const events: unknown[] = [];
+  const visitor: ReportVisitor = {
+    accepted: (...a) => events.push(['accepted', ...a]),
+    rejected: (...a) => events.push(['rejected', ...a]),
+    decided: (v) => events.push(['decided', v]),
+    firstByte: (v, at) => events.push(['firstByte', v, at]),
+    record: (r) => events.push(['record', r]),
+    feedback: (f) => events.push(['feedback', f]),
+    failure: (...a) => events.push(['failure', ...a]),
+    breaker: (...a) => events.push(['breaker', ...a]),
+    admission: (...a) => events.push(['admission', ...a]),
+  };
+  const reader = new ReportReader();
+  const first = w.take();
+  t.ok(w.empty);
+  reader.read(first, visitor);
+  t.same(events, [
+    ['accepted', 'other', '/v1/embeddings'],
+    ['rejected', 'generate', 'invalid_json', undefined],
+    ['decided', view],
+    ['firstByte', view, 13.5],
+    ['record', full],
+    ['decided', undecided],
+    ['record', bare],
+    ['feedback', feedback],
+    ['failure', 1, 3, 'ECONNREFUSED'],
+    ['breaker', 1, 3, 2, undefined],
+    ['breaker', 1, 3, 1, false],
+    ['admission', 'multi', 'large_input'],
+  ]);
+  const decoded = events[4] as [string, CompletionRecord];
+  t.notOk('path' in (events[6] as [string, CompletionRecord])[1], 'no path when none was given');
+  t.equal(decoded[1].path, '/v1/embeddings');
+  // A batch larger than the writer's first buffer (1024 numbers) grows it without losing an event.
+  const many = new ReportWriter();
+  for (let i = 0; i < 300; i++) {
+    many.decided(view);
+    many.record(record({ requestId: `m${i}`, itl: [1, 2, 3] }));
+  }
+  const ids: string[] = [];
+  new ReportReader().read(many.take(), { ...visitor, decided: () => undefined, record: (r) => ids.push(r.requestId) });
+  t.equal(ids.length, 300);
+  t.equal(ids[299], 'm299');
+  // The dictionary carries over: a second batch sends no definition already sent.
+  events.length = 0;
+  w.accepted('other', '/v1/embeddings');
+  const second = w.take();
+  t.same(second.defs, []);
+  reader.read(second, visitor);
+  t.same(events, [['accepted', 'other', '/v1/embeddings']]);
 });
 
 t.test('bench: SWITCHYARD_BENCH_FRONTEND_THREADS adds --frontend-threads', async (t) => {

@@ -11,7 +11,7 @@ import type { WorkerTable } from '../../actors/worker-table.js';
 import type { PolicyHost } from '../../policies/host.js';
 import { abandonActive, reconcileLedger, SharedCounters, type SharedFrontendBuffers } from './shared.js';
 import { reconcileLimits } from './shared-limits.js';
-import { applyReport, type ReportTargets } from './report.js';
+import { ReportApplier, type ReportTargets } from './report.js';
 import { DecideServer } from './adapters.js';
 import type { ThreadInit, ToMain, ToThread } from './protocol.js';
 
@@ -135,6 +135,8 @@ export class FrontendThreads {
     s.worker = worker;
     s.startedAt = 0;
     s.decide = new DecideServer(o.policy, (m) => worker.postMessage(m));
+    // A new thread starts a new report dictionary.
+    const reports = new ReportApplier(o.targets);
     let onReady: (() => void) | undefined;
     let onFailed: ((err: Error) => void) | undefined;
     const ready = new Promise<void>((resolve, reject) => {
@@ -144,7 +146,12 @@ export class FrontendThreads {
     worker.on('message', (m: ToMain) => {
       switch (m.t) {
         case 'report':
-          applyReport(m, o.targets);
+          try {
+            reports.apply(m);
+          } catch (err) {
+            // A report that cannot be read is lost, not the router.
+            o.log.error({ event: 'frontend.bad_report', frontend: s.index, err }, 'front-end thread report could not be applied');
+          }
           break;
         case 'decide':
           s.decide?.decide(m);

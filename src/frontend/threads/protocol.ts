@@ -4,8 +4,8 @@
  */
 import type { MirroredWorker } from '../../workers/registry.js';
 import type { UpstreamClientKind } from '../../proxy/upstream/types.js';
-import type { CompletionRecord } from '../../proxy/completion.js';
-import type { CompletionFeedback, Decision, RequestFeatures, RouteKind } from '../../policies/types.js';
+import type { EncodedReport } from './report-codec.js';
+import type { Decision, RequestFeatures, RouteKind } from '../../policies/types.js';
 import type { RouterSettings } from '../context.js';
 import type { SharedFrontendBuffers } from './shared.js';
 import type { SharedLimitsState } from './shared-limits.js';
@@ -57,26 +57,8 @@ export interface DecidedView {
   readonly worker: { readonly slot: number; readonly generation: number; readonly url: string; readonly nodeId: number } | undefined;
 }
 
-/** Everything a thread's data path reported in one hand-over. */
-export interface ThreadReport {
-  readonly t: 'report';
-  /** Accepted requests: [route, path ('' when not given)] pairs flattened. */
-  readonly accepted: string[];
-  /** Refusals before a worker: [route, code, path] triples flattened. */
-  readonly rejected: string[];
-  readonly decided: DecidedView[];
-  /** First bytes of streams: the decided view and the stamp. */
-  readonly firstBytes: { view: DecidedView; at: number }[];
-  readonly records: CompletionRecord[];
-  /** Policy feedback (only when the policy decides in the main thread). */
-  readonly feedback: CompletionFeedback[];
-  /** Connection failures while proxying: passive ejection. */
-  readonly failures: { slot: number; generation: number; reason: string }[];
-  /** Breaker outcomes, flattened: slot, generation, permit, success (1, 0, -1 for none). */
-  readonly breaker: number[];
-  /** Size-aware admission: [action, trigger] pairs flattened. */
-  readonly admission: string[];
-}
+/** Everything a thread's data path reported in one hand-over (report-codec.ts). */
+export type ThreadReport = { readonly t: 'report' } & EncodedReport;
 
 export type ToMain =
   | { readonly t: 'ready'; readonly port: number }

@@ -3,13 +3,15 @@
  * progress), completion records, policy feedback, passive ejections, breaker outcomes and admission counts.
  *
  * Thread side (ThreadReporter): one object behind every hook of the thread's DataPlaneContext; each call
- * appends to the current batch and the first one starts a timer (reportMs, a few ms): at most one crossing
- * per few milliseconds whatever the request rate (the tracker and stats hosts batch the same way). Stamps
- * are shifted to the main thread's performance.now() clock before they cross. A connection failure is
- * handed over at once (ejection should not wait).
+ * appends to the current batch (report-codec.ts: numbers, codes and a few strings, no object per event)
+ * and the first one starts a timer (reportMs, a few ms): at most one crossing per few milliseconds whatever
+ * the request rate (the tracker and stats hosts batch the same way). Stamps are shifted to the main
+ * thread's performance.now() clock before they cross. A connection failure is handed over at once
+ * (ejection should not wait).
  *
- * Main side (applyReport): feeds the batch to the real hub objects: metrics and OpenTelemetry hooks, the
- * tracker, every completion sink, the policy, the monitor, the breakers, the admission counters.
+ * Main side (applyReport): decodes the batch, in order, into the real hub objects: metrics and
+ * OpenTelemetry hooks, the tracker, every completion sink, the policy, the monitor, the breakers, the
+ * admission counters.
  */
 import type { CompletionRecord, CompletionSink } from '../../proxy/completion.js';
 import type { CompletionFeedback, RouteKind } from '../../policies/types.js';
@@ -20,46 +22,43 @@ import type { ConnectionFailureReporter, RequestProgressHook, RequestProgressVie
 import type { PolicyHost } from '../../policies/host.js';
 import type { WorkerMonitor } from '../../workers/monitor.js';
 import { Permit, type CircuitBreakers } from '../../workers/breaker.js';
+import { ReportReader, ReportWriter, type ReportVisitor } from './report-codec.js';
 import type { DecidedView, ThreadReport, ToMain } from './protocol.js';
 
-function emptyReport(): ThreadReport {
-  return { t: 'report', accepted: [], rejected: [], decided: [], firstBytes: [], records: [], feedback: [], failures: [], breaker: [], admission: [] };
-}
-
 export class ThreadReporter implements RequestEvents, RequestProgressHook, CompletionSink, ConnectionFailureReporter {
-  private batch = emptyReport();
+  private readonly w = new ReportWriter();
   private pending = false;
   private timer: NodeJS.Timeout | undefined;
   private readonly flushBound = (): void => this.flush();
 
   /**
-   * @param post     posts to the main thread
+   * @param post     posts to the main thread (the report's number buffer is transferred)
    * @param offsetMs added to this thread's performance.now() stamps to get the main thread's
    */
   constructor(
-    private readonly post: (m: ToMain) => void,
+    private readonly post: (m: ToMain, transfer: ArrayBuffer[]) => void,
     private readonly offsetMs: number,
     private readonly reportMs: number,
   ) {}
 
   accepted(route: RouteKind, path?: string): void {
-    this.batch.accepted.push(route, path ?? '');
+    this.w.accepted(route, path);
     this.schedule();
   }
 
   rejected(route: RouteKind, code: ErrorCode, path?: string): void {
-    this.batch.rejected.push(route, code, path ?? '');
+    this.w.rejected(route, code, path);
     this.schedule();
   }
 
-  /** Called by both the events and the progress hook of a decided attempt: one view crosses for both. */
+  /** Called by the events hook of a decided attempt: the hub hands the view to its progress hook too. */
   decided(v: RequestEventView | RequestProgressView): void {
-    this.batch.decided.push(this.view(v));
+    this.w.decided(this.view(v));
     this.schedule();
   }
 
   firstByte(v: RequestProgressView, at: number): void {
-    this.batch.firstBytes.push({ view: this.view(v), at: at + this.offsetMs });
+    this.w.firstByte(this.view(v), at + this.offsetMs);
     this.schedule();
   }
 
@@ -71,13 +70,13 @@ export class ThreadReporter implements RequestEvents, RequestProgressHook, Compl
     if (rec.sentAt > 0) rec.sentAt += off;
     if (rec.firstTokenAt > 0) rec.firstTokenAt += off;
     rec.finishedAt += off;
-    this.batch.records.push(rec);
+    this.w.record(rec);
     this.schedule();
   }
 
   feedback(f: CompletionFeedback): void {
     const off = this.offsetMs;
-    this.batch.feedback.push({
+    this.w.feedback({
       ...f,
       sentAt: f.sentAt > 0 ? f.sentAt + off : f.sentAt,
       firstTokenAt: f.firstTokenAt > 0 ? f.firstTokenAt + off : f.firstTokenAt,
@@ -87,19 +86,19 @@ export class ThreadReporter implements RequestEvents, RequestProgressHook, Compl
   }
 
   reportConnectionFailure(worker: WorkerEntry, reason: string): void {
-    this.batch.failures.push({ slot: worker.slot, generation: worker.generation, reason });
+    this.w.failure(worker.slot, worker.generation, reason);
     this.flush();
   }
 
   breakerOutcome(slot: number, generation: number, permit: Permit, success: boolean | undefined): void {
-    this.batch.breaker.push(slot, generation, permit, success === undefined ? -1 : success ? 1 : 0);
+    this.w.breaker(slot, generation, permit, success);
     this.schedule();
   }
 
   /** Size-aware admission's recorder. */
   readonly admission = {
     record: (action: string, trigger: string): void => {
-      this.batch.admission.push(action, trigger);
+      this.w.admission(action, trigger);
       this.schedule();
     },
   };
@@ -109,10 +108,9 @@ export class ThreadReporter implements RequestEvents, RequestProgressHook, Compl
     if (this.timer !== undefined) clearTimeout(this.timer);
     this.timer = undefined;
     this.pending = false;
-    const b = this.batch;
-    if (b.accepted.length + b.rejected.length + b.decided.length + b.firstBytes.length + b.records.length + b.feedback.length + b.failures.length + b.breaker.length + b.admission.length === 0) return;
-    this.batch = emptyReport();
-    this.post(b);
+    if (this.w.empty) return;
+    const r = this.w.take();
+    this.post({ t: 'report', ...r }, [r.nums]);
   }
 
   private schedule(): void {
@@ -123,14 +121,12 @@ export class ThreadReporter implements RequestEvents, RequestProgressHook, Compl
   }
 
   private view(v: RequestEventView | RequestProgressView): DecidedView {
-    const f = v.features;
     const w = v.worker;
     const off = this.offsetMs;
     return {
       requestId: v.requestId,
       route: v.route,
-      // The routing text stays here: no hub hook reads it, and it can be the largest thing in a request.
-      features: { ...f, text: '' },
+      features: v.features,
       traceparent: 'traceparent' in v ? v.traceparent : '',
       timestamp: v.timestamp,
       arrivedAt: v.arrivedAt + off,
@@ -156,52 +152,68 @@ export interface ReportTargets {
   readonly onSinkError: (err: unknown) => void;
 }
 
-export function applyReport(r: ThreadReport, to: ReportTargets): void {
-  const events = to.events;
-  if (events !== undefined) {
-    const a = r.accepted;
-    for (let i = 0; i + 1 < a.length; i += 2) events.accepted(a[i] as RouteKind, a[i + 1] || undefined);
-    const j = r.rejected;
-    for (let i = 0; i + 2 < j.length; i += 3) events.rejected(j[i] as RouteKind, j[i + 1] as ErrorCode, j[i + 2] || undefined);
+/** Decodes one thread's reports (its dictionary) into the hub objects. */
+export class ReportApplier implements ReportVisitor {
+  private readonly reader = new ReportReader();
+
+  constructor(private readonly to: ReportTargets) {}
+
+  apply(r: ThreadReport): void {
+    this.reader.read(r, this);
   }
-  if (to.admission !== undefined) for (let i = 0; i + 1 < r.admission.length; i += 2) to.admission(r.admission[i] as string, r.admission[i + 1] as string);
-  for (const v of r.decided) {
-    const view = hubView(v, to.registry);
-    events?.decided(view);
-    to.progress?.decided(view);
+
+  accepted(route: RouteKind, path: string | undefined): void {
+    this.to.events?.accepted(route, path);
   }
-  const progress = to.progress;
-  if (progress !== undefined) for (const fb of r.firstBytes) progress.firstByte(hubView(fb.view, to.registry), fb.at);
-  for (const rec of r.records) {
-    for (const sink of to.sinks) {
+
+  rejected(route: RouteKind, code: string, path: string | undefined): void {
+    this.to.events?.rejected(route, code as ErrorCode, path);
+  }
+
+  decided(v: DecidedView): void {
+    const view = hubView(v, this.to.registry);
+    this.to.events?.decided(view);
+    this.to.progress?.decided(view);
+  }
+
+  firstByte(v: DecidedView, at: number): void {
+    this.to.progress?.firstByte(hubView(v, this.to.registry), at);
+  }
+
+  record(rec: CompletionRecord): void {
+    for (const sink of this.to.sinks) {
       try {
         sink.record(rec);
       } catch (err) {
-        to.onSinkError(err);
+        this.to.onSinkError(err);
       }
     }
   }
-  for (const f of r.feedback) to.policy.observe(f);
-  for (const f of r.failures) {
-    const w = to.registry.bySlot(f.slot);
-    if (w !== undefined && w.generation === f.generation) to.monitor.reportConnectionFailure(w, f.reason);
+
+  feedback(f: CompletionFeedback): void {
+    this.to.policy.observe(f);
   }
-  const breakers = to.breakers;
-  if (breakers !== undefined) {
-    const b = r.breaker;
-    for (let i = 0; i + 3 < b.length; i += 4) {
-      const ref = { slot: b[i] as number, generation: b[i + 1] as number };
-      const permit = b[i + 2] as Permit;
-      const s = b[i + 3] as number;
-      const success = s < 0 ? undefined : s === 1;
-      if (permit === Permit.Probe) {
-        // A thread's half-open probe: count it as one of the hub's probes for the transition rules (closing
-        // after enough probe successes, re-opening on a probe failure) without touching the hub's own
-        // probes in flight: acquire one here, record it at once.
-        const p = breakers.tryAcquire(ref);
-        breakers.record(ref, p === Permit.Refused ? Permit.Normal : p, success);
-      } else breakers.record(ref, permit, success);
-    }
+
+  failure(slot: number, generation: number, reason: string): void {
+    const w = this.to.registry.bySlot(slot);
+    if (w !== undefined && w.generation === generation) this.to.monitor.reportConnectionFailure(w, reason);
+  }
+
+  breaker(slot: number, generation: number, permit: number, success: boolean | undefined): void {
+    const breakers = this.to.breakers;
+    if (breakers === undefined) return;
+    const ref = { slot, generation };
+    if (permit === Permit.Probe) {
+      // A thread's half-open probe: count it as one of the hub's probes for the transition rules (closing
+      // after enough probe successes, re-opening on a probe failure) without touching the hub's own
+      // probes in flight: acquire one here, record it at once.
+      const p = breakers.tryAcquire(ref);
+      breakers.record(ref, p === Permit.Refused ? Permit.Normal : p, success);
+    } else breakers.record(ref, permit as Permit, success);
+  }
+
+  admission(action: string, trigger: string): void {
+    this.to.admission?.(action, trigger);
   }
 }
 

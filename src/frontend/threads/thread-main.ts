@@ -35,7 +35,7 @@ import type { ThreadInit, ToMain, ToThread } from './protocol.js';
 
 const init = workerData as ThreadInit;
 const port = parentPort!;
-const post = (m: ToMain): void => port.postMessage(m);
+const post = (m: ToMain, transfer?: ArrayBuffer[]): void => port.postMessage(m, transfer);
 
 const log = createLogger({ level: init.logLevel, name: 'switchyard', destination: init.logFile }).child({ frontend: init.index });
 const table = WorkerTable.attach(init.table);
