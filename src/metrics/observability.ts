@@ -108,11 +108,16 @@ export class Observability {
 
   /** The whole exposition text (what GET /metrics answers). */
   async render(ctx: RouterContext): Promise<string> {
+    // Front-end threads (--frontend-threads) hand over what they buffered first, as for /stats.
+    if (this.beforeRender !== undefined) await this.beforeRender();
     const [histograms] = await Promise.all([this.histograms(ctx), this.refreshTreeSizes(ctx)]);
     let text = renderMetrics(ctx, this.metrics, histograms);
     for (const more of this.expositions) text += more();
     return text;
   }
+
+  /** Awaited before each exposition (the front-end threads' report barrier). */
+  beforeRender: (() => Promise<void>) | undefined = undefined;
 
   /** More metric families appended to /metrics (e.g. the Redis link's, src/cluster). */
   addExposition(render: () => string): void {

@@ -6,6 +6,8 @@
  */
 import t from 'tap';
 import http from 'node:http';
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { startFixtureBackend } from '../helpers/fixture-backend.js';
 import { startTestRouter } from '../helpers/router.js';
 import { get, post, send, waitFor, type RawResponse } from '../helpers/client.js';
@@ -261,3 +263,67 @@ t.test('graceful shutdown: every front end drains its streams, then the port clo
   t.equal(r.ctx.counters.completed, 8, 'completions reported before the threads exited');
   await t.rejects(post(`${r.url}/generate`, { text: 'late' }), 'nothing listens any more');
 });
+
+t.test('--max-concurrent-requests holds across front ends', async (t) => {
+  const b = await startFixtureBackend();
+  let open = 0;
+  let peak = 0;
+  b.handler = (_req, res) => {
+    open++;
+    peak = Math.max(peak, open);
+    setTimeout(() => {
+      open--;
+      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ text: 'ok', meta_info: { prompt_tokens: 1, completion_tokens: 1 } }));
+    }, 300);
+  };
+  const r = await startTestRouter(['--worker-urls', b.url, '--policy', 'round_robin', '--frontend-threads', '2', '--max-concurrent-requests', '3', '--queue-size', '100', '--queue-timeout-secs', '30']);
+  t.teardown(async () => {
+    await r.close(0);
+    await b.close();
+  });
+  const res = await Promise.all(Array.from({ length: 16 }, (_, i) => post(`${r.url}/generate`, { text: `limited ${i}` })));
+  t.ok(res.every((x) => x.status === 200), 'every request served (queued ones after a slot freed, in whichever thread)');
+  t.ok(peak <= 3, `at most 3 at the worker at once (peak ${peak})`);
+  t.equal(peak, 3, 'and the limit was reached');
+  const per = requestsBy(r);
+  t.ok(per.every((x) => x > 0), `both front ends took requests: ${per.join(', ')}`);
+  t.equal(r.ctx.limits?.active, 0);
+  t.equal(r.ctx.limits?.queued, 0);
+  t.equal(r.ctx.limits?.stats.admitted, 16);
+});
+
+t.test('switchyard serve --frontend-threads 2 with its embedded fleet (npm start), SIGTERM exits 0', async (t) => {
+  const bin = fileURLToPath(new URL('../../../bin/switchyard.js', import.meta.url));
+  const proc = spawn(process.execPath, [bin, 'serve', '--host', '127.0.0.1', '--port', '0', '--frontend-threads', '2', '--sim-workers', '2', '--sim-base-port', '0', '--sim-time-scale', '0.05', '--prometheus-port', '0', '--policy', 'round_robin'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  t.teardown(() => {
+    if (proc.exitCode === null) proc.kill('SIGKILL');
+  });
+  const exited = new Promise<number | null>((r) => proc.on('exit', (code) => r(code)));
+  const url = await new Promise<string>((resolve, reject) => {
+    let buf = '';
+    const timer = setTimeout(() => reject(new Error(`serve did not become ready: ${buf}`)), 30_000);
+    proc.stdout!.on('data', (d: Buffer) => {
+      buf += d.toString();
+      const line = buf.split('\n').find((l) => l.includes('"router.ready"'));
+      if (line === undefined) return;
+      clearTimeout(timer);
+      const ready = JSON.parse(line) as { url: string; frontend_threads: number };
+      t.equal(ready.frontend_threads, 2);
+      resolve(ready.url);
+    });
+    proc.stderr!.on('data', (d: Buffer) => (buf += d.toString()));
+  });
+  const workers = new Set<string>();
+  for (let i = 0; i < 12; i++) {
+    const res = await post(`${url}/generate`, { text: `hello ${i}`, sampling_params: { max_new_tokens: 4 } });
+    t.equal(res.status, 200);
+    workers.add(res.headers['x-sglang-worker'] as string);
+  }
+  t.equal(workers.size, 2, 'both simulated workers served');
+  const stats = JSON.parse((await get(`${url}/stats`)).body) as { requests: { total: number; completed: number } };
+  t.equal(stats.requests.total, 12);
+  t.equal(stats.requests.completed, 12);
+  proc.kill('SIGTERM');
+  t.equal(await exited, 0, 'exits 0 on SIGTERM');
+});
+

@@ -167,6 +167,7 @@ export async function startFrontendThreads(s: FrontendThreadsSetup): Promise<Run
   }
   const threads = hub;
   const port = threads.port;
+  s.observability.beforeRender = () => threads.barrier();
   let publicSocket: ListenSocket | undefined = socket;
   return {
     port,
