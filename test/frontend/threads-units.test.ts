@@ -17,6 +17,10 @@ import type { CompletionRecord } from '../../src/proxy/completion.js';
 import { ThreadBreakerGate } from '../../src/frontend/threads/adapters.js';
 import type { ThreadReport, ToMain } from '../../src/frontend/threads/protocol.js';
 import { chooseRouter } from '../../bench/lib/router-target.js';
+import { parseRouterOptions } from '../../src/config/router-options.js';
+import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { AdmissionLimitOptions, Waiter } from '../../src/frontend/admission.js';
 import type { WorkerMonitor } from '../../src/workers/monitor.js';
 import type { PolicyHost } from '../../src/policies/host.js';
@@ -365,3 +369,18 @@ t.test('bench: SWITCHYARD_BENCH_FRONTEND_THREADS adds --frontend-threads', async
   t.notOk(bad.ok);
   if (!bad.ok) t.match(bad.reason, /SWITCHYARD_BENCH_FRONTEND_THREADS/);
 });
+
+t.test('--frontend-threads: flag, SWITCHYARD_FRONTEND_THREADS, config file key; default 1; bounds', async (t) => {
+  t.equal(parseRouterOptions([], {}).frontendThreads, 1);
+  t.equal(parseRouterOptions(['--frontend-threads', '3'], {}).frontendThreads, 3);
+  t.equal(parseRouterOptions([], { SWITCHYARD_FRONTEND_THREADS: '2' }).frontendThreads, 2);
+  const dir = mkdtempSync(join(tmpdir(), 'sy-ft-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const file = join(dir, 'router.json');
+  writeFileSync(file, JSON.stringify({ 'frontend-threads': 4 }));
+  t.equal(parseRouterOptions(['--config', file], {}).frontendThreads, 4);
+  t.equal(parseRouterOptions(['--config', file, '--frontend-threads', '2'], {}).frontendThreads, 2, 'the flag wins');
+  t.throws(() => parseRouterOptions(['--frontend-threads', '0'], {}));
+  t.throws(() => parseRouterOptions(['--frontend-threads', '65'], {}));
+});
+
