@@ -50,6 +50,8 @@ interface Barrier {
 }
 
 const STABLE_MS = 30_000;
+/** How long past the grace period shutdown waits for the threads to exit. */
+const SHUTDOWN_SLACK_MS = 10_000;
 
 export class FrontendThreads {
   private readonly slots: ThreadSlot[] = [];
@@ -124,7 +126,14 @@ export class FrontendThreads {
       s.worker.postMessage({ t: 'shutdown', graceMs } satisfies ToThread);
       waits.push(s.exited);
     }
-    await Promise.all(waits);
+    // A thread that does not exit (stuck in a loop) must not hang the router's shutdown.
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<boolean>((resolve) => {
+      timer = setTimeout(() => resolve(true), graceMs + SHUTDOWN_SLACK_MS);
+    });
+    const stuck = await Promise.race([Promise.all(waits).then(() => false), late]);
+    clearTimeout(timer);
+    if (stuck) this.options.log.error({ event: 'frontend.stuck', waited_ms: graceMs + SHUTDOWN_SLACK_MS }, 'a front-end thread did not exit; giving up on it');
     for (const id of [...this.barriers.keys()]) this.endBarrier(id);
   }
 
