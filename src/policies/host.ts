@@ -105,7 +105,7 @@ export class InlinePolicyHost implements PolicyHost {
       d = withAdmission(this.policy.select(req, this.ctx), req);
       this.decisions++;
     } catch (err) {
-      d = this.onPolicyError(err);
+      d = this.onPolicyError(err, req);
     }
     cb(null, d);
   }
@@ -115,7 +115,7 @@ export class InlinePolicyHost implements PolicyHost {
     try {
       this.policy.observe(f);
     } catch (err) {
-      this.onPolicyError(err);
+      this.onPolicyError(err, null);
     }
   }
 
@@ -152,11 +152,12 @@ export class InlinePolicyHost implements PolicyHost {
     }
   }
 
-  private onPolicyError(err: unknown): Decision | null {
+  private onPolicyError(err: unknown, req: RequestFeatures | null): Decision | null {
     this.errors++;
     const message = err instanceof Error ? err.message : String(err);
     if (this.errors <= 10 || this.errors % 1000 === 0) this.logger?.error({ policy: this.name, err, errors: this.errors }, 'policy threw');
-    return leastLoadedDecision(this.table, this.membership.all, this.scratch, this.fallbackRng, `fallback: policy error: ${message}`);
+    if (req === null) return null;
+    return groupFallback(this.table, this.membership, req, this.scratch, this.fallbackRng, `fallback: policy error: ${message}`);
   }
 }
 
@@ -168,15 +169,24 @@ export class ActorPolicyHost implements PolicyHost {
   private readonly table: WorkerTable;
   private readonly forwardFeedback: boolean;
   private workers: readonly WorkerInfo[] = Object.freeze([]);
+  /** The membership by worker group: a fallback decision respects size-aware admission too. */
+  private readonly membership = new GroupedMembership();
   private readonly scratch: WorkerInfo[] = [];
   private readonly fallbackRng: Rng;
   private fallbacks = 0;
   private closed = false;
 
-  /** One callback per host: the caller's cb travels as the call's ctx, so no closure per decision. */
-  private readonly onDecided: ActorCallback<Decision | null, DecideCallback> = (err, d, cb) => {
-    if (err === null) cb(null, d ?? null);
-    else cb(null, this.fallback(err));
+  /**
+   * One callback per host: the caller's cb travels as the call's ctx, so no closure per decision. A
+   * request that admission placed in a group travels with its cb (an object only for those), so that a
+   * fallback stays in the group.
+   */
+  private readonly onDecided: ActorCallback<Decision | null, DecideCallback | GroupedCall> = (err, d, ctx) => {
+    if (typeof ctx === 'function') {
+      if (err === null) ctx(null, d ?? null);
+      else ctx(null, this.fallback(err, null));
+    } else if (err === null) ctx.cb(null, d ?? null);
+    else ctx.cb(null, this.fallback(err, ctx.req));
   };
 
   constructor(
@@ -207,10 +217,10 @@ export class ActorPolicyHost implements PolicyHost {
 
   decide(req: RequestFeatures, cb: DecideCallback): void {
     if (!this.actor.available) {
-      cb(null, this.fallback(null));
+      cb(null, this.fallback(null, req));
       return;
     }
-    this.actor.call({ t: 'decide', req }, this.onDecided, cb);
+    this.actor.call({ t: 'decide', req }, this.onDecided, req.group === undefined && req.admission === undefined ? cb : { req, cb });
   }
 
   observe(f: CompletionFeedback): void {
@@ -220,6 +230,7 @@ export class ActorPolicyHost implements PolicyHost {
   setWorkers(ws: readonly WorkerInfo[]): void {
     const copy = plainMembers(ws);
     this.workers = copy;
+    this.membership.set(copy);
     this.actor.tell({ t: 'workers', workers: copy });
   }
 
@@ -250,15 +261,32 @@ export class ActorPolicyHost implements PolicyHost {
     return this.actor.close();
   }
 
-  private fallback(err: Error | null): Decision | null {
+  /** The stateless choice while the policy cannot answer; `req` null: a request outside any group. */
+  private fallback(err: Error | null, req: RequestFeatures | null): Decision | null {
     this.fallbacks++;
     let reason: string;
     if (err === null || err instanceof ActorCrashedError) reason = this.closed ? 'fallback: policy host closed' : FALLBACK_RESTARTING;
     else if (err instanceof ActorClosedError) reason = 'fallback: policy host closed';
     else if (err instanceof ActorOverloadedError) reason = 'fallback: policy actor overloaded';
     else reason = `fallback: policy error: ${err.message}`;
-    return leastLoadedDecision(this.table, this.workers, this.scratch, this.fallbackRng, reason);
+    if (req === null) return leastLoadedDecision(this.table, this.workers, this.scratch, this.fallbackRng, reason);
+    return groupFallback(this.table, this.membership, req, this.scratch, this.fallbackRng, reason);
   }
+}
+
+/** A decision call's ctx for a request admitted to a worker group. */
+interface GroupedCall {
+  readonly req: RequestFeatures;
+  readonly cb: DecideCallback;
+}
+
+/**
+ * The hosts' stateless fallback for one request: least loaded among the members of the request's
+ * admission group (every member when it has none or none of its group is available, as policies are
+ * given), the reason prefixed with admission's like a policy's decision.
+ */
+function groupFallback(table: WorkerTable, membership: GroupedMembership, req: RequestFeatures, scratch: WorkerInfo[], rng: Rng, reason: string): Decision | null {
+  return withAdmission(leastLoadedDecision(table, membership.candidatesFor(table, req.group), scratch, rng, reason), req);
 }
 
 /**

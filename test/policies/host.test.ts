@@ -235,3 +235,52 @@ t.test('actor host: decisions beyond the actor queue bound fall back instead of 
   t.ok(decided > 0, `${decided} decided by the policy`);
   t.equal(overloaded + decided, 10);
 });
+
+t.test('fallback decisions respect size-aware admission groups (actor restarting, closed, inline error)', async (t) => {
+  const table = WorkerTable.create(8);
+  // two single workers, idle; one multi worker, the busiest: a group-blind least-loaded fallback never picks it
+  const ws = addWorkers(table, 3).map((w, i) => ({ ...w, group: i === 2 ? 'multi' : 'single' }));
+  const multi = ws[2]!;
+  table.acquire(multi, 1);
+  table.acquire(multi, 1);
+  t.teardown(() => {
+    table.releaseLoad(multi, 1, true);
+    table.releaseLoad(multi, 1, true);
+  });
+  const admitted = (text: string): RequestFeatures => ({ ...req(text), group: 'multi', admission: 'admission: large_input: 9000 > 8000 tokens -> multi' });
+
+  const host = createPolicyHost(TEST_PLUGIN_NAME, { seed: 5 }, table, undefined, { actor: TEST_ACTOR }) as ActorPolicyHost;
+  t.teardown(() => host.close());
+  await host.ready();
+  host.setWorkers(ws);
+  t.equal((await decideAsync(host, admitted('hello')))?.slot, multi.slot, 'the policy decides within the group');
+  // the fatal decision itself, then decisions while the thread restarts
+  const fatal = await decideAsync(host, admitted('__exit__'));
+  t.equal(fatal?.slot, multi.slot, 'a decision failed by the crash falls back within its group');
+  t.match(fatal?.reason, /^admission: large_input: 9000 > 8000 tokens -> multi; fallback: policy actor restarting; least loaded/);
+  t.equal(host.available, false);
+  for (let i = 0; i < 10; i++) {
+    const d = await decideAsync(host, admitted(`while down ${i}`));
+    t.equal(d?.slot, multi.slot, 'while restarting: still the multi group');
+    t.match(d?.reason, /^admission: .*; fallback: policy actor restarting/);
+  }
+  const ungrouped = await decideAsync(host, req('no group'));
+  t.not(ungrouped?.slot, multi.slot, 'a request outside any group falls back to the least loaded member');
+  await host.ready();
+  await host.close();
+  t.equal((await decideAsync(host, admitted('after close')))?.slot, multi.slot, 'closed host: within the group');
+
+  // the group has no available member: every member is a candidate, as for policies
+  table.setHealthy(multi.slot, false);
+  const spilled = await decideAsync(host, admitted('group down'));
+  t.ok(spilled !== null && spilled.slot !== multi.slot, 'no multi worker available -> another group');
+  table.setHealthy(multi.slot, true);
+
+  // inline host: a policy that throws falls back within the group as well
+  const inline = createPolicyHost(TEST_PLUGIN_NAME, { seed: 5 }, table, undefined, { placement: 'inline' });
+  inline.setWorkers(ws);
+  const thrown = await decideAsync(inline, admitted('__throw__'));
+  t.equal(thrown?.slot, multi.slot);
+  t.match(thrown?.reason, /^admission: .*; fallback: policy error/);
+  await inline.close();
+});
