@@ -180,6 +180,7 @@ export async function startRouter(opts: RouterOptions, deps: StartRouterDeps = {
     };
     onMembers(registry.list());
     registry.onChange(onMembers);
+    await awaitPolicyReady(host, log);
   } catch (err) {
     await Promise.allSettled([monitor?.close(), policy?.close(), tracker?.close(), obs?.close(), registry.close(), fleet?.close(), cluster?.close()]);
     throw err;
@@ -324,6 +325,30 @@ export async function startRouter(opts: RouterOptions, deps: StartRouterDeps = {
       await releaseAll();
     },
   );
+}
+
+/** How long start-up waits for the policy actor(s) before accepting traffic anyway. */
+export const POLICY_READY_TIMEOUT_MS = 10_000;
+
+/**
+ * Start accepting traffic once the policy decides for itself: a stateful policy's actor thread takes
+ * tens of milliseconds to start (longer on a loaded machine), and until then every request would get the
+ * stateless fallback (and cache_aware would learn nothing from it). Bounded like the tracker's wait: a
+ * thread that is still not up is logged and routing starts on the fallback, which is correct, only
+ * locality-blind.
+ */
+async function awaitPolicyReady(policy: PolicyHost, log: Logger): Promise<void> {
+  if (policy.placement === 'inline') return;
+  let timer: NodeJS.Timeout | undefined;
+  const timedOut = new Promise<boolean>((resolve) => {
+    timer = setTimeout(() => resolve(true), POLICY_READY_TIMEOUT_MS);
+  });
+  const started = Date.now();
+  const late = await Promise.race([policy.ready().then(() => false), timedOut]);
+  clearTimeout(timer);
+  if (late) {
+    log.warn({ event: 'policy.slow_start', policy: policy.name, waited_ms: POLICY_READY_TIMEOUT_MS }, 'the policy actor is not up yet; starting anyway (decisions fall back to least loaded until it is)');
+  } else log.debug({ event: 'policy.ready', policy: policy.name, waited_ms: Date.now() - started }, 'policy actor ready');
 }
 
 /**

@@ -181,3 +181,19 @@ t.test('power_of_two and random through the router: every request answered by so
     t.ok(rs.every((r) => r.status === 200 && r.worker !== ''), `${policy}: all 200`);
   }
 });
+
+t.test('startRouter resolves once the policy actor decides: the first request is not a fallback', async (t) => {
+  const fleet = await startSimFleetInThread({ count: 2, timeScale: 0.02, seed: 7 });
+  const records: CompletionRecord[] = [];
+  const router = await startTestRouter(['--worker-urls', ...fleet.urls, '--policy', 'cache_aware', '--policy-shards', '2'], { sinks: [{ record: (r) => records.push(r) }] });
+  t.teardown(async () => {
+    await router.close(0);
+    await fleet.close();
+  });
+  const shards = (router.ctx.policy as unknown as { shards: readonly { available: boolean }[] }).shards;
+  t.same(shards.map((s) => s.available), [true, true], 'every policy actor is up when startRouter resolves');
+  const r = await generate(router.url, 'the very first request');
+  t.equal(r.status, 200);
+  await new Promise((resolve) => setTimeout(resolve, 50));
+  t.match(records[0]?.reason, /^cache_(hit|miss): /, `decided by the policy: ${records[0]?.reason}`);
+});
