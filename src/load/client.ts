@@ -13,6 +13,7 @@
 import { performance } from 'node:perf_hooks';
 import { Pool, type Dispatcher } from 'undici';
 import { StreamReader, emptyCounts, errorMessage, eventText, readCounts, type ReportedCounts } from './protocol.js';
+import { CLIENT_KEEP_ALIVE_MS } from '../util/keep-alive.js';
 
 /** What one exchange produced. Times are performance.now() ms. */
 export interface ExchangeOutcome {
@@ -37,6 +38,8 @@ export interface ClientOptions {
   connections: number;
   timeoutMs: number;
   headers: Record<string, string>;
+  /** Idle time before a kept-alive connection is closed (default CLIENT_KEEP_ALIVE_MS: below the router's idle close). */
+  keepAliveMs?: number;
 }
 
 /** Error bodies and non-streaming answers larger than this are cut (a load test never needs more). */
@@ -55,7 +58,7 @@ export class LoadClient {
     this.pool = new Pool(opts.origin, {
       connections: opts.connections,
       pipelining: 1,
-      keepAliveTimeout: 30_000,
+      keepAliveTimeout: opts.keepAliveMs ?? CLIENT_KEEP_ALIVE_MS,
       headersTimeout: opts.timeoutMs,
       bodyTimeout: opts.timeoutMs,
       connectTimeout: Math.min(opts.timeoutMs, 30_000),

@@ -7,6 +7,7 @@ import { Agent, request } from 'undici';
 import type { Logger } from 'pino';
 import { Field } from '../actors/worker-table.js';
 import type { WorkerEntry, WorkerRegistry } from './registry.js';
+import { CLIENT_KEEP_ALIVE_MS } from '../util/keep-alive.js';
 
 export interface MonitorOptions {
   endpoint: string;
@@ -35,7 +36,7 @@ interface WorkerHealthState {
 
 export class WorkerMonitor {
   private readonly state = new Map<number, WorkerHealthState>();
-  private readonly agent = new Agent({ connections: 4, keepAliveTimeout: 10_000 });
+  private readonly agent = new Agent({ connections: 4, keepAliveTimeout: CLIENT_KEEP_ALIVE_MS });
   private healthTimer: NodeJS.Timeout | undefined;
   private recoveryTimer: NodeJS.Timeout | undefined;
   private loadTimer: NodeJS.Timeout | undefined;

@@ -12,6 +12,7 @@ import { createUpstream, type UpstreamClientKind, type UpstreamDispatcher } from
 import { SwitchyardError } from '../errors.js';
 import { Field, type SlotRef, type WorkerTable } from '../actors/worker-table.js';
 import type { WorkerInfo } from '../policies/types.js';
+import { CLIENT_KEEP_ALIVE_MS } from '../util/keep-alive.js';
 
 export interface WorkerEntry extends WorkerInfo {
   readonly ref: SlotRef;
@@ -243,7 +244,7 @@ export class WorkerRegistry {
     else {
       const poolOptions = {
         connections: this.options.connectionsPerWorker ?? 2048,
-        keepAliveTimeout: 30_000,
+        keepAliveTimeout: CLIENT_KEEP_ALIVE_MS,
         keepAliveMaxTimeout: 600_000,
         headersTimeout: this.options.requestTimeoutMs,
         bodyTimeout: this.options.requestTimeoutMs,

@@ -13,6 +13,7 @@ import { Pool } from 'undici';
 import { SwitchyardError } from '../../errors.js';
 import { MAX_BATCH_BODY } from '../../tracking/routes.js';
 import { Exchange, parseContentLength, statusLine, type HttpRequest, type HttpResponse, type TemplatedApp } from '../http.js';
+import { CLIENT_KEEP_ALIVE_MS } from '../../util/keep-alive.js';
 
 /**
  * The largest body a control route reads (the traces batch query's): a larger one is refused here exactly
@@ -46,7 +47,7 @@ export interface Forwarder {
 }
 
 export function createForwarder(options: ForwarderOptions): Forwarder {
-  const pool = new Pool(options.controlUrl, { connections: 8, keepAliveTimeout: 10_000, headersTimeout: options.timeoutMs, bodyTimeout: options.timeoutMs });
+  const pool = new Pool(options.controlUrl, { connections: 8, keepAliveTimeout: CLIENT_KEEP_ALIVE_MS, headersTimeout: options.timeoutMs, bodyTimeout: options.timeoutMs });
   const handle = (res: HttpResponse, req: HttpRequest): void => {
     const ex = new Exchange(res);
     // uWS: the request is valid only now.

@@ -4,6 +4,7 @@
  * each per connection, not per request.
  */
 import { connect, type Socket } from 'node:net';
+import { performance } from 'node:perf_hooks';
 import { errors } from 'undici';
 import { ParserState, protocolError, ResponseParser, type ResponseSink } from './response-parser.js';
 import { ReqState, type PendingRequest } from './request.js';
@@ -67,6 +68,8 @@ export class Connection implements ResponseSink {
   activity = false;
   /** How long this connection may stay idle after the current response. */
   idleMs = 0;
+  /** performance.now() ms when it was last parked idle. */
+  private idleSince = 0;
 
   constructor(
     private readonly pool: ConnectionOwner,
@@ -111,11 +114,21 @@ export class Connection implements ResponseSink {
 
   /** Put back on the idle stack: the socket no longer keeps the process alive. */
   parkIdle(): void {
+    this.idleSince = performance.now();
     this.setTimer(Timer.Idle, this.idleMs);
     if (this.refed) {
       this.socket.unref();
       this.refed = false;
     }
+  }
+
+  /**
+   * Idle for its whole idle time already? The ticker closes such a connection up to two ticks late, so
+   * the pool asks this before reusing one: a connection is never sent on past the idle time that keeps
+   * it clear of the server's own idle close.
+   */
+  idleExpired(now: number): boolean {
+    return now - this.idleSince >= this.idleMs;
   }
 
   setTimer(kind: Timer, ms: number): void {
@@ -337,13 +350,14 @@ export class Connection implements ResponseSink {
     }
   }
 
-  shutdown(): void {
+  /** Close the connection; `pump`: let queued requests take its place (not when the pool is itself choosing a connection). */
+  shutdown(pump = true): void {
     if (this.closed) return;
     this.closed = true;
     this.timer = Timer.None;
     this.pool.detach(this);
     this.socket.destroy();
-    this.pool.pump();
+    if (pump) this.pool.pump();
   }
 }
 

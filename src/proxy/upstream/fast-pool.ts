@@ -122,7 +122,7 @@ export class FastPool implements UpstreamDispatcher, ConnectionOwner, RequestOwn
     this.active++;
     handler.onConnect?.(req.abort);
     if (req.state !== ReqState.Queued) return true; // aborted from onConnect
-    const conn = this.idle.pop();
+    const conn = this.takeIdle();
     if (conn !== undefined) {
       conn.assign(req);
       return true;
@@ -208,7 +208,7 @@ export class FastPool implements UpstreamDispatcher, ConnectionOwner, RequestOwn
       if (this.idle.length === 0 && this.conns.size >= this.maxConnections) return;
       const next = this.dequeue();
       if (next === undefined) return;
-      (this.idle.pop() ?? this.open()).assign(next);
+      (this.takeIdle() ?? this.open()).assign(next);
     }
   }
 
@@ -289,6 +289,18 @@ export class FastPool implements UpstreamDispatcher, ConnectionOwner, RequestOwn
     this.queue.length = 0;
     this.queueHead = 0;
     return undefined;
+  }
+
+  /** The warmest idle connection still inside its idle time; expired ones on the way are closed. */
+  private takeIdle(): Connection | undefined {
+    let conn = this.idle.pop();
+    if (conn === undefined) return undefined;
+    const now = performance.now();
+    while (conn !== undefined && conn.idleExpired(now)) {
+      conn.shutdown(false);
+      conn = this.idle.pop();
+    }
+    return conn;
   }
 
   private closeIdle(): void {
