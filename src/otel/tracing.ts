@@ -21,6 +21,7 @@ import type { RequestFeatures, RouteKind } from '../policies/types.js';
 import type { Logger } from '../util/log.js';
 import type { RequestEventView, RequestEvents } from '../metrics/events.js';
 import { displayUrl, type OtlpConfig } from './config.js';
+import { ROUTE_LABELS, routeLabelIndex } from '../metrics/route-labels.js';
 
 /** What tracing needs of size-aware admission (src/policies/admission.ts): the KV estimate of a request. */
 export interface KvEstimator {
@@ -49,7 +50,6 @@ interface Pending {
 const MAX_PENDING = 100_000;
 
 const SPAN_NAMES: Record<RouteKind, string> = { generate: 'generate', chat: 'chat_completion', completions: 'completion', other: 'passthrough' };
-const ROUTE_LABELS: Record<RouteKind, string> = { generate: '/generate', chat: '/v1/chat/completions', completions: '/v1/completions', other: 'other' };
 
 export function startOtelTracing(cfg: OtlpConfig, log: Logger, version: string): OtelTracing {
   const inner: SpanExporter = cfg.protocol === 'http/json' ? new OtlpHttpJsonExporter({ url: cfg.tracesUrl }) : new OtlpHttpProtoExporter({ url: cfg.tracesUrl });
@@ -102,7 +102,9 @@ export function startOtelTracing(cfg: OtlpConfig, log: Logger, version: string):
       const start = hrTime(rec.timestamp);
       const attrs: Attributes = {
         'http.request.method': 'POST',
-        'http.route': ROUTE_LABELS[rec.route],
+        // The path the request came in on (pass-through routes too: /v1/embeddings, /v1/rerank, ...), from
+        // the bounded set the request metrics use, so the attribute never carries an arbitrary path.
+        'http.route': ROUTE_LABELS[routeLabelIndex(rec.route, rec.path)] as string,
         'http.response.status_code': rec.httpStatus,
         'switchyard.request_id': rec.requestId,
         'switchyard.status': rec.status,

@@ -104,14 +104,15 @@ t.test('OTLP/HTTP JSON: a route span per request with a routing_decision child, 
   fb.handler = (_rec, res) => res.writeHead(503, { 'content-type': 'application/json' }).end('{"error":"busy"}');
   t.equal((await post(`${r.url}/v1/completions`, { prompt: 'fail' })).status, 503);
   fb.handler = undefined;
+  t.equal((await post(`${r.url}/v1/embeddings?x=1`, { input: 'hello', model: 'm' })).status, 200);
 
-  await waitFor(() => spansOf(receiver.got).spans.length >= 6, 15_000, 'six spans at the receiver');
+  await waitFor(() => spansOf(receiver.got).spans.length >= 8, 15_000, 'eight spans at the receiver');
   t.ok(receiver.got.every((g) => g.path === '/v1/traces' && g.contentType.startsWith('application/json')));
-  t.ok(receiver.got.length <= 3, `batched: ${receiver.got.length} export(s) for 6 spans`);
+  t.ok(receiver.got.length <= 4, `batched: ${receiver.got.length} export(s) for 8 spans`);
   const { spans, resources } = spansOf(receiver.got);
   t.equal(resources[0]?.['service.name'], 'switchyard');
   const byName = (n: string): OtlpSpan[] => spans.filter((s) => s.name === n);
-  t.same(spans.map((s) => s.name).sort(), ['chat_completion', 'completion', 'generate', 'routing_decision', 'routing_decision', 'routing_decision']);
+  t.same(spans.map((s) => s.name).sort(), ['chat_completion', 'completion', 'generate', 'passthrough', 'routing_decision', 'routing_decision', 'routing_decision', 'routing_decision']);
 
   const gen = byName('generate')[0] as OtlpSpan;
   t.equal(gen.traceId, TRACE_ID, 'the client traceparent is the parent');
@@ -144,13 +145,17 @@ t.test('OTLP/HTTP JSON: a route span per request with a routing_decision child, 
   const chat = byName('chat_completion')[0] as OtlpSpan;
   t.notOk(chat.parentSpanId, 'without a traceparent the route span is a root');
   t.not(chat.traceId, TRACE_ID);
+  t.equal(attrs(chat.attributes)['http.route'], '/v1/chat/completions');
   const failed = byName('completion')[0] as OtlpSpan;
   t.equal(failed.status?.code, 2, 'failed requests have status ERROR');
   t.equal(attrs(failed.attributes)['error.type'], 'http_503');
+  t.equal(attrs(failed.attributes)['http.route'], '/v1/completions');
+  const passthrough = byName('passthrough')[0] as OtlpSpan;
+  t.match(attrs(passthrough.attributes), { 'http.route': '/v1/embeddings', 'http.response.status_code': 200 }, 'a pass-through route is labelled by its path (query string dropped), not a placeholder');
 
   const bundle = JSON.parse((await (await fetch(`${r.url}/admin/debug/bundle`)).text()) as string) as Record<string, any>;
-  t.match(bundle['opentelemetry'], { enabled: true, protocol: 'http/json', requests_traced: 3, failed_exports: 0 });
-  t.ok(bundle['opentelemetry'].exported_spans >= 6);
+  t.match(bundle['opentelemetry'], { enabled: true, protocol: 'http/json', requests_traced: 4, failed_exports: 0 });
+  t.ok(bundle['opentelemetry'].exported_spans >= 8);
 });
 
 t.test('with size-aware admission the routing_decision span carries its action, trigger reason and KV estimate (seed 002)', async (t) => {
