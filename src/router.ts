@@ -203,6 +203,8 @@ export async function startRouter(opts: RouterOptions, deps: StartRouterDeps = {
     limitsState = createSharedLimitsState(frontendCount, limitOptions);
     limits = new SharedAdmissionLimits(limitsState, 0, limitOptions);
   }
+  // With --redis-url the limits are global: this replica enforces its leased share (src/cluster/admission.ts).
+  if (cluster !== undefined && !limits.unlimited) (await import('./cluster/admission.js')).attachGlobalAdmission(cluster, limits, { ...limitOptions, replicasHint: opts.clusterReplicas }, log);
   const ctx: RouterContext = {
     settings: {
       policyName: policy.name,

@@ -76,6 +76,18 @@ export interface AdmissionLimiter {
   release(): void;
   /** Refuse every waiter (shutdown). */
   drain(err: SwitchyardError): void;
+  /**
+   * Replace the concurrency limit (a replica's share of a global limit, src/cluster/admission.ts). A
+   * raised limit admits waiters at once; a lowered one admits nobody until enough requests end (those
+   * already admitted keep running). Only for a limiter built with a concurrency limit.
+   */
+  setConcurrencyLimit(limit: number): void;
+  /**
+   * Replace the token rate and bucket capacity (a replica's share of a global rate). The bucket is
+   * refilled at the old rate up to now first; tokens above the new capacity are dropped. Only for a
+   * limiter built with a rate limit; `perSecond` must be > 0.
+   */
+  setRate(perSecond: number, burst: number): void;
 }
 
 export class AdmissionLimits implements AdmissionLimiter {
@@ -86,9 +98,9 @@ export class AdmissionLimits implements AdmissionLimiter {
   private head = 0;
   /** Live (not cancelled, not timed out) waiters. */
   private waiting = 0;
-  private readonly limit: number;
-  private readonly rate: number;
-  private readonly burst: number;
+  private limit: number;
+  private rate: number;
+  private burst: number;
   private tokens: number;
   private refilledAt: number;
   /** Wakes the queue when the next token is due (only while the head waiter waits for a token). */
@@ -205,6 +217,26 @@ export class AdmissionLimits implements AdmissionLimiter {
     return Math.max(1, Math.ceil(((1 - this.tokens) * 1000) / this.rate));
   }
 
+  setConcurrencyLimit(limit: number): void {
+    if (this.options.maxConcurrent <= 0) return;
+    this.limit = Math.max(0, Math.floor(limit));
+    this.pump();
+  }
+
+  setRate(perSecond: number, burst: number): void {
+    if (this.rate === 0 || !(perSecond > 0)) return;
+    this.refill();
+    this.rate = perSecond;
+    this.burst = Math.max(1, burst);
+    if (this.tokens > this.burst) this.tokens = this.burst;
+    // A waiter held back by the rate waits for a token due at the new rate.
+    if (this.refillTimer !== undefined) {
+      clearTimeout(this.refillTimer);
+      this.refillTimer = undefined;
+    }
+    this.pump();
+  }
+
   /** Refuse every waiter (shutdown). */
   drain(err: SwitchyardError): void {
     if (this.refillTimer !== undefined) {
@@ -245,13 +277,17 @@ export class AdmissionLimits implements AdmissionLimiter {
     }
   }
 
-  private takeToken(): boolean {
+  private refill(): void {
     const t = this.now();
     const elapsed = t - this.refilledAt;
     if (elapsed > 0) {
       this.tokens = Math.min(this.burst, this.tokens + (elapsed * this.rate) / 1000);
       this.refilledAt = t;
     }
+  }
+
+  private takeToken(): boolean {
+    this.refill();
     if (this.tokens >= 1) {
       this.tokens -= 1;
       return true;

@@ -15,6 +15,10 @@
  *   AdmissionLimits' rules: a request needs a free slot AND a token; over either it waits in the queue;
  *   the bucket holds --max-concurrent-requests tokens (one second's worth without a concurrency limit).
  *   Waiters held back by the rate look again when the next token is due.
+ * - The concurrency limit and the rate (with its bucket capacity) are shared words too, so the main thread
+ *   can change them for every thread at once (`setConcurrencyLimit` / `setRate`: a replica's share of a
+ *   global limit, src/cluster/admission.ts). A slot taken while the limit was being lowered is given back
+ *   at once (the limit is read again after the compare-and-swap).
  * - A dead thread: the main thread gives back what its ledger says it held (`reconcile`).
  * - Stats (admitted, queued, ...) are global counters in the buffer.
  */
@@ -26,6 +30,9 @@ const WAITING = 1;
 const WAKE = 2;
 const LOCK = 3;
 const STATS = 4; // admitted, queued, queueFull, queueTimeouts, rateLimited, cancelled
+/** The concurrency limit (NO_LIMIT: none). */
+const LIMIT = 10;
+const NO_LIMIT = 0x7fffffff;
 const STAT_NAMES = ['admitted', 'queued', 'queueFull', 'queueTimeouts', 'rateLimited', 'cancelled'] as const;
 const PER_THREAD = 16; // [held, waiting] per front end from here
 const S_ADMITTED = 0;
@@ -70,13 +77,20 @@ function floatsOffset(frontends: number): number {
   return Math.ceil((words * 4) / 8) * 8;
 }
 
+/** Float64 words: tokens, last refill (ms), rate per second, bucket capacity. */
+const FLOATS = 4;
+
 /** The shared words for `frontends` front ends; the bucket starts full (created once, by the main thread). */
 export function createSharedLimitsState(frontends: number, options: Pick<AdmissionLimitOptions, 'maxConcurrent' | 'ratePerSecond' | 'rateBurst' | 'now'>): SharedLimitsState {
-  const buffer = new SharedArrayBuffer(floatsOffset(frontends) + 16);
-  const f = new Float64Array(buffer, floatsOffset(frontends), 2);
+  const buffer = new SharedArrayBuffer(floatsOffset(frontends) + FLOATS * 8);
+  const a = new Int32Array(buffer, 0, PER_THREAD + frontends * 2);
+  a[LIMIT] = options.maxConcurrent > 0 ? options.maxConcurrent : NO_LIMIT;
+  const f = new Float64Array(buffer, floatsOffset(frontends), FLOATS);
   const rate = options.ratePerSecond !== undefined && options.ratePerSecond > 0 ? options.ratePerSecond : 0;
   f[0] = rate > 0 ? burstOf(options as AdmissionLimitOptions, rate) : 0;
   f[1] = (options.now ?? Date.now)();
+  f[2] = rate;
+  f[3] = rate > 0 ? burstOf(options as AdmissionLimitOptions, rate) : 0;
   return { buffer, frontends };
 }
 
@@ -90,9 +104,9 @@ export class SharedAdmissionLimits implements AdmissionLimiter {
   /** Live waiters of this thread. */
   private localWaiting = 0;
   private sleeping = false;
-  private readonly limit: number;
-  private readonly rate: number;
-  private readonly burst: number;
+  /** Whether a concurrency / rate limit is configured at all (their values are the shared words). */
+  private readonly limited: boolean;
+  private readonly rated: boolean;
   private readonly now: () => number;
 
   constructor(
@@ -101,17 +115,52 @@ export class SharedAdmissionLimits implements AdmissionLimiter {
     private readonly options: AdmissionLimitOptions,
   ) {
     this.a = new Int32Array(state.buffer, 0, PER_THREAD + state.frontends * 2);
-    this.f = new Float64Array(state.buffer, floatsOffset(state.frontends), 2);
+    this.f = new Float64Array(state.buffer, floatsOffset(state.frontends), FLOATS);
     this.held = PER_THREAD + index * 2;
     this.waitingHere = this.held + 1;
-    this.limit = options.maxConcurrent > 0 ? options.maxConcurrent : Infinity;
-    this.rate = options.ratePerSecond !== undefined && options.ratePerSecond > 0 ? options.ratePerSecond : 0;
-    this.burst = this.rate > 0 ? burstOf(options, this.rate) : 0;
+    this.limited = options.maxConcurrent > 0;
+    this.rated = options.ratePerSecond !== undefined && options.ratePerSecond > 0;
     this.now = options.now ?? Date.now;
   }
 
   get unlimited(): boolean {
-    return this.limit === Infinity && this.rate === 0;
+    return !this.limited && !this.rated;
+  }
+
+  /** The concurrency limit now (Infinity: none). */
+  private get limit(): number {
+    const l = Atomics.load(this.a, LIMIT);
+    return l === NO_LIMIT ? Infinity : l;
+  }
+
+  /** The rate now (0: none). */
+  private get rate(): number {
+    return this.rated ? (this.f[2] as number) : 0;
+  }
+
+  setConcurrencyLimit(limit: number): void {
+    if (!this.limited) return;
+    Atomics.store(this.a, LIMIT, Math.min(NO_LIMIT - 1, Math.max(0, Math.floor(limit))));
+    this.wakeAll();
+  }
+
+  setRate(perSecond: number, burst: number): void {
+    if (!this.rated || !(perSecond > 0)) return;
+    this.withBucket(() => {
+      const f = this.f;
+      this.refillLocked();
+      f[2] = perSecond;
+      f[3] = Math.max(1, burst);
+      if ((f[0] as number) > (f[3] as number)) f[0] = f[3] as number;
+    });
+    this.wakeAll();
+  }
+
+  /** Limits changed: this thread's waiters look now, the other threads' when woken. */
+  private wakeAll(): void {
+    this.admitWaiters();
+    Atomics.add(this.a, WAKE, 1);
+    Atomics.notify(this.a, WAKE);
   }
 
   get active(): number {
@@ -251,10 +300,18 @@ export class SharedAdmissionLimits implements AdmissionLimiter {
   /** Take a slot (if the global count is under the limit) and a token (if rate-limited), or neither. */
   private admitOne(): Blocked {
     const a = this.a;
+    const limit = this.limit;
     for (;;) {
       const cur = Atomics.load(a, IN_USE);
-      if (cur >= this.limit) return Blocked.Slot;
-      if (Atomics.compareExchange(a, IN_USE, cur, cur + 1) === cur) break;
+      if (cur >= limit) return Blocked.Slot;
+      if (Atomics.compareExchange(a, IN_USE, cur, cur + 1) === cur) {
+        // The limit was lowered meanwhile (the main thread then reads IN_USE): give the slot back.
+        if (cur + 1 > this.limit) {
+          decrementIfPositive(a, IN_USE);
+          return Blocked.Slot;
+        }
+        break;
+      }
     }
     if (this.rate > 0 && !this.takeToken()) {
       decrementIfPositive(a, IN_USE);
@@ -285,23 +342,35 @@ export class SharedAdmissionLimits implements AdmissionLimiter {
   }
 
   private takeToken(): boolean {
-    const a = this.a;
-    while (Atomics.compareExchange(a, LOCK, 0, 1) !== 0) {
-      // another thread holds the bucket for a few instructions
-    }
-    try {
+    return this.withBucket(() => {
       const f = this.f;
-      const t = this.now();
-      const elapsed = t - (f[1] as number);
-      if (elapsed > 0) {
-        f[0] = Math.min(this.burst, (f[0] as number) + (elapsed * this.rate) / 1000);
-        f[1] = t;
-      }
+      this.refillLocked();
       if ((f[0] as number) >= 1) {
         f[0] = (f[0] as number) - 1;
         return true;
       }
       return false;
+    });
+  }
+
+  /** Refill at the current rate up to now; the caller holds the bucket lock. */
+  private refillLocked(): void {
+    const f = this.f;
+    const t = this.now();
+    const elapsed = t - (f[1] as number);
+    if (elapsed > 0) {
+      f[0] = Math.min(f[3] as number, (f[0] as number) + (elapsed * (f[2] as number)) / 1000);
+      f[1] = t;
+    }
+  }
+
+  private withBucket<T>(fn: () => T): T {
+    const a = this.a;
+    while (Atomics.compareExchange(a, LOCK, 0, 1) !== 0) {
+      // another thread holds the bucket for a few instructions
+    }
+    try {
+      return fn();
     } finally {
       Atomics.store(a, LOCK, 0);
     }
