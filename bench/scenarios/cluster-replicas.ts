@@ -19,7 +19,8 @@
  *   cluster.concurrency.max_over_limit      max of the fleet's running+waiting requests / the global
  *                                           --max-concurrent-requests, load above it  (target <= 1.05)
  *   cluster.redis_kill.failed               requests failed when redis-server is killed mid-run and
- *                                           restarted                                  (target 0)
+ *                                           restarted, global limit on (admission falls back to
+ *                                           ceil(limit / 3) per replica, then leases again) (target 0)
  *
  * Needs redis-server (Debian `redis-server`); without it only the decision costs are measured.
  */
@@ -319,7 +320,8 @@ const scenario: Scenario = {
       ctx,
       root,
       'redis-kill',
-      { replicas: REPLICAS, redis: true, policy: 'cache_aware', workload: { ...workload, requestRate: rate, numPrompts: killPrompts } },
+      // with the global limit on, so the kill exercises admission's fallback and its return to leases too
+      { replicas: REPLICAS, redis: true, policy: 'cache_aware', args: ['--max-concurrent-requests', String(limit), '--queue-size', '4096', '--queue-timeout-secs', '600'], workload: { ...workload, requestRate: rate, numPrompts: killPrompts } },
       async (c, done): Promise<Record<string, number>> => {
         const t0 = performance.now();
         await new Promise((r) => setTimeout(r, (expectedSecs * 1000) / 3));
@@ -336,7 +338,7 @@ const scenario: Scenario = {
       value: kill.summary.failed,
       unit: 'requests',
       better: 'lower',
-      note: `${kill.summary.completed} completed; redis-server killed at ${((kill.extra['killed_at_ms'] ?? Number.NaN) / 1000).toFixed(1)} s, restarted at ${((kill.extra['restarted_at_ms'] ?? Number.NaN) / 1000).toFixed(1)} s; hit rate ${(kill.summary.cache_hit_rate * 100).toFixed(1)}% (target 0 failed)`,
+      note: `${kill.summary.completed} completed; redis-server killed at ${((kill.extra['killed_at_ms'] ?? Number.NaN) / 1000).toFixed(1)} s, restarted at ${((kill.extra['restarted_at_ms'] ?? Number.NaN) / 1000).toFixed(1)} s; global --max-concurrent-requests ${limit}; hit rate ${(kill.summary.cache_hit_rate * 100).toFixed(1)}% (target 0 failed)`,
     });
     return figures;
   },
