@@ -158,6 +158,7 @@ export class GlobalAdmission {
   private tick(): void {
     if (this.closed || this.inFlight !== undefined) return;
     if (!this.link.up) {
+      this.renewalFailures++; // not even tried: the link knows Redis is down
       this.fallback('Redis unreachable');
       return;
     }

@@ -130,6 +130,10 @@ t.test('global admission limits through Redis', { skip: bin === undefined ? REDI
 
   t.test('Redis SIGKILLed: fallback to ceil(12 / 3) each, logged once; restarted: leases again', async (t) => {
     maxSeen = 0;
+    // a renewal timing out on a loaded machine is a fallback too (the lease is not trusted then): count from here
+    const fallbackLines = a.log.count('admission.fallback');
+    const leaseLines = a.log.count('admission.lease');
+    const fallbacks = a.global.stats().fallbacks;
     await redis.kill9();
     await until('every replica in fallback', () => replicas.every((r) => r.global.stats().fallback), 5000);
     t.same(shares(), [4, 4, 4], 'local limit ceil(12 / 3)');
@@ -137,17 +141,17 @@ t.test('global admission limits through Redis', { skip: bin === undefined ? REDI
     await new Promise((res) => setTimeout(res, 800));
     t.ok(a.admitted > before + 50, 'requests keep being admitted without Redis');
     t.ok(maxSeen <= LIMIT, `max ${maxSeen} <= ${LIMIT} during the outage`);
-    t.equal(a.log.count('admission.fallback'), 1, 'one log line for the outage');
+    t.equal(a.log.count('admission.fallback'), fallbackLines + 1, 'one log line for the outage');
     t.match(a.global.metricsText(), /switchyard_cluster_admission_fallback 1\n/);
-    t.match(a.global.metricsText(), /switchyard_cluster_admission_fallbacks_total 1\n/);
+    t.match(a.global.metricsText(), new RegExp(`switchyard_cluster_admission_fallbacks_total ${fallbacks + 1}\n`));
     t.match(a.global.metricsText(), /switchyard_cluster_admission_lease_failures_total [1-9]/);
     maxSeen = 0;
     await redis.launch();
     await until('every replica leased again', () => replicas.every((r) => r.global.stats().leased), 10_000);
     await new Promise((res) => setTimeout(res, 800));
     t.ok(maxSeen <= LIMIT, `max ${maxSeen} <= ${LIMIT} across the recovery`);
-    t.equal(a.log.count('admission.fallback'), 1, 'still one fallback line');
-    t.equal(a.log.count('admission.lease'), 2, 'one line when the lease is back');
+    t.equal(a.log.count('admission.fallback'), fallbackLines + 1, 'still one fallback line');
+    t.equal(a.log.count('admission.lease'), leaseLines + 1, 'one line when the lease is back');
     t.match(a.global.metricsText(), /switchyard_cluster_admission_fallback 0\n/);
     t.match(a.global.metricsText(), /switchyard_cluster_admission_replicas 3\n/);
   });
