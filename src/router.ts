@@ -117,6 +117,8 @@ export async function startRouter(opts: RouterOptions, deps: StartRouterDeps = {
       },
       log,
     );
+    // Finished traces written through to Redis and read through on a local miss (src/cluster/traces-redis.ts).
+    if (cluster !== undefined && tracker !== undefined) (await import('./cluster/traces-redis.js')).attachTraces(cluster, tracker, opts, log);
     await monitor.initialCheck();
     monitor.start();
 

@@ -3,7 +3,7 @@
  * forget; queries answer with ready-to-send JSON text, so the front end never serialises traces itself.
  */
 import type { EventBatch } from './events.js';
-import type { TraceLogStats, TraceQuery, TraceStats, TrackerConfig } from './types.js';
+import type { FinishedTraces, TraceLogStats, TraceQuery, TraceStats, TrackerConfig } from './types.js';
 
 export interface TrackerInit {
   readonly config: TrackerConfig;
@@ -17,7 +17,8 @@ export type TrackerMessage =
   | { readonly t: 'batch'; readonly ids: readonly string[] }
   | { readonly t: 'list'; readonly q: TraceQuery }
   | { readonly t: 'stats' }
-  | { readonly t: 'flush' };
+  | { readonly t: 'flush' }
+  | { readonly t: 'drain' };
 
 export interface TrackerReplies {
   readonly events: null;
@@ -30,4 +31,6 @@ export interface TrackerReplies {
   readonly stats: TraceStats;
   /** The log's counters after the flush (null without a log). */
   readonly flush: TraceLogStats | null;
+  /** Finished traces since the last drain (null: none, or sharing off). */
+  readonly drain: FinishedTraces | null;
 }

@@ -12,8 +12,14 @@ export { RequestTracker } from './tracker.js';
 
 type TrackingOptions = Pick<
   RouterOptions,
-  'enableRequestTracking' | 'maxTraceEntries' | 'traceTtlSeconds' | 'traceLogDir' | 'traceLogMaxBytes' | 'traceLogMaxFiles' | 'traceFlushMs' | 'policy'
+  'enableRequestTracking' | 'maxTraceEntries' | 'traceTtlSeconds' | 'traceLogDir' | 'traceLogMaxBytes' | 'traceLogMaxFiles' | 'traceFlushMs' | 'policy' | 'redisUrl'
 >;
+
+/**
+ * With --redis-url, finished traces the tracker actor keeps for the shared-traces part between two drains
+ * (every 50 ms; more only if the main thread stalls): beyond this the oldest are dropped, and counted.
+ */
+export const SHARE_QUEUE_MAX = 50_000;
 
 /** How long start-up waits for the tracker thread before going on without it (its events queue meanwhile). */
 const READY_TIMEOUT_MS = 15_000;
@@ -33,6 +39,7 @@ export async function createTracker(opts: TrackingOptions, logger?: Logger): Pro
     logMaxBytes: opts.traceLogMaxBytes,
     logMaxFiles: opts.traceLogMaxFiles,
     flushMs: opts.traceFlushMs,
+    shareQueueMax: opts.redisUrl === undefined ? 0 : SHARE_QUEUE_MAX,
     policy: opts.policy,
     logger,
   });

@@ -9,7 +9,8 @@ import { TraceLogWriter } from './log.js';
 import { listLogFiles } from './log-format.js';
 import { readTraceFile } from './reader.js';
 import { TraceStore } from './store.js';
-import { traceJson, type Trace, type TraceStats } from './types.js';
+import { traceJson, type FinishedTraces, type Trace, type TraceStats } from './types.js';
+import { encodeTrace } from './trace-codec.js';
 import type { TrackerInit, TrackerMessage, TrackerReplies } from './protocol.js';
 
 let store: TraceStore | null = null;
@@ -18,6 +19,49 @@ let log: TraceLogWriter | null = null;
 let logError: string | null = null;
 let ttlSeconds = 0;
 let timers: NodeJS.Timeout[] = [];
+
+/**
+ * Finished traces waiting for the shared-traces part (--redis-url), encoded when they finish: a ring of at
+ * most `shareMax`, the oldest dropped (and counted) when nobody drains in time.
+ */
+let shareMax = 0;
+let shareIds: string[] = [];
+let shareEnds: number[] = [];
+let shareBytes: Uint8Array[] = [];
+let shareDropped = 0;
+
+function share(t: Trace): void {
+  if (shareIds.length >= shareMax) {
+    // Rare (the part drains every few tens of ms): dropping the oldest half at once keeps this O(1) amortised.
+    const cut = Math.max(1, shareIds.length >> 1);
+    shareIds.splice(0, cut);
+    shareEnds.splice(0, cut);
+    shareBytes.splice(0, cut);
+    shareDropped += cut;
+  }
+  shareIds.push(t.request_id);
+  shareEnds.push(Date.now());
+  shareBytes.push(encodeTrace(t));
+}
+
+function drainShared(): FinishedTraces | null {
+  const n = shareIds.length;
+  if (n === 0 && shareDropped === 0) return null;
+  const offsets = new Uint32Array(n + 1);
+  let total = 0;
+  for (let i = 0; i < n; i++) {
+    total += (shareBytes[i] as Uint8Array).byteLength;
+    offsets[i + 1] = total;
+  }
+  const bytes = new Uint8Array(total);
+  for (let i = 0; i < n; i++) bytes.set(shareBytes[i] as Uint8Array, offsets[i] as number);
+  const out: FinishedTraces = { ids: shareIds, ends: Float64Array.from(shareEnds), offsets, bytes, dropped: shareDropped };
+  shareIds = [];
+  shareEnds = [];
+  shareBytes = [];
+  shareDropped = 0;
+  return out;
+}
 
 function state(): TraceStore {
   if (store === null) throw new Error('tracker actor is not initialised');
@@ -83,11 +127,13 @@ export default defineActor<TrackerMessage, TrackerReplies, TrackerInit>({
     reader = new EventReader(dictionary);
     const s = new TraceStore({ maxEntries: config.maxEntries, ttlMs: config.ttlSeconds * 1000, defaultPolicy: config.policy });
     ttlSeconds = config.ttlSeconds;
+    shareMax = config.shareQueueMax ?? 0;
+    if (shareMax > 0) s.onFinal = share;
     if (config.logDir !== undefined) {
       try {
         const w = TraceLogWriter.open({ dir: config.logDir, maxBytes: config.logMaxBytes, maxFiles: config.logMaxFiles });
         log = w;
-        s.onFinal = (t) => w.append(t);
+        s.onFinal = shareMax > 0 ? (t) => (w.append(t), share(t)) : (t) => w.append(t);
         await reload(s, config.logDir, w.currentFile);
       } catch (err) {
         // Tracking goes on in memory; the failure shows in /v1/traces/stats.
@@ -132,6 +178,9 @@ export default defineActor<TrackerMessage, TrackerReplies, TrackerInit>({
       if (log === null) return null;
       log.flush();
       return log.stats();
+    },
+    drain() {
+      return drainShared();
     },
   },
   close() {

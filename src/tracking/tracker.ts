@@ -20,7 +20,21 @@ import type { RequestProgressHook, RequestProgressView } from '../frontend/conte
 import type { Logger } from '../util/log.js';
 import { EventWriter } from './events.js';
 import type { TrackerInit, TrackerMessage, TrackerReplies } from './protocol.js';
-import type { TraceLogStats, TraceQuery, TraceStats, TrackerConfig } from './types.js';
+import type { FinishedTraces, TraceLogStats, TraceQuery, TraceStats, TrackerConfig } from './types.js';
+
+/**
+ * Where the traces API looks for what this replica does not hold: the shared traces in Redis
+ * (src/cluster/traces-redis.ts, --redis-url). Each method gets the local answer and returns the answer to
+ * send; it never throws and never waits long (Redis down: the local answer as is).
+ */
+export interface SharedTraceSource {
+  /** A trace not held here: its JSON, or null. */
+  get(requestId: string): Promise<string | null>;
+  /** `localJson`: the JSON array of the ids found here; the result: every known one, in request order. */
+  batch(requestIds: readonly string[], localJson: string): Promise<string>;
+  list(q: TraceQuery, localJson: string): Promise<string>;
+  stats(local: TraceStats): Promise<TraceStats>;
+}
 
 export interface RequestTrackerOptions extends TrackerConfig {
   /**
@@ -45,6 +59,9 @@ export class RequestTracker implements CompletionSink, RequestProgressHook {
   private timer: NodeJS.Timeout | undefined;
   private readonly flushBound = (): void => this.handOver();
   private closed = false;
+  private shared: SharedTraceSource | undefined;
+  /** Completion records seen (the shared-traces part drains the actor only when this moved). */
+  finishedSeen = 0;
 
   constructor(options: RequestTrackerOptions) {
     this.config = {
@@ -55,6 +72,7 @@ export class RequestTracker implements CompletionSink, RequestProgressHook {
       logMaxBytes: options.logMaxBytes,
       logMaxFiles: options.logMaxFiles,
       flushMs: options.flushMs,
+      shareQueueMax: options.shareQueueMax,
     };
     this.policy = options.policy;
     this.handoverMs = options.handoverMs ?? DEFAULT_HANDOVER_MS;
@@ -85,6 +103,7 @@ export class RequestTracker implements CompletionSink, RequestProgressHook {
   }
 
   record(rec: CompletionRecord): void {
+    this.finishedSeen++;
     this.events.finished(rec);
     this.schedule();
   }
@@ -110,24 +129,39 @@ export class RequestTracker implements CompletionSink, RequestProgressHook {
   // ---------------------------------------------------------------------------------------------
   // queries (each sees every event buffered before it)
 
-  get(requestId: string): Promise<string | null> {
+  async get(requestId: string): Promise<string | null> {
     this.handOver();
-    return this.actor.ask({ t: 'get', id: requestId });
+    const local = await this.actor.ask({ t: 'get', id: requestId });
+    return local !== null || this.shared === undefined ? local : this.shared.get(requestId);
   }
 
-  batch(requestIds: readonly string[]): Promise<string> {
+  async batch(requestIds: readonly string[]): Promise<string> {
     this.handOver();
-    return this.actor.ask({ t: 'batch', ids: requestIds });
+    const local = await this.actor.ask({ t: 'batch', ids: requestIds });
+    return this.shared === undefined ? local : this.shared.batch(requestIds, local);
   }
 
-  list(q: TraceQuery): Promise<string> {
+  async list(q: TraceQuery): Promise<string> {
     this.handOver();
-    return this.actor.ask({ t: 'list', q });
+    const local = await this.actor.ask({ t: 'list', q });
+    return this.shared === undefined ? local : this.shared.list(q, local);
   }
 
-  stats(): Promise<TraceStats> {
+  async stats(): Promise<TraceStats> {
     this.handOver();
-    return this.actor.ask({ t: 'stats' });
+    const local = await this.actor.ask({ t: 'stats' });
+    return this.shared === undefined ? local : this.shared.stats(local);
+  }
+
+  /** Answer what this replica does not hold from `source` too (the shared traces; --redis-url). */
+  setShared(source: SharedTraceSource): void {
+    this.shared = source;
+  }
+
+  /** Finished traces since the last drain (needs `shareQueueMax`); null when none. */
+  drainFinished(): Promise<FinishedTraces | null> {
+    this.handOver();
+    return this.actor.ask({ t: 'drain' });
   }
 
   /** Apply everything buffered and write the log now (tests, shutdown). */

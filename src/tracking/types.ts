@@ -147,6 +147,8 @@ export interface TraceStats {
   log: TraceLogStats | null;
   /** Why the trace log could not be opened or reloaded, if it could not. */
   log_error: string | null;
+  /** Shared traces through Redis (--redis-url only; docs/deployment.md, "Traces"). */
+  cluster?: SharedTraceStats;
 }
 
 export interface TraceLogStats {
@@ -173,4 +175,26 @@ export interface TrackerConfig {
   readonly logMaxBytes: number;
   readonly logMaxFiles: number;
   readonly flushMs: number;
+  /**
+   * Finished traces kept for the shared-traces part to drain (src/cluster/traces-redis.ts), oldest dropped
+   * beyond this; 0 or absent: none kept (no --redis-url).
+   */
+  readonly shareQueueMax?: number | undefined;
 }
+
+/**
+ * Finished traces handed from the tracker actor to the shared-traces part, oldest first: trace i is
+ * `bytes[offsets[i] .. offsets[i + 1])` (trace-codec.ts), its request id `ids[i]`, and it finished at
+ * wall-clock `ends[i]` (its TTL runs from there, as in the store).
+ */
+export interface FinishedTraces {
+  readonly ids: string[];
+  readonly ends: Float64Array;
+  readonly offsets: Uint32Array;
+  readonly bytes: Uint8Array;
+  /** Traces dropped from the actor's queue since the last drain (nobody drained in time). */
+  readonly dropped: number;
+}
+
+/** What a shared-traces part adds to GET /v1/traces/stats (`cluster`). */
+export type SharedTraceStats = Record<string, unknown>;
