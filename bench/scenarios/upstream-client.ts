@@ -17,6 +17,7 @@ import type { UpstreamDispatcher, UpstreamHandler, UpstreamRequestOptions } from
 import { summarize, type BenchContext, type Figure, type Scenario } from '../lib/scenario.js';
 import { start, waitForLine, type ManagedProcess } from '../lib/processes.js';
 import { workloads, type Workload } from '../lib/e2e.js';
+import { CLIENT_KEEP_ALIVE_MS } from '../../src/util/keep-alive.js';
 
 const BACKEND = fileURLToPath(new URL('../fixtures/light-backend.js', import.meta.url));
 const HOST = '127.0.0.1';
@@ -24,8 +25,8 @@ const CHUNKS = 100;
 const CLIENTS = ['fast', 'undici'] as const;
 type ClientName = (typeof CLIENTS)[number];
 
-/** Pool options as the router's registry sets them. */
-const POOL_OPTIONS = { connections: 2048, keepAliveTimeout: 30_000, keepAliveMaxTimeout: 600_000, headersTimeout: 60_000, bodyTimeout: 60_000, connectTimeout: 5_000 };
+/** Pool options as the router's registry sets them (its headers/body timeouts are --request-timeout-secs). */
+const POOL_OPTIONS = { connections: 2048, keepAliveTimeout: CLIENT_KEEP_ALIVE_MS, keepAliveMaxTimeout: 600_000, headersTimeout: 60_000, bodyTimeout: 60_000, connectTimeout: 5_000 };
 
 function makeClient(name: ClientName, origin: string): UpstreamDispatcher {
   if (name === 'fast') return new FastPool(origin, POOL_OPTIONS);
