@@ -13,7 +13,7 @@
  *   down -> up transition, and once at the first connection.
  *
  * Payloads of publish/subscribe are msgpackr maps wrapped as {o: origin replica id, d: data}; a replica
- * never receives its own messages.
+ * never receives its own messages. Typed arrays and Buffers arrive as what was sent (same type and bytes).
  */
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
@@ -62,7 +62,12 @@ export class RedisLink {
 
   private readonly cmd: Redis;
   private readonly sub: Redis;
-  private readonly packr = new Packr({ useRecords: false, mapsAsObjects: true });
+  /**
+   * moreTypes: typed arrays keep their type across replicas (a Uint32Array arrives as a Uint32Array, not
+   * as its bytes in a Buffer); a Buffer still travels as msgpack bin. Older replicas decode these
+   * extensions too (msgpackr always registers them for unpacking).
+   */
+  private readonly packr = new Packr({ useRecords: false, mapsAsObjects: true, moreTypes: true });
   private readonly handlers = new Map<string, MessageHandler[]>();
   private readonly pendingSubscriptions = new Set<string>();
   private readonly rawUrl: string;

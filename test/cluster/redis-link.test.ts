@@ -49,6 +49,32 @@ t.test('RedisLink', { skip: bin === undefined ? REDIS_SKIP_MESSAGE : false }, as
     t.equal(gotA.length, 0, 'a does not hear itself');
   });
 
+  t.test('typed arrays and Buffers arrive with their type and bytes', async (t) => {
+    const backing = new Uint32Array([7, 0xffffffff, 3, 4]);
+    const sent = {
+      u32: new Uint32Array([1, 0xdeadbeef, 0, 0xffffffff]),
+      view: backing.subarray(1, 3), // a view at an offset into a larger buffer: only its own elements travel
+      i32: new Int32Array([-1, 2 ** 31 - 1, -(2 ** 31)]),
+      f64: new Float64Array([0.5, -1e300, Number.NaN]),
+      u8: new Uint8Array([0, 255]),
+      buf: Buffer.from('héllo, bytes'),
+      empty: new Uint32Array(0),
+    };
+    const before = gotB.length;
+    a.publish('chan', sent);
+    await until('message at b', () => gotB.length === before + 1);
+    const got = gotB.at(-1)!.d as Record<string, unknown>;
+    for (const [k, v] of Object.entries(sent)) {
+      const g = got[k] as ArrayBufferView;
+      const want = v.constructor === Buffer ? Buffer : v.constructor;
+      t.ok(g instanceof (want as typeof Uint8Array), `${k}: a ${v.constructor.name} arrives as one (got ${g?.constructor?.name})`);
+      t.same(Buffer.from(g.buffer, g.byteOffset, g.byteLength), Buffer.from(v.buffer, v.byteOffset, v.byteLength), `${k}: same bytes`);
+      t.equal((g as unknown as { length: number }).length, v.length, `${k}: same length`);
+    }
+    t.same(Array.from(got['view'] as Uint32Array), [0xffffffff, 3]);
+    t.equal((got['buf'] as Buffer).toString('utf8'), 'héllo, bytes');
+  });
+
   t.test('batch, get, mget, scripts, run', async (t) => {
     const ok = await a.batch('write', (p) => {
       p.set(a.key('k1'), Buffer.from('one'), 'PX', 60_000);
