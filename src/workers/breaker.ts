@@ -69,20 +69,47 @@ export interface BreakerCounts {
 
 const NO_COUNTS: BreakerCounts = { successes: 0, failures: 0, transitions: () => 0 };
 
-export type BreakerListener = (ref: SlotRef, from: BreakerState, to: BreakerState) => void;
+/** `remote`: the transition was another replica's, applied with `applyRemote`. */
+export type BreakerListener = (ref: SlotRef, from: BreakerState, to: BreakerState, remote: boolean) => void;
 
 export class CircuitBreakers {
   readonly transitions: BreakerTransitions = { opened: 0, halfOpened: 0, closed: 0 };
   private readonly slots = new Map<number, BreakerSlot>();
   private readonly probes: number;
+  private readonly listeners: BreakerListener[] = [];
   private closedForGood = false;
+  private applyingRemote = false;
 
   constructor(
     private readonly table: WorkerTable,
     private readonly options: BreakerOptions,
-    private readonly listener?: BreakerListener,
+    listener?: BreakerListener,
   ) {
     this.probes = Math.max(1, options.halfOpenProbes ?? options.successThreshold);
+    if (listener !== undefined) this.listeners.push(listener);
+  }
+
+  /** Another transition listener (src/cluster/worker-state.ts publishes this replica's transitions). */
+  addListener(listener: BreakerListener): void {
+    this.listeners.push(listener);
+  }
+
+  /**
+   * Another replica's breaker transition for this worker (src/cluster/worker-state.ts). Open: this
+   * breaker opens too, with its own timer (its own open duration before half-open); closed: it closes.
+   * Half-open is not applied: when to probe is this replica's timer's decision. Returns whether the
+   * state changed; listeners see the move with `remote` true.
+   */
+  applyRemote(ref: SlotRef, to: BreakerState): boolean {
+    if (this.closedForGood || !this.table.isCurrent(ref) || to === BreakerState.HalfOpen) return false;
+    if (this.state(ref) === to) return false;
+    this.applyingRemote = true;
+    try {
+      this.move(ref, this.slotOf(ref), to);
+    } finally {
+      this.applyingRemote = false;
+    }
+    return true;
   }
 
   state(ref: SlotRef): BreakerState {
@@ -187,7 +214,7 @@ export class CircuitBreakers {
       }
     } else if (to === BreakerState.HalfOpen) this.transitions.halfOpened++;
     else this.transitions.closed++;
-    this.listener?.(ref, from, to);
+    for (const l of this.listeners) l(ref, from, to, this.applyingRemote);
   }
 
   private slotOf(ref: SlotRef): BreakerSlot {

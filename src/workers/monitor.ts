@@ -43,6 +43,11 @@ export class WorkerMonitor {
   private closed = false;
   /** Called when an unhealthy worker is readmitted (the router turns its open breaker half-open). */
   onRecovered: ((worker: WorkerEntry) => void) | undefined = undefined;
+  /**
+   * Every health transition this monitor makes (ejection, marked unhealthy, readmitted), never those
+   * applied with `applyRemote` (src/cluster/worker-state.ts publishes these to the other replicas).
+   */
+  onHealthChange: ((worker: WorkerEntry, healthy: boolean, reason: string) => void) | undefined = undefined;
 
   constructor(
     private readonly registry: WorkerRegistry,
@@ -101,7 +106,33 @@ export class WorkerMonitor {
     if (table.get(worker.slot, Field.Healthy) === 1) {
       table.setHealthy(worker.slot, false);
       this.log.warn({ event: 'worker.ejected', worker: worker.url, reason }, 'worker ejected after a connection failure');
+      this.onHealthChange?.(worker, false, `ejected: ${reason}`);
     }
+  }
+
+  /**
+   * Another replica's health transition for this worker (src/cluster/worker-state.ts): applied as if this
+   * monitor had made it, counters included, so this replica's own checks carry on from there (an ejected
+   * worker is readmitted by this replica's recovery probes after --health-success-threshold good checks).
+   * Not announced through onHealthChange. Returns whether the worker's health changed.
+   */
+  applyRemote(worker: WorkerEntry, healthy: boolean, reason: string): boolean {
+    const table = this.registry.table;
+    if (!table.isCurrent(worker.ref)) return false;
+    const st = this.stateOf(worker);
+    const was = table.get(worker.slot, Field.Healthy) === 1;
+    if (healthy) {
+      st.failures = 0;
+      st.lastError = undefined;
+    } else {
+      st.successes = 0;
+      st.failures = Math.max(st.failures, this.options.failureThreshold);
+      st.lastError = reason;
+    }
+    if (was === healthy) return false;
+    table.setHealthy(worker.slot, healthy);
+    this.log.warn({ event: healthy ? 'worker.healthy' : 'worker.unhealthy', worker: worker.url, reason, remote: true }, healthy ? 'worker readmitted by another replica' : 'worker ejected by another replica');
+    return true;
   }
 
   healthOf(worker: WorkerEntry): { healthy: boolean; consecutiveFailures: number; consecutiveSuccesses: number; lastError: string | undefined; lastCheckedAt: number } {
@@ -170,6 +201,7 @@ export class WorkerMonitor {
       if (!wasHealthy && (admitOnFirstSuccess || st.successes >= this.options.successThreshold)) {
         table.setHealthy(worker.slot, true);
         this.log.info({ event: 'worker.healthy', worker: worker.url }, 'worker is healthy');
+        this.onHealthChange?.(worker, true, 'health checks passed');
         this.onRecovered?.(worker);
       }
     } else {
@@ -179,6 +211,7 @@ export class WorkerMonitor {
       if (wasHealthy && st.failures >= this.options.failureThreshold) {
         table.setHealthy(worker.slot, false);
         this.log.warn({ event: 'worker.unhealthy', worker: worker.url, error, failures: st.failures }, 'worker marked unhealthy');
+        this.onHealthChange?.(worker, false, `health checks failed: ${error ?? 'unknown'}`);
       } else if (admitOnFirstSuccess && !wasHealthy) {
         this.log.warn({ event: 'worker.down', worker: worker.url, error }, 'worker not reachable; will keep probing');
       }
