@@ -251,6 +251,8 @@ export async function startRouter(opts: RouterOptions, deps: StartRouterDeps = {
   };
   // A worker readmitted after an ejection gets its open breaker half-open at once (src/workers/breaker.ts).
   monitor.onRecovered = (w) => ctx.breakers?.recovered(w.ref);
+  // With --redis-url worker health and breakers are shared with the other replicas (src/cluster/worker-state.ts).
+  if (cluster !== undefined) (await import('./cluster/worker-state.js')).attachWorkerState(cluster, { registry, monitor, breakers: ctx.breakers }, log);
   const releaseAll = async (): Promise<void> => {
     await Promise.allSettled([monitor.close(), policy.close(), tracker?.close(), obs.close(), registry.close()]);
     await cluster?.close();
