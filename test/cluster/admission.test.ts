@@ -166,3 +166,54 @@ t.test('global admission limits through Redis', { skip: bin === undefined ? REDI
     setClients(b, 0);
   });
 });
+
+t.test('global token rate through Redis: three busy replicas admit the fleet rate, not three times it', { skip: bin === undefined ? REDIS_SKIP_MESSAGE : false }, async (t) => {
+  const redis = await RedisServer.start(bin!);
+  t.teardown(() => redis.stop());
+  const RATE = 300;
+  const parts = ['a', 'b', 'c'].map((id) => {
+    const log = captureLog();
+    const link = new RedisLink({ url: redis.url, keyPrefix: `rate${process.pid}:`, replicaId: id, logger: log.logger });
+    const limits = new AdmissionLimits({ maxConcurrent: -1, queueSize: 100_000, queueTimeoutMs: 60_000, ratePerSecond: RATE });
+    const global = new GlobalAdmission(link, limits, { maxConcurrent: -1, ratePerSecond: RATE }, log.logger);
+    global.start();
+    return { link, limits, global, admitted: 0 };
+  });
+  await Promise.all(parts.map((p) => p.link.start()));
+  let stopping = false;
+  t.teardown(async () => {
+    stopping = true;
+    const { SwitchyardError } = await import('../../src/errors.js');
+    for (const p of parts) p.limits.drain(new SwitchyardError('shutting_down', 'test over'));
+    await Promise.all(parts.map(async (p) => {
+      await p.global.close();
+      await p.link.close();
+    }));
+  });
+  const loop = (p: (typeof parts)[number]): void => {
+    if (stopping) return;
+    const admitted = (): void => {
+      p.admitted++;
+      setTimeout(() => {
+        p.limits.release();
+        loop(p);
+      }, 1);
+    };
+    const res = p.limits.acquire((err) => {
+      if (err === null) admitted();
+    });
+    if (res === null) admitted();
+  };
+  for (const p of parts) for (let k = 0; k < 10; k++) loop(p);
+  await new Promise((r) => setTimeout(r, 700)); // shares settle, buckets drain
+  const before = parts.map((p) => p.admitted);
+  const t0 = performance.now();
+  await new Promise((r) => setTimeout(r, 2000));
+  const secs = (performance.now() - t0) / 1000;
+  const counts = parts.map((p, i) => p.admitted - (before[i] as number));
+  const rate = counts.reduce((x, y) => x + y, 0) / secs;
+  t.ok(rate <= RATE * 1.1, `fleet admitted ${rate.toFixed(0)}/s (${counts.join('/')}) <= ${RATE} * 1.1`);
+  t.ok(rate >= RATE * 0.75, `the rate is used: ${rate.toFixed(0)}/s`);
+  const shares = parts.map((p) => p.global.stats().rate_share);
+  t.ok(Math.abs(shares.reduce((x, y) => x + y, 0) - RATE) < 1, `shares ${shares.map((x) => x.toFixed(0)).join('/')} sum to ${RATE}`);
+});
