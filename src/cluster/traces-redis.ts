@@ -14,6 +14,11 @@
  * - **Redis down.** Finished traces go on into the ring (BUFFER_MAX, oldest dropped and counted) and are
  *   written when the link is back (its resync hook, then every tick); traces whose TTL ran out meanwhile are
  *   dropped and counted. The link logs the transitions, once each.
+ * - **Redis back empty** (restarted: it runs without persistence). Every write batch also refreshes this
+ *   replica's marker key `<prefix>traces:replica:<id>` (TTL: the trace TTL). When the link comes up and the
+ *   marker is missing, the replica re-writes every finished trace its store still holds (in the background,
+ *   in the same pipelines), so the traces of before the outage answer everywhere again. A replica started
+ *   with a trace log re-shares what it reloaded the same way.
  */
 import type { ChainableCommander } from 'ioredis';
 import type { Logger } from '../util/log.js';
@@ -36,6 +41,7 @@ const LIST_PAGE = 500;
 
 export const TRACE_KEY = 'trace:';
 export const INDEX_KEY = 'traces:index';
+export const MARKER_KEY = 'traces:replica:';
 
 export interface TraceSharingOptions {
   /** The local store's TTL (--trace-ttl-seconds), in ms: the same for the shared copies. */
@@ -99,6 +105,7 @@ export class TraceRing<T> {
 
 export interface TraceSharingStats {
   written: number;
+  republished: number;
   write_batches: number;
   buffered: number;
   dropped_overflow: number;
@@ -111,7 +118,7 @@ export interface TraceSharingStats {
 
 export class TraceSharing implements SharedTraceSource, ClusterPart {
   readonly name = 'traces';
-  readonly counters = { written: 0, writeBatches: 0, droppedOverflow: 0, droppedExpired: 0, droppedQueue: 0, remoteHits: 0, remoteMisses: 0, malformed: 0 };
+  readonly counters = { written: 0, republished: 0, republishRuns: 0, writeBatches: 0, droppedOverflow: 0, droppedExpired: 0, droppedQueue: 0, remoteHits: 0, remoteMisses: 0, malformed: 0 };
   private readonly link: RedisLink;
   private readonly tracker: RequestTracker;
   private readonly log: Logger;
@@ -121,6 +128,8 @@ export class TraceSharing implements SharedTraceSource, ClusterPart {
   private readonly batchMax: number;
   private readonly ring: TraceRing<Pending>;
   private readonly indexKey: string;
+  private readonly markerKey: string;
+  private republishing: Promise<void> | undefined;
   private timer: NodeJS.Timeout | undefined;
   private lastSeen = -1;
   private ticking: Promise<void> | undefined;
@@ -137,11 +146,12 @@ export class TraceSharing implements SharedTraceSource, ClusterPart {
     this.batchMax = opts.batchMax ?? BATCH_MAX;
     this.ring = new TraceRing(opts.bufferMax ?? BUFFER_MAX);
     this.indexKey = link.key(INDEX_KEY);
+    this.markerKey = link.key(MARKER_KEY + link.replicaId);
   }
 
   /** Start draining and writing; writes what was held while Redis was away whenever the link comes back. */
   start(): void {
-    this.link.onResync('traces', () => this.writeAll());
+    this.link.onResync('traces', () => this.resync());
     this.timer = setInterval(() => void this.tick(), this.flushMs);
     this.timer.unref();
   }
@@ -180,6 +190,44 @@ export class TraceSharing implements SharedTraceSource, ClusterPart {
       const value = base.subarray(b.offsets[i] as number, b.offsets[i + 1] as number);
       if (this.ring.push({ id: b.ids[i] as string, end: b.ends[i] as number, value }) !== undefined) this.counters.droppedOverflow++;
     }
+  }
+
+  /**
+   * The link is (back) up: write what the ring holds; if Redis lost this replica's traces (its marker is
+   * gone), re-write every finished trace the store holds, in the background (the other parts' hooks do not
+   * wait for it).
+   */
+  async resync(): Promise<void> {
+    // Asked first: the ring's writes set the marker again.
+    const marker = await this.link.run('traces:resync', (r) => r.exists(this.markerKey));
+    await this.writeAll();
+    if (marker === 0) this.republishing ??= this.republish().finally(() => (this.republishing = undefined));
+  }
+
+  private async republish(): Promise<void> {
+    let all: FinishedTraces;
+    try {
+      all = await this.tracker.exportFinished();
+    } catch (err) {
+      this.log.debug({ event: 'cluster.traces.export_failed', err: (err as Error).message }, 'could not read the held traces');
+      return;
+    }
+    this.counters.republishRuns++;
+    const base = Buffer.from(all.bytes.buffer, all.bytes.byteOffset, all.bytes.byteLength);
+    const n = all.ids.length;
+    for (let i = 0; i < n && this.link.up && !this.closed; ) {
+      const now = Date.now();
+      const batch: Pending[] = [];
+      for (; i < n && batch.length < this.batchMax; i++) {
+        const end = all.ends[i] as number;
+        if (end + this.ttlMs <= now + 1) continue;
+        batch.push({ id: all.ids[i] as string, end, value: base.subarray(all.offsets[i] as number, all.offsets[i + 1] as number) });
+      }
+      if (batch.length === 0) continue;
+      if (!(await this.link.batch('traces', (pipe) => this.build(pipe, batch, now)))) return;
+      this.counters.republished += batch.length;
+    }
+    if (n > 0) this.log.info({ event: 'cluster.traces.republished', traces: this.counters.republished, replica: this.link.replicaId }, 're-shared the finished traces this replica holds (Redis did not have them: restarted empty, or this replica just started)');
   }
 
   /** Write the whole ring, a pipeline at a time; stops (keeping the rest) at the first failed batch. */
@@ -222,6 +270,8 @@ export class TraceSharing implements SharedTraceSource, ClusterPart {
     p.zremrangebyrank(this.indexKey, 0, -(this.indexMax + 1));
     // The index goes too once nothing has been written for a TTL.
     p.pexpire(this.indexKey, this.ttlMs);
+    // "Redis still holds what this replica wrote" (resync).
+    p.set(this.markerKey, '1', 'PX', this.ttlMs);
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -335,6 +385,7 @@ export class TraceSharing implements SharedTraceSource, ClusterPart {
     const c = this.counters;
     return {
       written: c.written,
+      republished: c.republished,
       write_batches: c.writeBatches,
       buffered: this.ring.length,
       dropped_overflow: c.droppedOverflow,
@@ -354,6 +405,7 @@ export class TraceSharing implements SharedTraceSource, ClusterPart {
       w.sample(name, '', v);
     };
     one('switchyard_cluster_traces_written_total', 'counter', 'Finished traces written to Redis by this replica', c.written);
+    one('switchyard_cluster_traces_republished_total', 'counter', 'Held traces written again after Redis came back without them (restarted empty)', c.republished);
     one('switchyard_cluster_traces_write_batches_total', 'counter', 'Pipelines of finished traces written to Redis', c.writeBatches);
     one('switchyard_cluster_traces_buffered', 'gauge', 'Finished traces waiting to be written (Redis down or behind)', this.ring.length);
     w.family('switchyard_cluster_traces_dropped_total', 'counter', 'Finished traces never written: buffer full (overflow), TTL over before Redis returned (expired), tracker queue full (queue)');
@@ -371,6 +423,7 @@ export class TraceSharing implements SharedTraceSource, ClusterPart {
     if (this.timer !== undefined) clearInterval(this.timer);
     // Best effort: what is already drained goes out if Redis is there (the tracker may be closed by now).
     await this.ticking?.catch(() => undefined);
+    await this.republishing;
     if (this.link.up) await this.writeAll();
   }
 }

@@ -18,7 +18,8 @@ export type TrackerMessage =
   | { readonly t: 'list'; readonly q: TraceQuery }
   | { readonly t: 'stats' }
   | { readonly t: 'flush' }
-  | { readonly t: 'drain' };
+  | { readonly t: 'drain' }
+  | { readonly t: 'export' };
 
 export interface TrackerReplies {
   readonly events: null;
@@ -33,4 +34,6 @@ export interface TrackerReplies {
   readonly flush: TraceLogStats | null;
   /** Finished traces since the last drain (null: none, or sharing off). */
   readonly drain: FinishedTraces | null;
+  /** Every finished trace held, oldest first. */
+  readonly export: FinishedTraces;
 }

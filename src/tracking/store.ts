@@ -290,6 +290,13 @@ export class TraceStore implements EventTarget {
     return heap.map((s) => this.view(s));
   }
 
+  /** Every held trace with a final status, least recently updated first, with when it was last updated. */
+  forEachFinal(fn: (t: Trace, updatedMs: number) => void): void {
+    for (let s = this.head; s !== NIL; s = this.newer[s] as number) {
+      if (isFinalCode(this.status[s] as number)) fn(this.view(s), this.updated[s] as number);
+    }
+  }
+
   statusCount(s: TraceStatus): number {
     return this.statusCounts[STATUS_CODE[s] as number] as number;
   }

@@ -44,18 +44,37 @@ function share(t: Trace): void {
   shareBytes.push(encodeTrace(t));
 }
 
-function drainShared(): FinishedTraces | null {
-  const n = shareIds.length;
-  if (n === 0 && shareDropped === 0) return null;
+/** Encoded traces as one buffer and its offsets (one structured clone instead of one per trace). */
+function packTraces(ids: string[], ends: number[], parts: Uint8Array[], dropped: number): FinishedTraces {
+  const n = ids.length;
   const offsets = new Uint32Array(n + 1);
   let total = 0;
   for (let i = 0; i < n; i++) {
-    total += (shareBytes[i] as Uint8Array).byteLength;
+    total += (parts[i] as Uint8Array).byteLength;
     offsets[i + 1] = total;
   }
   const bytes = new Uint8Array(total);
-  for (let i = 0; i < n; i++) bytes.set(shareBytes[i] as Uint8Array, offsets[i] as number);
-  const out: FinishedTraces = { ids: shareIds, ends: Float64Array.from(shareEnds), offsets, bytes, dropped: shareDropped };
+  for (let i = 0; i < n; i++) bytes.set(parts[i] as Uint8Array, offsets[i] as number);
+  return { ids, ends: Float64Array.from(ends), offsets, bytes, dropped };
+}
+
+/** Every finished trace held, oldest first (the shared-traces part re-writes them into an emptied Redis). */
+function exportFinished(s: TraceStore): FinishedTraces {
+  s.expire();
+  const ids: string[] = [];
+  const ends: number[] = [];
+  const parts: Uint8Array[] = [];
+  s.forEachFinal((t, updated) => {
+    ids.push(t.request_id);
+    ends.push(updated);
+    parts.push(encodeTrace(t));
+  });
+  return packTraces(ids, ends, parts, 0);
+}
+
+function drainShared(): FinishedTraces | null {
+  if (shareIds.length === 0 && shareDropped === 0) return null;
+  const out = packTraces(shareIds, shareEnds, shareBytes, shareDropped);
   shareIds = [];
   shareEnds = [];
   shareBytes = [];
@@ -181,6 +200,9 @@ export default defineActor<TrackerMessage, TrackerReplies, TrackerInit>({
     },
     drain() {
       return drainShared();
+    },
+    export() {
+      return exportFinished(state());
     },
   },
   close() {

@@ -164,6 +164,12 @@ export class RequestTracker implements CompletionSink, RequestProgressHook {
     return this.actor.ask({ t: 'drain' });
   }
 
+  /** Every finished trace held, oldest first (re-shared when Redis comes back empty). */
+  exportFinished(): Promise<FinishedTraces> {
+    this.handOver();
+    return this.actor.ask({ t: 'export' });
+  }
+
   /** Apply everything buffered and write the log now (tests, shutdown). */
   flush(): Promise<TraceLogStats | null> {
     this.handOver();
