@@ -15,7 +15,7 @@ import type { RouterContext } from '../frontend/context.js';
 import type { Logger } from '../util/log.js';
 import type { RouterMetrics } from './counters.js';
 import { labels, PROM_CONTENT_TYPE, PromWriter } from './prom-text.js';
-import { HISTOGRAM_HELP, renderHistogramFamilies } from './stats-store.js';
+import { HISTOGRAM_HELP, renderHistogramFamilies } from './histogram-families.js';
 import { ROUTE_LABELS } from './route-labels.js';
 import type { StatsMember } from './stats-protocol.js';
 

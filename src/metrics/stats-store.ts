@@ -12,54 +12,20 @@
  *   cumulative  everything folded plus the live slices
  * "Overall" figures merge the workers. Precision: 2 significant digits (values within 1%), which keeps a
  * worker's 6 metrics x 12 histograms near 1 MB; 3 digits would be 7x that and 8x slower to merge.
+ *
+ * Parts: the per-worker rings and slots (stats-series.ts), the snapshot figures (stats-summary.ts), the
+ * Prometheus histogram families (histogram-families.ts).
  */
-import { build, decodeFromCompressedBase64, encodeIntoCompressedBase64, type Histogram } from 'hdr-histogram-js';
-import { DURATION_BUCKETS_S, FixedHistogram, ITL_BUCKETS_S, TTFT_BUCKETS_S, toMicros } from './buckets.js';
-import { labels, PromWriter } from './prom-text.js';
+import { decodeFromCompressedBase64, encodeIntoCompressedBase64, type Histogram } from 'hdr-histogram-js';
+import { FixedHistogram } from './buckets.js';
+import { DURATION_US, renderHistogramFamilies } from './histogram-families.js';
 import { OTHER_ROUTE, ROUTE_LABELS } from './route-labels.js';
-import {
-  LATENCY_METRICS,
-  Metric,
-  METRIC_COUNT,
-  Rec,
-  REC_HEADER,
-  type BalanceFigure,
-  type LatencySet,
-  type LatencySummary,
-  type RequestCounts,
-  type StatsCheckpoint,
-  type StatsMember,
-  type StatsSnapshot,
-  type StatsWorkerDef,
-  type WindowName,
-  type WindowSnapshot,
-  type WorkerWindow,
-} from './stats-protocol.js';
+import { LATENCY_METRICS, Metric, METRIC_COUNT, Rec, REC_HEADER, type LatencySet, type StatsCheckpoint, type StatsMember, type StatsSnapshot, type StatsWorkerDef, type WindowName, type WindowSnapshot, type WorkerWindow } from './stats-protocol.js';
+import { add, C, clampUs, COUNTERS, foldSlice, MINUTES_KEPT, newHistogram, SIGNIFICANT_DIGITS, SLICES_PER_MINUTE, slotsIn, Slot, WorkerSeries } from './stats-series.js';
+import { balanceOf, latencySet, requestCounts, round } from './stats-summary.js';
 
-export const SIGNIFICANT_DIGITS = 2;
-/** One hour in microseconds: longer values are clamped (the default request timeout is 30 min). */
-export const HIGHEST_US = 3_600_000_000;
-export const SLICES_PER_MINUTE = 6;
-export const MINUTES_KEPT = 5;
-/** cv at or below this counts as balanced. */
-export const BALANCED_CV = 0.2;
-
-
-/** Request counters per slice: total, completed, failed, aborted, input, output, cached tokens. */
-const enum C {
-  Total = 0,
-  Completed = 1,
-  Failed = 2,
-  Aborted = 3,
-  Input = 4,
-  Output = 5,
-  Cached = 6,
-}
-const COUNTERS = 7;
-
-const DURATION_US = toMicros(DURATION_BUCKETS_S);
-const TTFT_US = toMicros(TTFT_BUCKETS_S);
-const ITL_US = toMicros(ITL_BUCKETS_S);
+export { HIGHEST_US } from './stats-series.js';
+export { balanceOf } from './stats-summary.js';
 
 export interface StatsStoreOptions {
   readonly sliceMs: number;
@@ -68,33 +34,6 @@ export interface StatsStoreOptions {
   readonly now: () => number;
   /** Wall-clock ms the statistics start at (the host's start; default now). Samples can arrive later than they happened. */
   readonly since?: number | undefined;
-}
-
-class Slot {
-  /** Epoch (10-s ring) or minute index (minute ring) held; -1 when empty. */
-  index = -1;
-  readonly hists: (Histogram | null)[] = new Array<Histogram | null>(METRIC_COUNT).fill(null);
-  readonly counters = new Float64Array(COUNTERS);
-
-  reset(index: number): void {
-    this.index = index;
-    for (const h of this.hists) h?.reset();
-    this.counters.fill(0);
-  }
-}
-
-class WorkerSeries {
-  readonly tens: Slot[] = Array.from({ length: SLICES_PER_MINUTE }, () => new Slot());
-  readonly minutes: Slot[] = Array.from({ length: MINUTES_KEPT }, () => new Slot());
-  readonly cumulative = new Slot();
-  readonly ttft = new FixedHistogram(TTFT_US);
-  readonly itl = new FixedHistogram(ITL_US);
-  readonly tpot = new FixedHistogram(ITL_US);
-
-  constructor(
-    readonly url: string,
-    public nodeId: number,
-  ) {}
 }
 
 export class StatsStore {
@@ -127,8 +66,8 @@ export class StatsStore {
     this.now = options.now;
     this.since = Math.min(options.since ?? Date.now(), Date.now());
     this.windowsSince = this.since;
-    this.accWorker = LATENCY_METRICS.map(() => this.newHistogram(64));
-    this.accAll = LATENCY_METRICS.map(() => this.newHistogram(64));
+    this.accWorker = LATENCY_METRICS.map(() => newHistogram(64, this.useWasm));
+    this.accAll = LATENCY_METRICS.map(() => newHistogram(64, this.useWasm));
   }
 
   /** Workers known to the store (ids as the host assigned them). */
@@ -238,21 +177,10 @@ export class StatsStore {
   private hist(slot: Slot, metric: Metric): Histogram {
     let h = slot.hists[metric];
     if (h === null || h === undefined) {
-      h = this.newHistogram(32);
+      h = newHistogram(32, this.useWasm);
       slot.hists[metric] = h;
     }
     return h;
-  }
-
-  private newHistogram(bits: 32 | 64): Histogram {
-    return build({
-      lowestDiscernibleValue: 1,
-      highestTrackableValue: HIGHEST_US,
-      numberOfSignificantValueDigits: SIGNIFICANT_DIGITS,
-      autoResize: false,
-      bitBucketSize: bits,
-      useWebAssembly: this.useWasm,
-    });
   }
 
   epochOf(nowMs: number): number {
@@ -264,35 +192,9 @@ export class StatsStore {
     const slot = s.tens[epoch % SLICES_PER_MINUTE] as Slot;
     // A newer slice in the slot (a replayed sample older than the ring): count it there rather than fold the newer one.
     if (slot.index >= epoch) return slot;
-    if (slot.index >= 0) this.fold(s, slot, epoch);
+    if (slot.index >= 0) foldSlice(s, slot, epoch, this.useWasm);
     slot.reset(epoch);
     return slot;
-  }
-
-  private fold(s: WorkerSeries, slot: Slot, nowEpoch: number): void {
-    const minute = Math.floor(slot.index / SLICES_PER_MINUTE);
-    const nowMinute = Math.floor(nowEpoch / SLICES_PER_MINUTE);
-    if (minute > nowMinute - MINUTES_KEPT) {
-      const m = s.minutes[minute % MINUTES_KEPT] as Slot;
-      // Minutes inside the window are distinct modulo MINUTES_KEPT, so a different index here is older.
-      if (m.index !== minute) m.reset(minute);
-      this.addSlot(m, slot, 32);
-    }
-    this.addSlot(s.cumulative, slot, 64);
-  }
-
-  private addSlot(into: Slot, from: Slot, bits: 32 | 64): void {
-    for (let k = 0; k < METRIC_COUNT; k++) {
-      const h = from.hists[k];
-      if (h === null || h === undefined || h.totalCount === 0) continue;
-      let target = into.hists[k];
-      if (target === null || target === undefined) {
-        target = this.newHistogram(bits);
-        into.hists[k] = target;
-      }
-      target.add(h);
-    }
-    for (let i = 0; i < COUNTERS; i++) into.counters[i] = (into.counters[i] as number) + (from.counters[i] as number);
   }
 
   // -------------------------------------------------------------------------------------------------
@@ -344,7 +246,7 @@ export class StatsStore {
         if (m.index > minute - MINUTES_KEPT) live = true;
       }
       if (live || !held) continue;
-      for (const t of s.tens) if (t.index >= 0) this.fold(s, t, epoch);
+      for (const t of s.tens) if (t.index >= 0) foldSlice(s, t, epoch, this.useWasm);
       for (const slot of [...s.tens, ...s.minutes]) {
         slot.index = -1;
         slot.counters.fill(0);
@@ -358,21 +260,6 @@ export class StatsStore {
     return released;
   }
 
-  /** Slots of one series that belong to a window (the live ring slices and, for 5m / cumulative, folded data). */
-  private slotsIn(s: WorkerSeries, w: WindowName, epoch: number, minute: number, out: Slot[]): number {
-    let n = 0;
-    for (const t of s.tens) {
-      if (t.index < 0 || t.index > epoch) continue;
-      if (w === '1m' && t.index <= epoch - SLICES_PER_MINUTE) continue;
-      if (w === '5m' && Math.floor(t.index / SLICES_PER_MINUTE) <= minute - MINUTES_KEPT) continue;
-      out[n++] = t;
-    }
-    if (w === '5m') {
-      for (const m of s.minutes) if (m.index > minute - MINUTES_KEPT && m.index <= minute) out[n++] = m;
-    } else if (w === 'cumulative') out[n++] = s.cumulative;
-    return n;
-  }
-
   private readonly slotScratch: Slot[] = [];
 
   private windowSnapshot(w: WindowName, epoch: number, minute: number, members: readonly StatsMember[], seconds: number): WindowSnapshot {
@@ -383,7 +270,7 @@ export class StatsStore {
     const perWorker: { url: string; nodeId: number; counters: Float64Array; latency: LatencySet }[] = [];
     const series = new Set<WorkerSeries>(this.byUrl.values());
     for (const s of [...series, this.unrouted]) {
-      const n = this.slotsIn(s, w, epoch, minute, this.slotScratch);
+      const n = slotsIn(s, w, epoch, minute, this.slotScratch);
       for (const h of this.accWorker) h.reset();
       this.accCounters.fill(0);
       for (let i = 0; i < n; i++) {
@@ -462,7 +349,7 @@ export class StatsStore {
       workers.push({ id, url: s.url, nodeId: s.nodeId });
       const key = String(id);
       if (latency[key] !== undefined) continue;
-      const n = this.slotsIn(s, 'cumulative', epoch, minute, scratch);
+      const n = slotsIn(s, 'cumulative', epoch, minute, scratch);
       const encoded: string[] = [];
       const sum = new Float64Array(COUNTERS);
       for (let k = 0; k < METRIC_COUNT; k++) {
@@ -484,7 +371,7 @@ export class StatsStore {
     ROUTE_LABELS.forEach((_r, i) => {
       buckets[`duration:${i}`] = (this.durations[i] as FixedHistogram).toArray();
     });
-    const un = this.slotsIn(this.unrouted, 'cumulative', epoch, minute, scratch);
+    const un = slotsIn(this.unrouted, 'cumulative', epoch, minute, scratch);
     const unrouted = new Array<number>(COUNTERS).fill(0);
     for (let i = 0; i < un; i++) for (let c = 0; c < COUNTERS; c++) unrouted[c] = (unrouted[c] as number) + ((scratch[i] as Slot).counters[c] as number);
     return { takenAt: Date.now(), since: this.since, workers, latency, counters, buckets, unrouted, seq };
@@ -506,7 +393,7 @@ export class StatsStore {
         const decoded = decodeFromCompressedBase64(b64, 32, this.useWasm);
         let target = s.cumulative.hists[k];
         if (target === null || target === undefined) {
-          target = this.newHistogram(64);
+          target = newHistogram(64, this.useWasm);
           s.cumulative.hists[k] = target;
         }
         target.add(decoded);
@@ -537,121 +424,7 @@ export class StatsStore {
   }
 }
 
-interface HistogramSource {
-  readonly url: string;
-  readonly nodeId: number;
-  readonly ttft: FixedHistogram | undefined;
-  readonly itl: FixedHistogram | undefined;
-  readonly tpot: FixedHistogram | undefined;
-}
 
-export const HISTOGRAM_HELP = {
-  duration: 'Request duration in seconds by route (router side: arrival to last byte)',
-  ttft: 'Time to first token in seconds (request sent to first non-empty content chunk; streams)',
-  itl: 'Inter-token latency in seconds (every gap between consecutive content chunks, pooled)',
-  tpot: 'Time per output token in seconds ((E2E - TTFT) / (output_tokens - 1), per request)',
-} as const;
 
-/**
- * The histogram families, from whatever fixed histograms exist (absent ones render as zeros, so the
- * families and their series exist before the first request and when the stats actor is off).
- */
-export function renderHistogramFamilies(durations: readonly (FixedHistogram | undefined)[], workers: readonly HistogramSource[]): string {
-  const w = new PromWriter();
-  const zeroDuration = new FixedHistogram(DURATION_US);
-  w.family('sgl_router_request_duration_seconds', 'histogram', HISTOGRAM_HELP.duration);
-  ROUTE_LABELS.forEach((_r, i) => {
-    const h = durations[i] ?? zeroDuration;
-    w.histogram('sgl_router_request_duration_seconds', labels(['route', ROUTE_LABELS[i] as string]), h.bounds, h.counts, h.sum, 1e-6);
-  });
-  const zeroTtft = new FixedHistogram(TTFT_US);
-  const zeroItl = new FixedHistogram(ITL_US);
-  const families: [string, string, 'ttft' | 'itl' | 'tpot', FixedHistogram][] = [
-    ['sgl_router_ttft_seconds', HISTOGRAM_HELP.ttft, 'ttft', zeroTtft],
-    ['sgl_router_inter_token_latency_seconds', HISTOGRAM_HELP.itl, 'itl', zeroItl],
-    ['sgl_router_tpot_seconds', HISTOGRAM_HELP.tpot, 'tpot', zeroItl],
-  ];
-  for (const [name, help, key, zero] of families) {
-    w.family(name, 'histogram', help);
-    for (const src of workers) {
-      const h = src[key] ?? zero;
-      w.histogram(name, labels(['worker', src.url], ['gpu', String(src.nodeId)]), h.bounds, h.counts, h.sum, 1e-6);
-    }
-  }
-  return w.text();
-}
 
-function add(a: Float64Array, i: number, v: number): void {
-  a[i] = (a[i] as number) + v;
-}
 
-function clampUs(us: number): number {
-  if (!(us > 0)) return 0;
-  const v = Math.round(us);
-  return v > HIGHEST_US ? HIGHEST_US : v;
-}
-
-function round(v: number, digits: number): number {
-  const f = 10 ** digits;
-  return Math.round(v * f) / f;
-}
-
-const EMPTY_SUMMARY: LatencySummary = Object.freeze({ count: 0, mean: null, p50: null, p90: null, p99: null, max: null });
-
-function summarize(h: Histogram | undefined): LatencySummary {
-  if (h === undefined || h.totalCount === 0) return EMPTY_SUMMARY;
-  const ms = (us: number): number => round(us / 1000, 3);
-  return {
-    count: h.totalCount,
-    mean: ms(h.mean),
-    p50: ms(h.getValueAtPercentile(50)),
-    p90: ms(h.getValueAtPercentile(90)),
-    p99: ms(h.getValueAtPercentile(99)),
-    // The top of the max's bucket, like the percentiles (stable across merges and checkpoints).
-    max: ms(h.getValueAtPercentile(100)),
-  };
-}
-
-function latencySet(accs: readonly Histogram[] | null): LatencySet {
-  const pick = (m: Metric): Histogram | undefined => (accs === null ? undefined : accs[m]);
-  return {
-    ttft_ms: summarize(pick(Metric.Ttft)),
-    itl_ms: summarize(pick(Metric.Itl)),
-    tpot_ms: summarize(pick(Metric.Tpot)),
-    e2e_ms: summarize(pick(Metric.E2e)),
-    queue_ms: summarize(pick(Metric.Queue)),
-    server_queue_ms: summarize(pick(Metric.ServerQueue)),
-  };
-}
-
-function requestCounts(c: Float64Array): RequestCounts {
-  return { total: c[C.Total] as number, completed: c[C.Completed] as number, failed: c[C.Failed] as number, aborted: c[C.Aborted] as number };
-}
-
-/** Balance of request counts across members: coefficient of variation and max/min. */
-export function balanceOf(counts: readonly number[]): BalanceFigure {
-  const n = counts.length;
-  if (n === 0) return { cv: null, max_min_ratio: null, max_requests: 0, min_requests: 0, score: null, balanced: null, members: 0 };
-  let sum = 0;
-  let max = -Infinity;
-  let min = Infinity;
-  for (const c of counts) {
-    sum += c;
-    if (c > max) max = c;
-    if (c < min) min = c;
-  }
-  if (sum === 0) return { cv: null, max_min_ratio: null, max_requests: 0, min_requests: 0, score: null, balanced: null, members: n };
-  const mean = sum / n;
-  let sq = 0;
-  for (const c of counts) sq += (c - mean) * (c - mean);
-  const cv = Math.sqrt(sq / n) / mean;
-  return {
-    cv: round(cv, 4),
-    max_min_ratio: min > 0 ? round(max / min, 4) : null,
-    max_requests: max,
-    min_requests: min,
-    score: round(Math.max(0, 1 - cv), 4),
-    balanced: cv <= BALANCED_CV,
-    members: n,
-  };
-}
