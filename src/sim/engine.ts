@@ -9,14 +9,20 @@
  * ended, so timer lateness (1 ms granularity, busy event loop) is caught up instead of accumulating,
  * and reported latencies are the modelled ones. When the loop falls behind real time by more than
  * MAX_CATCH_UP_MS (the process itself is overloaded) it restarts from real time.
+ *
+ * Parts: KV memory (radix cache + private slots) in kv.ts, the server's metrics and totals in
+ * engine-metrics.ts, a request's own state in request.ts.
  */
 import { performance } from 'node:perf_hooks';
 import { Rng } from '../util/rng.js';
-import { Histogram, HitRateWindow, RateWindow, type MetricsSnapshot } from './metrics.js';
-import { RadixCache } from './radix-cache.js';
+import type { MetricsSnapshot } from './metrics.js';
+import { EngineMetrics, type EngineStats } from './engine-metrics.js';
+import type { RadixCache } from './radix-cache.js';
+import { KvPool } from './kv.js';
 import { Deque } from '../util/deque.js';
 import { SimRequest, type FinishReason, type RequestSink, type SubmitSpec } from './request.js';
 
+export type { EngineStats } from './engine-metrics.js';
 export { EOS_TOKEN_ID, SimRequest, type FinishReason, type RequestSink, type RequestState, type SubmitSpec } from './request.js';
 import { slowFactorOf, type SimOptions } from './options.js';
 
@@ -33,43 +39,13 @@ const NEW_TOKEN_RATIO_DECAY_STEPS = 600;
  * from real time.
  */
 const MAX_CATCH_UP_MS = 1000;
-/** Totals and gauges of one engine (SimServer.stats() adds HTTP-level figures). */
-export interface EngineStats {
-  waiting: number;
-  running: number;
-  kvCapacity: number;
-  kvUsedTokens: number;
-  kvFreeTokens: number;
-  cacheTokens: number;
-  cacheLockedTokens: number;
-  cacheEvictableTokens: number;
-  privateTokens: number;
-  evictedTokens: number;
-  newTokenRatio: number;
-  totals: {
-    submitted: number;
-    finished: number;
-    aborted: number;
-    promptTokens: number;
-    cachedTokens: number;
-    generatedTokens: number;
-    steps: number;
-    prefillSteps: number;
-    decodeSteps: number;
-    decodeSeqSteps: number;
-    prefillTokens: number;
-    retractions: number;
-    /** Modelled busy time (sum of step durations), ms. */
-    busyMs: number;
-    /** Real CPU time spent in step processing (batching, tokens, sink writes), ms. */
-    stepCpuMs: number;
-  };
-}
 
 type Step = { kind: 'prefill'; batch: SimRequest[]; start: number; end: number } | { kind: 'decode'; start: number; end: number; size: number };
 
 export class SimEngine {
-  readonly cache = new RadixCache();
+  readonly kv: KvPool;
+  /** The prefix cache (kv.cache). */
+  readonly cache: RadixCache;
   private readonly rng: Rng;
   private readonly slowFactor: number;
   private readonly waiting = new Deque<SimRequest>();
@@ -80,8 +56,6 @@ export class SimEngine {
   private chunked: SimRequest | null = null;
   /** Requests admitted but not yet decoding: in the prefill batch in flight, or the chunked one (count as running). */
   private prefilling = 0;
-  /** KV slots outside the tree (decode tokens, prefill chunks in flight). */
-  private privateTokens = 0;
   private newTokenRatio: number;
   private readonly initNewTokenRatio: number;
   private readonly minNewTokenRatio: number;
@@ -93,30 +67,9 @@ export class SimEngine {
   private immediate: NodeJS.Immediate | null = null;
   private stopped = false;
   private stepListeners: (() => void)[] = [];
+  readonly metrics = new EngineMetrics();
+  private readonly totals: EngineStats['totals'] = this.metrics.totals;
 
-  // metrics
-  readonly ttft = new Histogram();
-  readonly itl = new Histogram();
-  readonly e2e = new Histogram();
-  readonly queueTime = new Histogram();
-  private readonly genRate = new RateWindow();
-  private readonly hitRate = new HitRateWindow();
-  private readonly totals: EngineStats['totals'] = {
-    submitted: 0,
-    finished: 0,
-    aborted: 0,
-    promptTokens: 0,
-    cachedTokens: 0,
-    generatedTokens: 0,
-    steps: 0,
-    prefillSteps: 0,
-    decodeSteps: 0,
-    decodeSeqSteps: 0,
-    prefillTokens: 0,
-    retractions: 0,
-    busyMs: 0,
-    stepCpuMs: 0,
-  };
 
   constructor(
     readonly opts: SimOptions,
@@ -129,6 +82,8 @@ export class SimEngine {
     this.ratioDecay = (this.initNewTokenRatio - this.minNewTokenRatio) / NEW_TOKEN_RATIO_DECAY_STEPS;
     this.newTokenRatio = this.initNewTokenRatio;
     this.maxSequenceLength = Math.min(opts.contextLength, opts.maxTotalTokens);
+    this.kv = new KvPool(opts.maxTotalTokens, !opts.disableRadixCache);
+    this.cache = this.kv.cache;
   }
 
   // ---------------------------------------------------------------- public API
@@ -157,14 +112,14 @@ export class SimEngine {
       this.waitingLive--;
     } else if (state === 'prefilling') {
       this.prefilling--;
-      this.privateTokens -= req.inflight;
+      this.kv.privateTokens -= req.inflight;
       req.inflight = 0;
       if (this.chunked === req) this.chunked = null;
-      this.release(req, req.computed);
+      this.kv.release(req, req.computed);
       req.state = 'done';
     } else {
       this.removeRunning(req);
-      this.release(req, req.sequenceLength - 1);
+      this.kv.release(req, req.sequenceLength - 1);
       req.state = 'done';
     }
     req.finishedAt = performance.now();
@@ -192,10 +147,10 @@ export class SimEngine {
   }
   /** KV tokens held by live requests (SGLang's num_used_tokens: excludes evictable cache). */
   get usedTokens(): number {
-    return this.cache.lockedSize + this.privateTokens;
+    return this.kv.used;
   }
   get freeTokens(): number {
-    return this.opts.maxTotalTokens - this.cache.totalSize - this.privateTokens;
+    return this.kv.free;
   }
 
   stats(): EngineStats {
@@ -208,32 +163,16 @@ export class SimEngine {
       cacheTokens: this.cache.totalSize,
       cacheLockedTokens: this.cache.lockedSize,
       cacheEvictableTokens: this.cache.evictableSize,
-      privateTokens: this.privateTokens,
+      privateTokens: this.kv.privateTokens,
       evictedTokens: this.cache.evictedTotal,
       newTokenRatio: this.newTokenRatio,
       totals: { ...this.totals },
     };
   }
 
+
   metricsSnapshot(): MetricsSnapshot {
-    const now = performance.now();
-    return {
-      numRunningReqs: this.numRunning,
-      numQueueReqs: this.waitingLive,
-      numUsedTokens: this.usedTokens,
-      tokenUsage: this.usedTokens / this.opts.maxTotalTokens,
-      cacheHitRate: this.hitRate.rate(),
-      genThroughput: this.genRate.rate(now),
-      promptTokensTotal: this.totals.promptTokens,
-      generationTokensTotal: this.totals.generatedTokens,
-      cachedTokensTotal: this.totals.cachedTokens,
-      numRequestsTotal: this.totals.finished,
-      numAbortedRequestsTotal: this.totals.aborted,
-      ttft: this.ttft,
-      itl: this.itl,
-      e2e: this.e2e,
-      queueTime: this.queueTime,
-    };
+    return this.metrics.snapshot({ numRunning: this.numRunning, numWaiting: this.waitingLive, usedTokens: this.usedTokens, kvCapacity: this.opts.maxTotalTokens });
   }
 
   /** Stops the loop and drops every request without calling sinks (the server closes the sockets). */
@@ -357,9 +296,9 @@ export class SimEngine {
     if (chunked !== null) {
       const remaining = chunked.sequenceLength - chunked.computed;
       const take = Math.min(remaining, remChunk);
-      if (!this.allocate(take)) return null;
+      if (!this.kv.allocate(take)) return null;
       chunked.inflight = take;
-      this.privateTokens += take;
+      this.kv.privateTokens += take;
       batch.push(chunked);
       extendSum += take;
       remInput -= take;
@@ -385,7 +324,7 @@ export class SimEngine {
       const take = Math.min(extend, remChunk);
       if (take < extend && this.chunked !== null) break;
       if (match !== null) this.cache.lock(match.node);
-      if (!this.allocate(take)) {
+      if (!this.kv.allocate(take)) {
         if (match !== null) this.cache.unlock(match.node);
         break;
       }
@@ -396,13 +335,13 @@ export class SimEngine {
       req.node = match === null ? null : match.node;
       req.computed = cached;
       req.inflight = take;
-      this.privateTokens += take;
+      this.kv.privateTokens += take;
       if (req.admittedAt < 0) {
         req.admittedAt = start;
         req.cachedTokens = cached;
         if (!req.spec.internal) {
-          this.hitRate.add(cached, seqLen);
-          this.queueTime.observe(req.queueTimeSec);
+          this.metrics.hitRate.add(cached, seqLen);
+          this.metrics.queueTime.observe(req.queueTimeSec);
         }
       }
       if (take < extend) this.chunked = req;
@@ -427,7 +366,7 @@ export class SimEngine {
       req.inflight = 0;
       req.computed += take;
       if (radix) {
-        this.privateTokens -= take;
+        this.kv.privateTokens -= take;
         const seq = req.outputIds.length === 0 ? req.spec.promptIds : req.sequence(req.outputIds.length);
         const inserted = this.cache.insert(seq, req.computed);
         this.cache.lock(inserted.node);
@@ -465,14 +404,14 @@ export class SimEngine {
     const need = this.running.length;
     if (this.freeTokens + this.cache.evictableSize < need) this.retractFor();
     const n = this.running.length;
-    this.allocate(n);
+    this.kv.allocate(n);
     let context = 0;
     for (let i = 0; i < n; i++) {
       const req = this.running[i] as SimRequest;
       req.privateTokens++;
       context += req.sequenceLength;
     }
-    this.privateTokens += n;
+    this.kv.privateTokens += n;
     return context;
   }
 
@@ -486,7 +425,7 @@ export class SimEngine {
       const victim = order.pop();
       if (victim === undefined) break;
       this.removeRunning(victim);
-      this.release(victim, victim.sequenceLength - 1);
+      this.kv.release(victim, victim.sequenceLength - 1);
       victim.state = 'waiting';
       victim.computed = 0;
       victim.retractions++;
@@ -528,9 +467,9 @@ export class SimEngine {
   private emitToken(req: SimRequest, stamp: number): FinishReason | null {
     const reason = req.appendToken(this.maxSequenceLength);
     if (!req.spec.internal) {
-      if (req.firstTokenAt < 0) this.ttft.observe(Math.max(0, stamp - req.spec.createdAt) / 1000);
-      else this.itl.observe(Math.max(0, stamp - req.lastTokenAt) / 1000);
-      this.genRate.add(1, stamp);
+      if (req.firstTokenAt < 0) this.metrics.ttft.observe(Math.max(0, stamp - req.spec.createdAt) / 1000);
+      else this.metrics.itl.observe(Math.max(0, stamp - req.lastTokenAt) / 1000);
+      this.metrics.genRate.add(1, stamp);
       this.totals.generatedTokens++;
     }
     if (req.firstTokenAt < 0) req.firstTokenAt = stamp;
@@ -538,42 +477,16 @@ export class SimEngine {
     return reason;
   }
 
-  // ---------------------------------------------------------------- KV bookkeeping
-
-  /** Makes `tokens` KV slots free, evicting unlocked cache LRU-first; false if impossible. */
-  private allocate(tokens: number): boolean {
-    const free = this.freeTokens;
-    if (free >= tokens) return true;
-    this.cache.evict(tokens - free);
-    return this.freeTokens >= tokens;
-  }
-
-  /** Caches the first `cacheLen` tokens of the request's sequence and drops its locks and private slots. */
-  private release(req: SimRequest, cacheLen: number): void {
-    if (!this.opts.disableRadixCache && req.node !== null) {
-      const outputs = Math.max(0, cacheLen - req.promptTokens);
-      const len = Math.min(cacheLen, req.computed + req.privateTokens);
-      if (len > 0) {
-        const seq = req.sequence(Math.min(outputs, req.outputIds.length));
-        this.cache.insert(seq, Math.min(len, seq.length));
-      }
-      this.cache.unlock(req.node);
-    }
-    req.node = null;
-    this.privateTokens -= req.privateTokens;
-    req.privateTokens = 0;
-  }
-
   private complete(req: SimRequest, stamp: number): void {
     this.removeRunning(req);
-    this.release(req, req.sequenceLength - 1);
+    this.kv.release(req, req.sequenceLength - 1);
     req.state = 'done';
     req.finishedAt = stamp;
     if (!req.spec.internal) {
       this.totals.finished++;
       this.totals.promptTokens += req.promptTokens;
       this.totals.cachedTokens += req.cachedTokens;
-      this.e2e.observe(req.e2eLatencySec);
+      this.metrics.e2e.observe(req.e2eLatencySec);
     }
     if (this.isIdle()) this.newTokenRatio = this.initNewTokenRatio;
   }
