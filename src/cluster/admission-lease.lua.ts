@@ -17,7 +17,8 @@
  * - The rate share is the replica's weight over the sum of weights: 1 for a replica that admitted or held
  *   requests since its last renewal, IDLE_WEIGHT for one that did not.
  *
- * Reply: { granted, allocation, live replicas (this one included), rate fraction as a string }.
+ * Reply: { granted, allocation, live replicas (this one included), rate fraction as a string, 1 if this
+ * replica's lease was there (0: new, or expired and deleted: the replica then knows it lost its lease) }.
  */
 export const IDLE_RATE_WEIGHT = 0.1;
 
@@ -43,10 +44,14 @@ local all = redis.call('HGETALL', key)
 local ids = {}
 local targets = {}
 local othersSum = 0
+local present = 0
 local weights = active == 1 and 1 or idleWeight
 for i = 1, #all, 2 do
   local id = all[i]
-  if id ~= me then
+  if id == me then
+    local exp = string.match(all[i + 1], '|(%d+)|%d$')
+    if exp ~= nil and tonumber(exp) >= now then present = 1 end
+  else
     local g, tg, exp, act = string.match(all[i + 1], '^(%d+)|(%d+)|(%d+)|(%d)$')
     if g == nil or tonumber(exp) < now then
       redis.call('HDEL', key, id)
@@ -114,5 +119,5 @@ if g < 0 then g = 0 end
 redis.call('HSET', key, me, g .. '|' .. target .. '|' .. (now + ttl) .. '|' .. active)
 redis.call('PEXPIRE', key, ttl * 20)
 local mine = active == 1 and 1 or idleWeight
-return {g, alloc, n, tostring(mine / weights)}
+return {g, alloc, n, tostring(mine / weights), present}
 `;

@@ -6,7 +6,9 @@
  * (src/frontend/admission.ts, or the front-end threads' shared limits) enforces that share with today's
  * wait queue and timeouts. Nothing on a request's path touches Redis: a timer renews the lease every
  * `intervalMs` (default 100 ms), reporting what the replica uses and has waiting; the lease expires after
- * `leaseMs` (default 500 ms) without a renewal, and the share of a replica that died is then reclaimed.
+ * `leaseMs` (default 2 s: renewals 0.4-0.6 s apart were measured on a loaded 2-core machine, and a lease
+ * that expires under a replica still running requests lets the others exceed the limit) without a
+ * renewal, and the share of a replica that died is then reclaimed.
  *
  * - Growing: a replica with waiters asks for more (its target); it gets what the others leave unused,
  *   max-min fair among replicas that all want more.
@@ -39,7 +41,7 @@ export interface GlobalAdmissionOptions {
   readonly replicasHint?: number;
   /** Renewal period (default 100 ms). */
   readonly intervalMs?: number;
-  /** A lease not renewed for this long expires (default 500 ms). */
+  /** A lease not renewed for this long expires (default 2000 ms). */
   readonly leaseMs?: number;
 }
 
@@ -52,6 +54,10 @@ export interface GlobalAdmissionStats {
   readonly renewals: number;
   readonly renewal_failures: number;
   readonly fallbacks: number;
+  /** Renewals that found this replica's lease expired (its share may have gone to others meanwhile). */
+  readonly leases_lost: number;
+  /** Longest time between two answered renewals (ms): what an expired lease comes from. */
+  readonly max_renewal_gap_ms: number;
 }
 
 const LEASES_KEY = 'admission:leases';
@@ -83,6 +89,9 @@ export class GlobalAdmission {
   private renewals = 0;
   private renewalFailures = 0;
   private fallbacks = 0;
+  private leasesLost = 0;
+  private lostLoggedAt = Number.NEGATIVE_INFINITY;
+  private maxGap = 0;
 
   constructor(
     private readonly link: RedisLink,
@@ -94,7 +103,7 @@ export class GlobalAdmission {
     this.rate = options.ratePerSecond !== undefined && options.ratePerSecond > 0 ? options.ratePerSecond : 0;
     this.burst = this.rate > 0 ? Math.max(1, options.rateBurst ?? (this.limit > 0 ? this.limit : this.rate)) : 0;
     this.intervalMs = options.intervalMs ?? 100;
-    this.leaseMs = options.leaseMs ?? 500;
+    this.leaseMs = options.leaseMs ?? 2000;
     this.hint = Math.max(1, options.replicasHint ?? 1);
     this.headroom = Math.max(1, Math.ceil((this.limit * 0.05) / this.hint));
     this.replicas = this.hint;
@@ -104,14 +113,21 @@ export class GlobalAdmission {
     this.allocation = this.share;
     this.rateShare = this.rate / this.replicas;
     this.applyLocal();
-    link.onResync('admission', () => this.renew());
+    link.onResync('admission', () => {
+      this.start();
+      return this.renew();
+    });
     link.onStateChange((s) => {
       if (s === 'down') this.fallback('Redis unreachable');
     });
   }
 
-  /** Renew on a timer; the first renewal runs from the link's resync hook at the first connection. */
-  start(): void {
+  /**
+   * Renew on a timer from the first connection on (the link's resync hook also renews at once, at the
+   * first connection and whenever Redis is back). Until then the replica enforces the fallback split.
+   */
+  private start(): void {
+    if (this.timer !== undefined || this.closed) return;
     this.timer = setInterval(() => void this.tick(), this.intervalMs);
     this.timer.unref();
   }
@@ -126,6 +142,8 @@ export class GlobalAdmission {
       renewals: this.renewals,
       renewal_failures: this.renewalFailures,
       fallbacks: this.fallbacks,
+      leases_lost: this.leasesLost,
+      max_renewal_gap_ms: Math.round(this.maxGap),
     };
   }
 
@@ -143,6 +161,7 @@ export class GlobalAdmission {
     one('switchyard_cluster_admission_lease_failures_total', 'counter', 'Admission lease renewals that failed (Redis down, timeout)', s.renewal_failures);
     one('switchyard_cluster_admission_fallback', 'gauge', '1 while this replica enforces a local split of the global limits (no lease: Redis down)', s.fallback ? 1 : 0);
     one('switchyard_cluster_admission_fallbacks_total', 'counter', 'Times this replica fell back from a lease to the local split', s.fallbacks);
+    one('switchyard_cluster_admission_leases_lost_total', 'counter', "Renewals that found this replica's lease expired (not renewed within the lease period: its share may have gone to others)", s.leases_lost);
     return w.text();
   }
 
@@ -204,6 +223,18 @@ export class GlobalAdmission {
       return;
     }
     this.renewals++;
+    if (this.leased) {
+      this.maxGap = Math.max(this.maxGap, sentAt - this.lastOkSentAt);
+      if (!parsed.present) {
+        // Not renewed within the lease period (an event-loop stall, a slow Redis): the others may have
+        // been granted this replica's share meanwhile, and what it still runs is over the limit until it ends.
+        this.leasesLost++;
+        if (sentAt - this.lostLoggedAt > 10_000) {
+          this.lostLoggedAt = sentAt;
+          this.log.warn({ event: 'admission.lease_lost', replica: this.link.replicaId, gap_ms: Math.round(sentAt - this.lastOkSentAt), lease_ms: this.leaseMs, lost: this.leasesLost }, 'admission: the lease expired before it was renewed');
+        }
+      }
+    }
     this.lastOkSentAt = sentAt;
     this.admittedAtLastRenewal = admitted;
     this.replicas = parsed.replicas;
@@ -257,18 +288,17 @@ export class GlobalAdmission {
   }
 }
 
-function parseReply(reply: unknown): { granted: number; allocation: number; replicas: number; rateFraction: number } | undefined {
-  if (!Array.isArray(reply) || reply.length < 4) return undefined;
-  const [g, a, n, f] = reply as unknown[];
+function parseReply(reply: unknown): { granted: number; allocation: number; replicas: number; rateFraction: number; present: boolean } | undefined {
+  if (!Array.isArray(reply) || reply.length < 5) return undefined;
+  const [g, a, n, f, present] = reply as unknown[];
   const rateFraction = Number(typeof f === 'string' || Buffer.isBuffer(f) ? f.toString() : f);
   if (typeof g !== 'number' || typeof a !== 'number' || typeof n !== 'number' || !Number.isFinite(rateFraction)) return undefined;
-  return { granted: g, allocation: a, replicas: Math.max(1, n), rateFraction: Math.min(1, Math.max(0, rateFraction)) };
+  return { granted: g, allocation: a, replicas: Math.max(1, n), rateFraction: Math.min(1, Math.max(0, rateFraction)), present: present === 1 };
 }
 
 /** Share the global limits of `limiter` through the cluster's Redis; the part closes with the cluster. */
 export function attachGlobalAdmission(cluster: Cluster, limiter: AdmissionLimiter, options: GlobalAdmissionOptions, log: Logger): GlobalAdmission {
   const g = new GlobalAdmission(cluster.link, limiter, options, log);
-  g.start();
   cluster.attach({ name: 'admission', metricsText: () => g.metricsText(), close: () => g.close() });
   return g;
 }

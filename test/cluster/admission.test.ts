@@ -52,7 +52,6 @@ t.test('global admission limits through Redis', { skip: bin === undefined ? REDI
     const link = new RedisLink({ url: redis.url, keyPrefix: prefix, replicaId: id, logger: log.logger });
     const limits = new AdmissionLimits({ maxConcurrent: LIMIT, queueSize: 100_000, queueTimeoutMs: 120_000, ratePerSecond: 100_000 });
     const global = new GlobalAdmission(link, limits, { maxConcurrent: LIMIT, ratePerSecond: 100_000 }, log.logger);
-    global.start();
     replicas.push({ id, link, limits, global, log, clients: 0, admitted: 0 });
   }
   await Promise.all(replicas.map((r) => r.link.start()));
@@ -176,7 +175,6 @@ t.test('global token rate through Redis: three busy replicas admit the fleet rat
     const link = new RedisLink({ url: redis.url, keyPrefix: `rate${process.pid}:`, replicaId: id, logger: log.logger });
     const limits = new AdmissionLimits({ maxConcurrent: -1, queueSize: 100_000, queueTimeoutMs: 60_000, ratePerSecond: RATE });
     const global = new GlobalAdmission(link, limits, { maxConcurrent: -1, ratePerSecond: RATE }, log.logger);
-    global.start();
     return { link, limits, global, admitted: 0 };
   });
   await Promise.all(parts.map((p) => p.link.start()));
