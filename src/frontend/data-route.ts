@@ -1,49 +1,25 @@
 /**
  * The hot path: one data request (/generate, /v1/chat/completions, /v1/completions, pass-through POSTs)
  * from the uWS handler to the upstream worker and back, with one completion record at the end.
+ * The request's state is an InFlight (in-flight.ts); its completion record is built in finish.ts.
  */
 import { performance } from 'node:perf_hooks';
 import { SwitchyardError } from '../errors.js';
 import { Exchange, parseContentLength, parseJsonObject, type HttpRequest, type HttpResponse } from './http.js';
-import { extractFeatures, generateRequestId, isValidRequestId, type ExtractedFeatures } from './features.js';
+import { extractFeatures, generateRequestId, isValidRequestId, withRid } from './features.js';
 import { relay, type RelayOutcome } from '../proxy/relay.js';
-import { readTokenCounts } from '../proxy/sse-scanner.js';
-import { extractAccounting } from '../proxy/json-tail.js';
-import type { CompletionRecord } from '../proxy/completion.js';
 import type { Decision, RequestFeatures, RouteKind } from '../policies/types.js';
 import type { WorkerEntry } from '../workers/registry.js';
 import type { DataPlaneContext, RequestProgressHook } from './context.js';
 import { checkBearer } from './auth.js';
 import { backoffMs, isRetryableStatus } from './retry.js';
 import { Permit } from '../workers/breaker.js';
+import type { InFlight } from './in-flight.js';
+import { finishRelayed, finishWithoutWorker } from './finish.js';
 
 const now = (): number => performance.now();
 const MAX_REDECIDE = 3;
 const TRACEPARENT_RE = /^[0-9a-f]{2}-(?!0{32})[0-9a-f]{32}-(?!0{16})[0-9a-f]{16}-[0-9a-f]{2}$/;
-
-interface InFlight {
-  ex: Exchange;
-  route: RouteKind;
-  path: string;
-  requestId: string;
-  features: RequestFeatures;
-  body: Buffer;
-  arrivedAt: number;
-  timestamp: number;
-  decidedAt: number;
-  sentAt: number;
-  attempts: number;
-  decision: Decision | undefined;
-  worker: WorkerEntry | undefined;
-  /** Workers that failed this request (avoided by its retries while another worker is available). */
-  failedSlots: number[];
-  /** What the circuit breaker granted the current attempt. */
-  permit: Permit;
-  /** Pending backoff before the next attempt (cleared if the client leaves). */
-  backoff: NodeJS.Timeout | undefined;
-  traceparent: string;
-  authorization: string;
-}
 
 export function handleDataRequest(ctx: DataPlaneContext, res: HttpResponse, req: HttpRequest, route: RouteKind, path: string): void {
   const ex = new Exchange(res);
@@ -224,36 +200,6 @@ function onBody(ctx: DataPlaneContext, ex: Exchange, route: RouteKind, path: str
   decideAndSend(ctx, state, 0);
 }
 
-/**
- * /generate: the worker must see the same request id as the client and the traces. When the body has no
- * rid, splice `"rid":"<id>",` after the opening brace instead of re-serialising the whole body. Batch
- * requests (text/input_ids lists) keep their own rids.
- */
-function withRid(raw: Buffer, parsed: Record<string, unknown>, f: ExtractedFeatures, requestId: string): Buffer {
-  if (f.rid === requestId) return raw;
-  const text = parsed['text'];
-  const ids = parsed['input_ids'];
-  const isBatch = Array.isArray(text) || (Array.isArray(ids) && ids.length > 0 && Array.isArray(ids[0]));
-  if (isBatch) return raw;
-  if (!('rid' in parsed)) {
-    const open = raw.indexOf(0x7b); // '{'
-    if (open !== -1) {
-      const close = raw.lastIndexOf(0x7d);
-      let empty = true;
-      for (let i = open + 1; i < close; i++) {
-        const c = raw[i]!;
-        if (c !== 0x20 && c !== 0x0a && c !== 0x0d && c !== 0x09) {
-          empty = false;
-          break;
-        }
-      }
-      const insert = Buffer.from(`"rid":${JSON.stringify(requestId)}${empty ? '' : ','}`);
-      return Buffer.concat([raw.subarray(0, open + 1), insert, raw.subarray(open + 1)]);
-    }
-  }
-  return Buffer.from(JSON.stringify({ ...parsed, rid: requestId }));
-}
-
 function reject(ctx: DataPlaneContext, ex: Exchange, err: SwitchyardError, route: RouteKind, path: string): void {
   ctx.limits?.release();
   ctx.counters.active--;
@@ -421,111 +367,6 @@ function onRelayFinished(ctx: DataPlaneContext, st: InFlight, worker: WorkerEntr
     }, delay);
     return;
   }
-  let input = st.features.inputTokens;
-  let output = 0;
-  let cached = 0;
-  let queueTime: number | undefined;
-  const scanner = outcome.scanner;
-  const counts = readTokenCounts(scanner !== undefined ? scanner.lastEvent() : outcome.body !== undefined && outcome.status < 400 ? extractAccounting(outcome.body) : undefined);
-  if (counts !== undefined) {
-    if (counts.promptTokens > 0) input = counts.promptTokens;
-    output = counts.completionTokens;
-    cached = counts.cachedTokens;
-    queueTime = counts.queueTime;
-  } else if (scanner !== undefined) {
-    output = scanner.contentEvents;
-  }
-  let firstTokenAt = outcome.firstByteAt;
-  if (scanner !== undefined) firstTokenAt = scanner.firstContentAt;
-  const status = outcome.kind === 'completed' ? (outcome.status < 400 ? 'completed' : 'failed') : outcome.kind;
-  const rec: CompletionRecord = {
-    requestId: st.requestId,
-    route: st.route,
-    path: st.path,
-    stream: st.features.stream,
-    workerUrl: worker.url,
-    slot: worker.slot,
-    nodeId: worker.nodeId,
-    policy: ctx.policy.name,
-    reason: st.decision?.reason ?? '',
-    scores: st.decision?.scores,
-    status,
-    httpStatus: outcome.status,
-    errorCode: outcome.error?.code ?? (status === 'failed' ? `http_${outcome.status}` : undefined),
-    errorMessage: outcome.error?.message,
-    timestamp: st.timestamp,
-    arrivedAt: st.arrivedAt,
-    decidedAt: st.decidedAt,
-    sentAt: st.sentAt,
-    firstTokenAt,
-    finishedAt: outcome.finishedAt,
-    inputTokens: input,
-    outputTokens: output,
-    cachedTokens: cached,
-    queueTime,
-    itl: scanner?.gaps,
-    attempts: st.attempts,
-  };
-  finishRecord(ctx, rec);
-  ctx.policy.observe({
-    requestId: st.requestId,
-    url: worker.url,
-    slot: worker.slot,
-    success: status === 'completed',
-    sentAt: st.sentAt,
-    firstTokenAt,
-    finishedAt: outcome.finishedAt,
-    inputTokens: input,
-    outputTokens: output,
-    cachedTokens: cached,
-    queueTime,
-  });
+  finishRelayed(ctx, st, worker, outcome);
 }
 
-function finishWithoutWorker(ctx: DataPlaneContext, st: InFlight, status: 'failed' | 'aborted', httpStatus: number, err: SwitchyardError | undefined): void {
-  const t = now();
-  finishRecord(ctx, {
-    requestId: st.requestId,
-    route: st.route,
-    path: st.path,
-    stream: st.features.stream,
-    workerUrl: '',
-    slot: -1,
-    nodeId: -1,
-    policy: ctx.policy.name,
-    reason: '',
-    scores: undefined,
-    status,
-    httpStatus,
-    errorCode: err?.code,
-    errorMessage: err?.message,
-    timestamp: st.timestamp,
-    arrivedAt: st.arrivedAt,
-    decidedAt: st.decidedAt,
-    sentAt: 0,
-    firstTokenAt: 0,
-    finishedAt: t,
-    inputTokens: st.features.inputTokens,
-    outputTokens: 0,
-    cachedTokens: 0,
-    queueTime: undefined,
-    itl: undefined,
-    attempts: st.attempts,
-  });
-}
-
-function finishRecord(ctx: DataPlaneContext, rec: CompletionRecord): void {
-  ctx.limits?.release();
-  const c = ctx.counters;
-  c.active--;
-  if (rec.status === 'completed') c.completed++;
-  else if (rec.status === 'failed') c.failed++;
-  else c.aborted++;
-  for (const sink of ctx.sinks) {
-    try {
-      sink.record(rec);
-    } catch (err) {
-      ctx.log.error({ err }, 'completion sink failed');
-    }
-  }
-}

@@ -120,3 +120,33 @@ export function generateRequestId(): string {
   counter = (counter + 1) >>> 0;
   return `sy-${PREFIX}-${counter.toString(36)}`;
 }
+
+/**
+ * /generate: the worker must see the same request id as the client and the traces. When the body has no
+ * rid, splice `"rid":"<id>",` after the opening brace instead of re-serialising the whole body. Batch
+ * requests (text/input_ids lists) keep their own rids.
+ */
+export function withRid(raw: Buffer, parsed: Record<string, unknown>, f: ExtractedFeatures, requestId: string): Buffer {
+  if (f.rid === requestId) return raw;
+  const text = parsed['text'];
+  const ids = parsed['input_ids'];
+  const isBatch = Array.isArray(text) || (Array.isArray(ids) && ids.length > 0 && Array.isArray(ids[0]));
+  if (isBatch) return raw;
+  if (!('rid' in parsed)) {
+    const open = raw.indexOf(0x7b); // '{'
+    if (open !== -1) {
+      const close = raw.lastIndexOf(0x7d);
+      let empty = true;
+      for (let i = open + 1; i < close; i++) {
+        const c = raw[i]!;
+        if (c !== 0x20 && c !== 0x0a && c !== 0x0d && c !== 0x09) {
+          empty = false;
+          break;
+        }
+      }
+      const insert = Buffer.from(`"rid":${JSON.stringify(requestId)}${empty ? '' : ','}`);
+      return Buffer.concat([raw.subarray(0, open + 1), insert, raw.subarray(open + 1)]);
+    }
+  }
+  return Buffer.from(JSON.stringify({ ...parsed, rid: requestId }));
+}
