@@ -38,6 +38,8 @@ export const BUFFER_MAX = 20_000;
 /** Index members a filtered list reads at most (newest first) looking for its matches. */
 export const LIST_SCAN_MAX = 5000;
 const LIST_PAGE = 500;
+/** How long a closing tracker waits for its last traces to be written. */
+const CLOSE_WAIT_MS = 2000;
 
 export const TRACE_KEY = 'trace:';
 export const INDEX_KEY = 'traces:index';
@@ -415,6 +417,21 @@ export class TraceSharing implements SharedTraceSource, ClusterPart {
     one('switchyard_cluster_traces_remote_hits_total', 'counter', 'Traces not held here answered from Redis', c.remoteHits);
     one('switchyard_cluster_traces_remote_misses_total', 'counter', 'Traces looked up in Redis and not found there either', c.remoteMisses);
     return w.text();
+  }
+
+  /**
+   * The tracker is closing (the router shuts down): drain the last finished traces and write them, so a
+   * replica that stops does not take its last ~50 ms of traces with it. At most CLOSE_WAIT_MS.
+   */
+  async beforeClose(): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    const last = (async (): Promise<void> => {
+      await this.ticking?.catch(() => undefined);
+      this.lastSeen = -1;
+      await this.tick();
+    })();
+    await Promise.race([last, new Promise<void>((r) => (timer = setTimeout(r, CLOSE_WAIT_MS)))]);
+    clearTimeout(timer);
   }
 
   async close(): Promise<void> {

@@ -34,6 +34,8 @@ export interface SharedTraceSource {
   batch(requestIds: readonly string[], localJson: string): Promise<string>;
   list(q: TraceQuery, localJson: string): Promise<string>;
   stats(local: TraceStats): Promise<TraceStats>;
+  /** The tracker is closing: take (and write) the last finished traces first. Bounded in time. */
+  beforeClose?(): Promise<void>;
 }
 
 export interface RequestTrackerOptions extends TrackerConfig {
@@ -58,7 +60,7 @@ export class RequestTracker implements CompletionSink, RequestProgressHook {
   private readonly handoverMs: number;
   private timer: NodeJS.Timeout | undefined;
   private readonly flushBound = (): void => this.handOver();
-  private closed = false;
+  private closing: Promise<void> | undefined;
   private shared: SharedTraceSource | undefined;
   /** Completion records seen (the shared-traces part drains the actor only when this moved). */
   finishedSeen = 0;
@@ -183,10 +185,16 @@ export class RequestTracker implements CompletionSink, RequestProgressHook {
 
   /** Hand over the last events, let the actor apply them and flush the log, stop the thread. */
   close(): Promise<void> {
-    if (this.closed) return this.actor.close();
-    this.closed = true;
+    this.closing ??= this.doClose();
+    return this.closing;
+  }
+
+  private async doClose(): Promise<void> {
     this.handOver();
-    return this.actor.close();
+    // The shared traces take the last finished ones while the actor still answers.
+    if (this.shared?.beforeClose !== undefined) await this.shared.beforeClose().catch(() => undefined);
+    this.handOver();
+    await this.actor.close();
   }
 }
 

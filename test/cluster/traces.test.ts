@@ -170,6 +170,11 @@ t.test('traces shared through Redis', { skip: bin === undefined ? REDIS_SKIP_MES
     await waitFor(async () => (await traceOf(b, 'short-lived')).status === 404, 5000, 'expired on b');
     t.equal(await raw.exists(`${a.cluster!.link.prefix}trace:short-lived`), 0, 'gone from Redis');
     t.equal((await traceOf(a, 'short-lived')).status, 404, 'and from the replica that served it');
+
+    // a replica that shuts down right after a response writes its last traces first
+    await generate(a, 'last-words');
+    await a.close();
+    await visible(b, 'last-words', 5000);
   });
 
   t.test('Redis killed: requests succeed, traces are buffered, and visible elsewhere once it is back', async (t) => {
