@@ -147,6 +147,7 @@ export async function startRouter(opts: RouterOptions, deps: StartRouterDeps = {
         maxTreeSize: opts.maxTreeSize,
         balanceKeepLocality: opts.balanceKeepLocality,
         tieTolerance: opts.cacheTieTolerance,
+        hotPrefixFactor: opts.hotPrefixFactor,
         loadReportMaxAgeSecs: opts.loadReportMaxAgeSecs,
         muWindowSize: opts.muWindowSize,
         muMinHistory: opts.muMinHistory,

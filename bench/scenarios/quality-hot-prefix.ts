@@ -6,17 +6,19 @@
  *                                                    (1/8)                                   (target <= 1.25)
  *   quality.hot_prefix.cache_aware.min_share_ratio   idlest worker's share / fair share (for the picture)
  *   quality.hot_prefix.cache_aware.cache_hit_rate    and the cache it kept while spreading
- *   quality.hot_prefix.cache_aware_sglang_thresholds.*  the same with SGLang's balance thresholds (64, 1.5)
+ *   quality.hot_prefix.cache_aware_no_replication.*  the same with --hot-prefix-factor 0 (SGLang's rule)
+ *   quality.hot_prefix.cache_aware_abs4.*  --hot-prefix-factor 0 --balance-abs-threshold 4
  *   quality.hot_prefix.round_robin.*                 the same for round_robin (share 1.0 by construction)
  *   quality.hot_prefix.capacity_rps                  closed-loop requests/s under round_robin; runs offer 80%
  *
- * The load bound has to be sized to the fleet: balance thresholds count in-flight requests, and these
- * workers run 16 sequences each (~9 in flight per worker at this rate), so SGLang's abs threshold of 64
- * never fires: three workers that hold the prompt take everything (measured ~3x fair share) while five
- * sit idle. cache_aware here runs with `--balance-abs-threshold 4` (about half a worker's mean in-flight);
- * with it, the first holder spills to the least loaded, every worker soon holds the prompt, and the tie
- * tolerance spreads requests among holders. quality-cache keeps SGLang's defaults: there a bound this tight
- * splits groups across workers and costs cache hits (docs/policies.md has both measurements).
+ * cache_aware runs with its DEFAULTS (SGLang's balance thresholds 64 / 1.5 and our hot-prefix replication,
+ * --hot-prefix-factor 1.1): the thresholds count in-flight requests and these workers run 16 sequences each
+ * (~9 in flight per worker at this rate), so the imbalance rule never fires; what spreads the prompt is the
+ * replication: while more of the traffic crosses the prompt than its holders' fair share, a hit goes to
+ * the least-loaded worker, which then holds it too, and ties among holders go to the least loaded.
+ * References: the same without replication (--hot-prefix-factor 0: the holders take everything, measured
+ * ~1.7x fair share with workers idle), and with the tight bound that used to be the advice
+ * (--hot-prefix-factor 0 --balance-abs-threshold 4).
  *
  * Same fleet as quality-cache (sim `llm-d` profile, 170k-token KV cache, x0.5 time); workload: one group of
  * 1024 prompts, 6000-token system prompt, 128-token questions, 64 output tokens.
@@ -53,8 +55,9 @@ const scenario: Scenario = {
       HOT_SETUP,
       [
         { policy: 'round_robin' },
-        { policy: 'cache_aware', args: ['--balance-abs-threshold', '4'] },
-        { label: 'cache_aware_sglang_thresholds', policy: 'cache_aware' },
+        { policy: 'cache_aware' },
+        { label: 'cache_aware_no_replication', policy: 'cache_aware', args: ['--hot-prefix-factor', '0'] },
+        ...(ctx.quick ? [] : [{ label: 'cache_aware_abs4', policy: 'cache_aware', args: ['--hot-prefix-factor', '0', '--balance-abs-threshold', '4'] }]),
       ],
       { requestRate: rate },
       root,

@@ -30,7 +30,7 @@
 import { Field } from '../actors/worker-table.js';
 import { SwitchyardError } from '../errors.js';
 import { collectAvailable, decisionFor } from './common.js';
-import { RadixTree, DEFAULT_MAX_TREE_SIZE } from './radix-tree.js';
+import { chunksLength, HotnessProbe, RadixTree, DEFAULT_MAX_TREE_SIZE } from './radix-tree.js';
 import { AffinityShare, affinityOptions, mergeAffinityStates, type AffinityOptions, type AffinityState } from './affinity.js';
 import type { Decision, Policy, PolicyContext, PolicyFactoryOptions, RequestFeatures, WorkerInfo } from './types.js';
 import type { Rng } from '../util/rng.js';
@@ -49,6 +49,13 @@ export interface CacheAwareOptions {
    * that all hold a shared prompt.
    */
   readonly tieTolerance: number;
+  /**
+   * OURS, hot-prefix replication: a cache hit goes to the least-loaded worker instead when its prefix is
+   * under-replicated, i.e. (share of recent requests crossing the prefix) x (available workers) >
+   * (workers holding it) x hotPrefixFactor, and every holder within the tie tolerance is busier than the
+   * least loaded. That worker then holds the prefix too. 0 disables (SGLang's rule).
+   */
+  readonly hotPrefixFactor: number;
   /** Share insert decisions with other router replicas (affinity.ts); null: this replica alone. */
   readonly affinity: AffinityOptions | null;
 }
@@ -61,8 +68,12 @@ export const CACHE_AWARE_DEFAULTS: CacheAwareOptions = Object.freeze({
   maxTreeSize: DEFAULT_MAX_TREE_SIZE,
   balanceKeepLocality: true,
   tieTolerance: 0.01,
+  hotPrefixFactor: 1.1,
   affinity: null,
 });
+
+/** Half-life of a prefix's heat, in decisions (of one shard): hotness reflects the last ~100-200 requests. */
+export const HOT_PREFIX_HALF_LIFE = 64;
 
 /** Trees kept, one per model; further models share one overflow tree (a client cannot grow memory without bound). */
 export const MAX_MODEL_TREES = 64;
@@ -88,6 +99,7 @@ export function cacheAwareOptions(o: PolicyFactoryOptions = {}): CacheAwareOptio
     maxTreeSize: num(o, 'maxTreeSize', (v) => Number.isInteger(v) && v >= 1, 'a positive integer'),
     balanceKeepLocality: keep ?? CACHE_AWARE_DEFAULTS.balanceKeepLocality,
     tieTolerance: num(o, 'tieTolerance', (v) => v >= 0 && v < 1, 'a number in [0, 1)'),
+    hotPrefixFactor: num(o, 'hotPrefixFactor', (v) => v === 0 || (Number.isFinite(v) && v >= 1), '0 (off) or a number >= 1'),
     affinity: parseAffinity(o['affinity']),
   };
 }
@@ -108,6 +120,8 @@ export interface CacheAwareState {
   readonly cache_misses: number;
   /** Decisions taken in the imbalanced branch (sgl_router_load_balancing_events_total). */
   readonly imbalanced: number;
+  /** Cache hits sent to the least-loaded worker instead because their prefix was hot (hotPrefixFactor). */
+  readonly hot_prefix_spills: number;
   /** Characters held per worker URL, summed over the models' trees (sgl_router_tree_size). */
   readonly tree_size: Readonly<Record<string, number>>;
   readonly trees: readonly { readonly model: string; readonly nodes: number; readonly chars: number; readonly entries: number }[];
@@ -129,6 +143,7 @@ export function createCacheAwarePolicy(options: PolicyFactoryOptions = {}): Poli
   let hits = 0;
   let misses = 0;
   let imbalancedCount = 0;
+  let hotSpills = 0;
   let evictionRuns = 0;
   let evictedChars = 0;
   let lastEviction = -1;
@@ -136,6 +151,7 @@ export function createCacheAwarePolicy(options: PolicyFactoryOptions = {}): Poli
   const shardCount = typeof options['shardCount'] === 'number' ? options['shardCount'] : 1;
   const share = o.affinity === null ? null : new AffinityShare(o.affinity, { index: shardIndex, count: shardCount });
   const blockChars = share === null ? 0 : share.blockChars;
+  const probe = o.hotPrefixFactor > 0 ? new HotnessProbe(HOT_PREFIX_HALF_LIFE) : undefined;
 
   function treeFor(model: string | undefined): RadixTree {
     let key = model ?? DEFAULT_MODEL;
@@ -168,8 +184,9 @@ export function createCacheAwarePolicy(options: PolicyFactoryOptions = {}): Poli
   }
 
   /**
-   * Index of the longest match among candidates with load <= bound, a random one among those within
-   * `slack` characters of it (ties); -1 if none matched.
+   * Index of the longest match among candidates with load <= bound; among those within `slack`
+   * characters of it (ties: they hold the same prefix, as far as caching goes) the least loaded, a
+   * random one among equal loads; -1 if none matched.
    */
   function longestMatch(n: number, bound: number, slack: number, rng: Rng): number {
     let bestLen = 0;
@@ -181,10 +198,16 @@ export function createCacheAwarePolicy(options: PolicyFactoryOptions = {}): Poli
     if (bestLen === 0) return -1;
     const floor = bestLen - slack > 1 ? bestLen - slack : 1;
     let best = -1;
+    let bestLoad = Infinity;
     let ties = 0;
     for (let i = 0; i < n; i++) {
-      if ((loads[i] as number) > bound) continue;
-      if ((matched[(candidates[i] as WorkerInfo).slot] as number) >= floor && rng.next() * ++ties < 1) best = i;
+      const l = loads[i] as number;
+      if (l > bound || (matched[(candidates[i] as WorkerInfo).slot] as number) < floor) continue;
+      if (l < bestLoad) {
+        best = i;
+        bestLoad = l;
+        ties = 1;
+      } else if (l === bestLoad && rng.next() * ++ties < 1) best = i;
     }
     return best;
   }
@@ -217,16 +240,23 @@ export function createCacheAwarePolicy(options: PolicyFactoryOptions = {}): Poli
         if (l > maxLoad) maxLoad = l;
       }
       const imbalanced = maxLoad - minLoad > o.balanceAbsThreshold && maxLoad > minLoad * o.balanceRelThreshold;
-      const text = req.text;
-      const textChars = text.length;
+      // A long text that crossed into this actor in pieces is matched and inserted piecewise, never joined
+      // (except for sharing with other replicas, which hashes the whole text).
+      const chunks = req.textChunks;
+      const text = chunks === undefined ? req.text : '';
+      const textChars = chunks === undefined ? text.length : chunksLength(chunks);
       const tree = treeFor(req.model);
       // One walk gives every worker's match; skipped when its answer cannot be used.
       const needMatch = textChars > 0 && (!imbalanced || o.balanceKeepLocality);
-      if (needMatch) tree.prefixMatchTenants(text, matched);
+      if (needMatch) {
+        if (probe !== undefined) probe.minChars = Math.floor(textChars * o.cacheThreshold) + 1;
+        if (chunks === undefined) tree.prefixMatchTenants(text, matched, probe);
+        else tree.prefixMatchTenantsChunks(chunks, matched, probe);
+      }
       const now = ctx.now();
       // Other replicas' inserts: a worker's match is the larger of the tree's and the remote index's.
       let remoteRaised = false;
-      if (needMatch && share !== null && textChars >= blockChars && share.lookup(text, req.model, maxSlot, now) > 0) {
+      if (needMatch && share !== null && textChars >= blockChars && share.lookup(req.text, req.model, maxSlot, now) > 0) {
         const depth = share.depth;
         for (let i = 0; i < n; i++) {
           const slot = (candidates[i] as WorkerInfo).slot;
@@ -254,27 +284,49 @@ export function createCacheAwarePolicy(options: PolicyFactoryOptions = {}): Poli
           }
         }
       }
+      // Hot prefix: more of the traffic crosses it than its holders' fair share, and all of them are
+      // busier than the least loaded -> replicate it there (the tree learns the new holder below).
+      let hotShare = 0;
+      let holders = 0;
+      let spilled = false;
+      if (hit && !imbalanced && probe !== undefined && probe.holders > 0) {
+        hotShare = probe.share / shardCount;
+        holders = probe.holders;
+        if (hotShare * n > holders * o.hotPrefixFactor && (loads[pick] as number) > minLoad) {
+          spilled = true;
+          hit = false;
+          pick = leastLoaded(n, rng);
+        }
+      }
       if (pick < 0) pick = leastLoaded(n, rng);
       const w = candidates[pick] as WorkerInfo;
       const load = loads[pick] as number;
       const rate = textChars === 0 ? 0 : matchedChars / textChars;
-      if (textChars > 0) tree.insert(text, w.slot, now);
+      if (textChars > 0) {
+        if (chunks === undefined) tree.insert(text, w.slot, now);
+        else tree.insertChunks(chunks, w.slot, now);
+      }
       let remoteChars = 0;
       if (share !== null) {
         if (remoteRaised) {
           remoteChars = (share.depth[w.slot] as number) * blockChars;
           share.countRemote(true, hit && remoteChars > 0);
         }
-        if (textChars >= blockChars) share.record(text, req.model, w, needMatch ? (matched[w.slot] as number) : 0, now);
+        if (textChars >= blockChars) share.record(req.text, req.model, w, needMatch ? (matched[w.slot] as number) : 0, now);
       }
 
       decisions++;
       if (hit) hits++;
       else misses++;
       if (imbalanced) imbalancedCount++;
+      if (spilled) hotSpills++;
       const t = o.cacheThreshold.toFixed(2);
       let reason: string;
-      if (!imbalanced) {
+      if (spilled) {
+        reason =
+          `hot_prefix: match ${rate.toFixed(2)} > ${t}, but ${(hotShare * 100).toFixed(0)}% of recent requests share the prefix ` +
+          `and ${holders} of ${n} workers hold it -> least loaded ${w.url} (load ${load}, min ${minLoad}, max ${maxLoad})`;
+      } else if (!imbalanced) {
         reason = hit
           ? `cache_hit: match ${rate.toFixed(2)} > ${t} on worker ${w.url} (load ${load})${remoteChars > 0 ? ' (shared by another replica)' : ''}`
           : `cache_miss: match ${rate.toFixed(2)} <= ${t}; least loaded ${w.url} (load ${load}, min ${minLoad}, max ${maxLoad})`;
@@ -293,6 +345,7 @@ export function createCacheAwarePolicy(options: PolicyFactoryOptions = {}): Poli
         max_load: maxLoad,
         cache_hit: hit ? 1 : 0,
         imbalanced: imbalanced ? 1 : 0,
+        hot_prefix: spilled ? 1 : 0,
       };
       if (share !== null) scores['remote_chars'] = remoteChars;
       return decisionFor(w, reason, scores);
@@ -339,6 +392,7 @@ export function createCacheAwarePolicy(options: PolicyFactoryOptions = {}): Poli
         cache_hits: hits,
         cache_misses: misses,
         imbalanced: imbalancedCount,
+        hot_prefix_spills: hotSpills,
         tree_size: treeSize,
         trees: list,
         evictions: { runs: evictionRuns, evicted_chars: evictedChars, last_at_ms: lastEviction },
@@ -360,6 +414,7 @@ export function mergeCacheAwareStates(states: readonly unknown[]): CacheAwareSta
   let hits = 0;
   let misses = 0;
   let imbalanced = 0;
+  let spills = 0;
   let runs = 0;
   let evicted = 0;
   let last = -1;
@@ -373,6 +428,7 @@ export function mergeCacheAwareStates(states: readonly unknown[]): CacheAwareSta
     hits += s.cache_hits;
     misses += s.cache_misses;
     imbalanced += s.imbalanced;
+    spills += s.hot_prefix_spills ?? 0;
     runs += s.evictions.runs;
     evicted += s.evictions.evicted_chars;
     if (s.evictions.last_at_ms > last) last = s.evictions.last_at_ms;
@@ -387,6 +443,7 @@ export function mergeCacheAwareStates(states: readonly unknown[]): CacheAwareSta
     cache_hits: hits,
     cache_misses: misses,
     imbalanced,
+    hot_prefix_spills: spills,
     tree_size: treeSize,
     trees,
     evictions: { runs, evicted_chars: evicted, last_at_ms: last },

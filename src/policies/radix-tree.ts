@@ -96,6 +96,31 @@ export interface RadixSnapshot {
 /** Anything indexable by tenant id that prefixMatchTenants can write into. */
 export type TenantLengths = number[] | Int32Array | Uint32Array | Float64Array;
 
+/**
+ * How hot a request's prefix is, measured in the same walk as its match (prefixMatchTenants): the
+ * prefix is the shallowest node of the matched path that ends at or beyond `minChars` (the node by which
+ * the match becomes worth following; a parent of a node is crossed by every walk that crosses the node,
+ * so it is also the hottest such node). Each probe adds 1 to that node's heat, which halves every
+ * `halfLife` probes; `share` is then the node's share of recent probes (1 when every request crossed it)
+ * and `holders` how many tenants hold it. Reused object: set minChars, call, read share and holders.
+ */
+export class HotnessProbe {
+  /** In: characters the prefix must reach. */
+  minChars = 0;
+  /** Out: the prefix's share of recent probes in [0, 1]; 0 when no node of the path reaches minChars. */
+  share = 0;
+  /** Out: tenants holding the prefix (0 when none). */
+  holders = 0;
+  readonly halfLife: number;
+  /** Per-probe decay factor, 2^(-1/halfLife); a node probed every time converges to heat 1 / (1 - decay). */
+  readonly decay: number;
+  constructor(halfLife: number) {
+    if (!(Number.isFinite(halfLife) && halfLife >= 1)) throw new RangeError(`hotness probe: halfLife must be >= 1, got ${String(halfLife)}`);
+    this.halfLife = halfLife;
+    this.decay = 2 ** (-1 / halfLife);
+  }
+}
+
 class Membership {
   prev: Membership | null = null;
   next: Membership | null = null;
@@ -132,6 +157,12 @@ class RadixNode {
   lastTenant = -1;
   more: Membership[] | null = null;
   moreTenants: number[] | null = null;
+  /**
+   * Hotness (HotnessProbe): a decaying count of the probes that took this node as their prefix, and the
+   * probe clock at its last update.
+   */
+  heat = 0;
+  heatAt = 0;
   constructor(
     /** The edge's text: a string of its own, so a whole label compares natively (one `===`). */
     public label: string,
@@ -193,6 +224,83 @@ function matchLabel(label: string, text: string, i: number): number {
   }
   while (k < limit && label.charCodeAt(k) === text.charCodeAt(i + k)) k++;
   return k;
+}
+
+/**
+ * A text in pieces (RequestFeatures.textChunks: a long prompt crosses into the policy actor as strings
+ * of at most TEXT_CHUNK_CHARS, so that no piece is a large object; see docs/radix-tree.md), and the
+ * walk's position in it: chunks[c] starts at character `base` of the whole text.
+ */
+class ChunkCursor {
+  c = 0;
+  base = 0;
+  constructor(readonly chunks: readonly string[]) {}
+
+  /** Move to the chunk holding character i (i only grows during a walk); false past the end. */
+  seek(i: number): boolean {
+    const chunks = this.chunks;
+    while (this.c < chunks.length) {
+      const len = (chunks[this.c] as string).length;
+      if (i < this.base + len) return true;
+      this.base += len;
+      this.c++;
+    }
+    return false;
+  }
+
+  charCodeAt(i: number): number {
+    return this.seek(i) ? (this.chunks[this.c] as string).charCodeAt(i - this.base) : NaN;
+  }
+
+  /** matchLabel over the pieces: characters of `label` matched by the text from i (label[0] is known to match). */
+  matchLabel(label: string, i: number): number {
+    const len = label.length;
+    let k = 0;
+    while (k < len && this.seek(i + k)) {
+      const chunk = this.chunks[this.c] as string;
+      const off = i + k - this.base;
+      const piece = len - k < chunk.length - off ? len - k : chunk.length - off;
+      if (k > 0 && label.charCodeAt(k) !== chunk.charCodeAt(off)) return k;
+      const sub = k === 0 && piece === len ? label : label.slice(k, k + piece);
+      const m = matchLabel(sub, chunk, off);
+      k += m;
+      if (m < piece) return k;
+    }
+    return k;
+  }
+
+  /** The text's characters [i, i + n) (n <= TEXT_CHUNK_CHARS) as a string of its own. */
+  copy(i: number, n: number): string {
+    this.seek(i);
+    const chunk = this.chunks[this.c] as string;
+    const off = i - this.base;
+    if (off + n <= chunk.length) return ownCopy(chunk, off, off + n);
+    let s = chunk.slice(off);
+    for (let c = this.c + 1; s.length < n && c < this.chunks.length; c++) s += (this.chunks[c] as string).slice(0, n - s.length);
+    return (' ' + s).slice(1); // flattened into a fresh string (as ownCopy does)
+  }
+}
+
+/** Total characters of a chunked text. */
+export function chunksLength(chunks: readonly string[]): number {
+  let n = 0;
+  for (let i = 0; i < chunks.length; i++) n += (chunks[i] as string).length;
+  return n;
+}
+
+/**
+ * Longest piece a chunked text is cut into, and longest label inserted from one: a two-byte string of
+ * this many characters stays under V8's large-object size (32 KB), so neither the crossing nor the tree
+ * allocates a large object per request (a fresh large object costs a page fault per 4 KB; measured in
+ * docs/radix-tree.md).
+ */
+export const TEXT_CHUNK_CHARS = 8192;
+
+/** A text cut into TEXT_CHUNK_CHARS pieces (O(1) slices of it). */
+export function chunkText(text: string): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < text.length; i += TEXT_CHUNK_CHARS) out.push(text.slice(i, i + TEXT_CHUNK_CHARS));
+  return out;
 }
 
 function checkTenant(tenant: number): void {
@@ -257,6 +365,8 @@ export class RadixTree {
   // Reused by prefixMatchTenants: the matched path and the matched length at the end of each node.
   private readonly pathNodes: (RadixNode | null)[] = [];
   private readonly pathEnds: number[] = [];
+  /** Probes so far (HotnessProbe's clock). */
+  private probes = 0;
 
   constructor(options: RadixTreeOptions = {}) {
     const max = options.maxTenantChars ?? DEFAULT_MAX_TREE_SIZE;
@@ -347,11 +457,11 @@ export class RadixTree {
   /**
    * Matched characters per tenant in one walk: out[t] = characters of `text` matched by tenant t (0 when
    * it holds none of it), for every t < out.length; the rest of `out` is zeroed. Returns the longest
-   * match. Lets a policy take the longest match among a filtered set of workers. Does not touch.
+   * match. Lets a policy take the longest match among a filtered set of workers. Does not touch. With a
+   * probe, also measures how hot the matched prefix is (HotnessProbe).
    */
-  prefixMatchTenants(text: string, out: TenantLengths): number {
+  prefixMatchTenants(text: string, out: TenantLengths, probe?: HotnessProbe): number {
     checkText(text);
-    out.fill(0);
     const n = text.length;
     const pathNodes = this.pathNodes;
     const pathEnds = this.pathEnds;
@@ -369,13 +479,83 @@ export class RadixTree {
       depth++;
       if (k < child.label.length) break;
     }
+    this.collectTenants(depth, out);
+    if (probe !== undefined) this.probe(probe, depth);
+    for (let d = 0; d < depth; d++) pathNodes[d] = null; // do not keep evicted nodes alive
+    return i;
+  }
+
+  /**
+   * insert() for a text in pieces (chunkText). Matches like insert; the part no node holds is added as a
+   * chain of nodes of at most TEXT_CHUNK_CHARS characters each, so no label is a large object.
+   */
+  insertChunks(chunks: readonly string[], tenant: number, nowMs: number): void {
+    checkTenant(tenant);
+    const n = chunksLength(chunks);
+    if (n === 0) return;
+    this.ensureTenant(tenant);
+    const seq = ++this.seq;
+    const text = new ChunkCursor(chunks);
+    let node = this.root;
+    let i = 0;
+    let cursor: Membership | null = null;
+    while (i < n) {
+      const c = text.charCodeAt(i);
+      let child = findChild(node, c);
+      if (child === null) {
+        // a chain: each link's tag goes before its parent's in the LRU list (the cursor moves down)
+        while (i < n) {
+          const len = n - i < TEXT_CHUNK_CHARS ? n - i : TEXT_CHUNK_CHARS;
+          const leaf = new RadixNode(text.copy(i, len), 0, text.charCodeAt(i), node);
+          this.attachChild(node, leaf);
+          cursor = this.addMember(leaf, tenant, seq, nowMs, cursor);
+          node = leaf;
+          i += len;
+        }
+        break;
+      }
+      const k = text.matchLabel(child.label, i);
+      if (k < child.label.length) child = this.split(child, k);
+      cursor = this.touch(child, tenant, seq, nowMs, cursor);
+      i += k;
+      node = child;
+    }
+    if ((this.tenantChars[tenant] as number) > this.maxTenantChars) this.evictTenant(tenant, this.maxTenantChars);
+  }
+
+  /** prefixMatchTenants() for a text in pieces (chunkText). */
+  prefixMatchTenantsChunks(chunks: readonly string[], out: TenantLengths, probe?: HotnessProbe): number {
+    const text = new ChunkCursor(chunks);
+    const n = chunksLength(chunks);
+    let depth = 0;
+    let node = this.root;
+    let i = 0;
+    while (i < n) {
+      const child = findChild(node, text.charCodeAt(i));
+      if (child === null) break;
+      const k = text.matchLabel(child.label, i);
+      i += k;
+      node = child;
+      this.pathNodes[depth] = child;
+      this.pathEnds[depth] = i;
+      depth++;
+      if (k < child.label.length) break;
+    }
+    this.collectTenants(depth, out);
+    if (probe !== undefined) this.probe(probe, depth);
+    for (let d = 0; d < depth; d++) this.pathNodes[d] = null;
+    return i;
+  }
+
+  /** out[t] = where tenant t's match ends on the path just walked (pathNodes[0, depth)). */
+  private collectTenants(depth: number, out: TenantLengths): void {
+    out.fill(0);
     // Tag sets shrink going down a path, so a tenant's match ends at the deepest node it tags: walk back
     // up, first writer wins, and stop at a node every tenant tags (its ancestors add nothing).
     const limit = out.length;
-    let j = depth - 1;
-    for (; j >= 0; j--) {
-      const at = pathNodes[j] as RadixNode;
-      const end = pathEnds[j] as number;
+    for (let j = depth - 1; j >= 0; j--) {
+      const at = this.pathNodes[j] as RadixNode;
+      const end = this.pathEnds[j] as number;
       const t0 = at.t0;
       if (t0 < limit && out[t0] === 0) out[t0] = end;
       const tenants = at.moreTenants;
@@ -387,8 +567,23 @@ export class RadixTree {
       }
       if (at.memberCount === this.activeTenants) break;
     }
-    for (let d = 0; d < depth; d++) pathNodes[d] = null; // do not keep evicted nodes alive
-    return i;
+  }
+
+  /** HotnessProbe over the path just walked (pathNodes[0, depth)). */
+  private probe(probe: HotnessProbe, depth: number): void {
+    const clock = ++this.probes;
+    probe.share = 0;
+    probe.holders = 0;
+    for (let d = 0; d < depth; d++) {
+      if ((this.pathEnds[d] as number) < probe.minChars) continue;
+      const node = this.pathNodes[d] as RadixNode;
+      const heat = node.heat * probe.decay ** (clock - node.heatAt) + 1;
+      node.heat = heat;
+      node.heatAt = clock;
+      probe.share = heat * (1 - probe.decay);
+      probe.holders = node.memberCount;
+      return;
+    }
   }
 
   /** Drop a worker entirely (it left the fleet). O(its tags). */
@@ -673,6 +868,9 @@ export class RadixTree {
     upper.memberCount = count;
     upper.t0 = node.t0;
     upper.lastTenant = node.lastTenant;
+    // every walk that crossed node crossed what is now upper
+    upper.heat = node.heat;
+    upper.heatAt = node.heatAt;
     for (let j = 0; j < count; j++) {
       const m = memberAt(node, j);
       const u = new Membership(upper, m.tenant, m.seq, m.time, j);

@@ -214,8 +214,8 @@ t.test('eviction: on the interval, and the max_tree_size bound on every insert',
 });
 
 t.test('options: SGLang defaults, validation with stable codes', async (t) => {
-  t.same(cacheAwareOptions(), { cacheThreshold: 0.3, balanceAbsThreshold: 64, balanceRelThreshold: 1.5, evictionIntervalSecs: 120, maxTreeSize: 2 ** 26, balanceKeepLocality: true, tieTolerance: 0.01, affinity: null });
-  for (const bad of [{ cacheThreshold: 2 }, { balanceRelThreshold: 0.5 }, { maxTreeSize: 0 }, { balanceAbsThreshold: -1 }, { evictionIntervalSecs: 0 }, { balanceKeepLocality: 'yes' }, { cacheThreshold: 'x' }, { tieTolerance: 1 }, { affinity: { blockChars: 100 } }, { affinity: 'on' }]) {
+  t.same(cacheAwareOptions(), { cacheThreshold: 0.3, balanceAbsThreshold: 64, balanceRelThreshold: 1.5, evictionIntervalSecs: 120, maxTreeSize: 2 ** 26, balanceKeepLocality: true, tieTolerance: 0.01, hotPrefixFactor: 1.1, affinity: null });
+  for (const bad of [{ cacheThreshold: 2 }, { balanceRelThreshold: 0.5 }, { maxTreeSize: 0 }, { balanceAbsThreshold: -1 }, { evictionIntervalSecs: 0 }, { balanceKeepLocality: 'yes' }, { cacheThreshold: 'x' }, { tieTolerance: 1 }, { hotPrefixFactor: 0.5 }, { hotPrefixFactor: -1 }, { affinity: { blockChars: 100 } }, { affinity: 'on' }]) {
     const err = t.throws(() => createCacheAwarePolicy(bad)) as SwitchyardError;
     t.equal(err.code, 'invalid_request', JSON.stringify(bad));
   }
@@ -303,4 +303,65 @@ t.test('a prompt every worker holds: near-equal matches tie, so a few characters
     if (spread) t.ok(first < 200 && counts.size === 4, `tolerance ${tolerance}: spread over every holder ${JSON.stringify([...counts])}`);
     else t.ok(first > 300, `tolerance 0: the worker with the most question history takes most (${first} of 400)`);
   }
+});
+
+/**
+ * A closed little fleet: each decision puts a request in flight on the chosen worker; after it, every
+ * worker finishes one of its requests with probability `serve` (the same speed for all). Returns the
+ * requests each worker got over the last `measured` decisions, and the policy's snapshot.
+ */
+function simulate(options: Record<string, unknown>, texts: (i: number) => string, decisions: number, measured: number): { counts: number[]; snap: CacheAwareState; slots: number[] } {
+  const table = WorkerTable.create(16);
+  const ws = addWorkers(table, 8);
+  const p = createCacheAwarePolicy(options);
+  p.onWorkersChanged?.(ws);
+  const ctx = ctxFor(table, ws, 11);
+  const rng = new Rng(5);
+  const counts = new Array<number>(8).fill(0);
+  const inFlight = new Array<number>(8).fill(0);
+  for (let i = 0; i < decisions; i++) {
+    const d = p.select(req(texts(i)), ctx) as Decision;
+    const k = ws.findIndex((w) => w.slot === d.slot);
+    table.acquire(ws[k]!, 1);
+    inFlight[k]!++;
+    if (i >= decisions - measured) counts[k]!++;
+    for (let j = 0; j < 8; j++) {
+      if (inFlight[j]! > 0 && rng.next() < 0.16) {
+        table.releaseLoad(ws[j]!, 1, true);
+        inFlight[j]!--;
+      }
+    }
+  }
+  return { counts, snap: p.snapshot?.() as CacheAwareState, slots: ws.map((w) => w.slot) };
+}
+
+t.test('hot-prefix replication (ours): one prompt for every request spreads over the fleet; SGLang rule lets it pile up', async (t) => {
+  const hot = (i: number): string => `${SYSTEM.repeat(20)} question ${i} ${'x'.repeat(i % 7)}`;
+  const fair = 1000 / 8;
+  const replicated = simulate({}, hot, 3000, 1000);
+  const max = Math.max(...replicated.counts) / fair;
+  t.ok(max <= 1.25, `default: busiest worker ${max.toFixed(2)}x its fair share (${replicated.counts.join(' ')})`);
+  t.ok(Math.min(...replicated.counts) > 0, 'every worker took part');
+  t.ok(replicated.snap.hot_prefix_spills >= 7 && replicated.snap.hot_prefix_spills < 100, `${replicated.snap.hot_prefix_spills} spills: the prompt was replicated, then hits again`);
+  t.ok(replicated.snap.cache_hits / replicated.snap.decisions > 0.95, 'and nearly every decision still followed the cache');
+  const sglang = simulate({ hotPrefixFactor: 0 }, hot, 3000, 1000);
+  const maxSglang = Math.max(...sglang.counts) / fair;
+  // SGLang's rule spreads only once a holder is 64 requests ahead, and leaves workers out
+  t.ok(maxSglang > 1.25 && maxSglang > max, `--hot-prefix-factor 0: busiest worker ${maxSglang.toFixed(2)}x (${sglang.counts.join(' ')})`);
+  t.ok(Math.min(...sglang.counts) < Math.min(...replicated.counts) / 2, 'and the idlest worker far below');
+  t.equal(sglang.snap.hot_prefix_spills, 0);
+});
+
+t.test('hot-prefix replication leaves many distinct prefixes alone: no spill, each group on one worker', async (t) => {
+  const groups = Array.from({ length: 80 }, (_, g) => `group ${g} ${SYSTEM.repeat(3)}`);
+  const order = new Rng(9);
+  const picks: number[] = [];
+  const text = (i: number): string => {
+    const g = order.int(0, 79);
+    picks[i] = g;
+    return `${groups[g]} question ${i}`;
+  };
+  const { snap } = simulate({}, text, 4000, 1000);
+  t.equal(snap.hot_prefix_spills, 0, 'no group is hot: 1/80 of the traffic each');
+  t.ok(snap.cache_hits / snap.decisions > 0.97, `hit rate ${(snap.cache_hits / snap.decisions).toFixed(3)}`);
 });

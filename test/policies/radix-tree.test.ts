@@ -1,7 +1,7 @@
 import t from 'tap';
 import v8 from 'node:v8';
 import vm from 'node:vm';
-import { RadixTree, MAX_TENANT_ID, type RadixSnapshot } from '../../src/policies/radix-tree.js';
+import { chunkText, HotnessProbe, RadixTree, MAX_TENANT_ID, TEXT_CHUNK_CHARS, type RadixSnapshot } from '../../src/policies/radix-tree.js';
 import { Rng } from '../../src/util/rng.js';
 
 // ---- brute-force helpers over a snapshot (independent of the tree's own walks) ----
@@ -589,4 +589,84 @@ t.test('checkInvariants detects corruption', async (t) => {
   const leaf = (internals.lruHead[0] as NonNullable<Internals['lruHead'][number]>).node;
   leaf.memberCount = 0;
   t.throws(() => tree.checkInvariants(), /without a tenant/);
+});
+
+t.test('texts in pieces (insertChunks, prefixMatchTenantsChunks) agree with whole texts', async (t) => {
+  const rng = new Rng(77);
+  const tenants = 5;
+  const whole = new RadixTree({ maxTenantChars: 1e9 });
+  const pieces = new RadixTree({ maxTenantChars: 1e9 });
+  const stems = ['<|system|>You are helpful.', '<|system|>You are terse.', 'abab'];
+  const cut = (text: string): string[] => {
+    // arbitrary piece sizes (1..9 characters), not only TEXT_CHUNK_CHARS: every boundary case of the walk
+    const out: string[] = [];
+    for (let i = 0; i < text.length; ) {
+      const n = rng.int(1, 9);
+      out.push(text.slice(i, i + n));
+      i += n;
+    }
+    return out;
+  };
+  const a = new Int32Array(tenants);
+  const b = new Int32Array(tenants);
+  const known: string[] = [];
+  for (let op = 0; op < 4000; op++) {
+    if (rng.next() < 0.5) {
+      const tenant = rng.int(0, tenants - 1);
+      const text = randomText(rng, stems, 30);
+      whole.insert(text, tenant, op);
+      pieces.insertChunks(cut(text), tenant, op);
+      known.push(text);
+    } else {
+      const query = known.length > 0 && rng.next() < 0.6 ? (known[rng.int(0, known.length - 1)] as string) + randomText(rng, [], 5) : randomText(rng, stems, 30);
+      const la = whole.prefixMatchTenants(query, a);
+      const lb = pieces.prefixMatchTenantsChunks(cut(query), b);
+      if (la !== lb || a.some((x, i) => x !== b[i])) t.fail(`pieces ${lb} [${b.join(',')}] != whole ${la} [${a.join(',')}] for ${JSON.stringify(query)}`);
+    }
+    if (op % 500 === 0) pieces.checkInvariants();
+  }
+  pieces.checkInvariants();
+  for (let x = 0; x < tenants; x++) t.equal(pieces.tenantSize(x), whole.tenantSize(x), `tenant ${x} holds as many characters`);
+
+  // 200 KB prompts: chunkText's pieces; the new part is stored as a chain of TEXT_CHUNK_CHARS labels
+  const big = new RadixTree();
+  const body = randomText(new Rng(3), [], 0) + 'lorem ipsum dolor '.repeat(11_000);
+  const p1 = `${body} first question`;
+  const p2 = `${body} second question, longer`;
+  big.insertChunks(chunkText(p1), 1, 1);
+  t.ok(big.snapshot().labels.every((l) => l.length <= TEXT_CHUNK_CHARS), 'no label longer than a piece');
+  t.equal(big.size.nodes, Math.ceil(p1.length / TEXT_CHUNK_CHARS));
+  const out = new Int32Array(4);
+  t.equal(big.prefixMatchTenantsChunks(chunkText(p2), out), body.length + 1, 'the shared body matches across every piece boundary');
+  t.equal(out[1], body.length + 1);
+  big.insertChunks(chunkText(p2), 2, 2);
+  t.equal(big.prefixMatchTenantsChunks(chunkText(p2), out), p2.length);
+  t.same([out[1], out[2]], [body.length + 1, p2.length]);
+  t.equal(big.prefixMatchTenants(p2, out), p2.length, 'and the whole-text walk reads the same tree');
+  big.checkInvariants();
+  t.equal(big.removeTenant(1).evictedChars, p1.length, 'eviction frees the chain');
+  big.checkInvariants();
+});
+
+t.test('hotness probe: the share of recent walks crossing the prefix, and its holders', async (t) => {
+  const tree = new RadixTree();
+  const probe = new HotnessProbe(16);
+  const out = new Int32Array(4);
+  const stem = 'the shared system prompt, long enough to count. ';
+  tree.insert(`${stem}q0`, 0, 0);
+  tree.insert(`${stem}q1`, 1, 0);
+  for (let i = 0; i < 200; i++) {
+    probe.minChars = 10;
+    tree.prefixMatchTenants(`${stem}question ${i}`, out, probe);
+  }
+  t.ok(probe.share > 0.99 && probe.share <= 1, `every walk crossed the stem: share ${probe.share.toFixed(3)}`);
+  t.equal(probe.holders, 2);
+  for (let i = 0; i < 64; i++) tree.prefixMatchTenants(`another text ${i}`, out, probe);
+  probe.minChars = 10;
+  tree.prefixMatchTenants(`${stem}again`, out, probe);
+  t.ok(probe.share < 0.11, `after 4 half-lives elsewhere (1/16 + this walk): ${probe.share.toFixed(3)}`);
+  probe.minChars = stem.length + 5;
+  tree.prefixMatchTenants(`${stem}again`, out, probe);
+  t.same([probe.share, probe.holders], [0, 0], 'no node of the path reaches minChars');
+  t.throws(() => new HotnessProbe(0), RangeError);
 });
