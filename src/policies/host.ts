@@ -23,6 +23,7 @@ import { Rng } from '../util/rng.js';
 import { leastLoadedDecision, monotonicNow, randomSeed } from './common.js';
 import { createPolicy, isBuiltinPolicy, policySpec } from './registry.js';
 import { GroupedMembership, plainMembers, withAdmission } from './membership.js';
+import { chunkText, TEXT_CHUNK_CHARS } from './radix-tree.js';
 import { MAX_SHARDS, ShardedPolicyHost, shardSeedOf } from './sharded-host.js';
 import { SwitchyardError } from '../errors.js';
 import type { CompletionFeedback, Decision, Policy, PolicyFactoryOptions, RequestFeatures, WorkerInfo } from './types.js';
@@ -46,6 +47,8 @@ export interface PolicyHost {
 }
 
 export const FALLBACK_RESTARTING = 'fallback: policy actor restarting';
+/** Texts longer than this cross into a policy actor as TEXT_CHUNK_CHARS pieces (RequestFeatures.textChunks). */
+export const CHUNK_TEXT_ABOVE = 2 * TEXT_CHUNK_CHARS;
 export const DEFAULT_POLICY_WATCHDOG_MS = 2000;
 
 export interface PolicyHostOptions {
@@ -220,7 +223,11 @@ export class ActorPolicyHost implements PolicyHost {
       cb(null, this.fallback(null, req));
       return;
     }
-    this.actor.call({ t: 'decide', req }, this.onDecided, req.group === undefined && req.admission === undefined ? cb : { req, cb });
+    const ctx = req.group === undefined && req.admission === undefined ? cb : { req, cb };
+    // A long text crosses in pieces: one string over V8's large-object size costs a fresh allocation (a
+    // page fault per 4 KB) to serialise here and again to deserialise there (docs/radix-tree.md).
+    const msg = req.text.length > CHUNK_TEXT_ABOVE ? { ...req, text: '', textChunks: chunkText(req.text) } : req;
+    this.actor.call({ t: 'decide', req: msg }, this.onDecided, ctx);
   }
 
   observe(f: CompletionFeedback): void {

@@ -11,7 +11,39 @@ import { Rng } from '../util/rng.js';
 import { monotonicNow } from './common.js';
 import { createPolicyFromSpec } from './registry.js';
 import { GroupedMembership, withAdmission } from './membership.js';
-import type { Policy, PolicyContext, WorkerInfo } from './types.js';
+import type { Policy, PolicyContext, RequestFeatures, WorkerInfo } from './types.js';
+
+/**
+ * A request whose text crossed in pieces (RequestFeatures.textChunks): `text` is joined on first read,
+ * so a policy that works on the pieces never builds the whole string.
+ */
+class ChunkedRequest implements RequestFeatures {
+  readonly requestId: string;
+  readonly route: RequestFeatures['route'];
+  readonly inputTokens: number;
+  readonly maxNewTokens: number;
+  readonly stream: boolean;
+  readonly model: string | undefined;
+  readonly group: string | undefined;
+  readonly admission: string | undefined;
+  readonly textChunks: readonly string[];
+  private joined: string | null = null;
+  constructor(req: RequestFeatures) {
+    this.requestId = req.requestId;
+    this.route = req.route;
+    this.inputTokens = req.inputTokens;
+    this.maxNewTokens = req.maxNewTokens;
+    this.stream = req.stream;
+    this.model = req.model;
+    this.group = req.group;
+    this.admission = req.admission;
+    this.textChunks = req.textChunks ?? [req.text];
+  }
+  get text(): string {
+    this.joined ??= this.textChunks.join('');
+    return this.joined;
+  }
+}
 
 let policy: Policy | null = null;
 let ctx: { table: WorkerTable; workers: readonly WorkerInfo[]; rng: Rng; now(): number } | null = null;
@@ -42,7 +74,7 @@ export default defineActor<PolicyActorMessage, PolicyActorReplies, PolicyActorIn
     decide(msg) {
       const s = state();
       decisions++;
-      const req = msg.req;
+      const req = msg.req.textChunks === undefined ? msg.req : new ChunkedRequest(msg.req);
       (s.ctx as { workers: readonly WorkerInfo[] }).workers = membership.candidatesFor(s.ctx.table, req.group);
       return withAdmission(s.policy.select(req, s.ctx), req);
     },

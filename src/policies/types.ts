@@ -26,6 +26,12 @@ export interface RequestFeatures {
   readonly group?: string | undefined;
   /** Admission's reason (e.g. "large_input: 10000 > 8000 tokens -> multi"), prefixed to the decision's. */
   readonly admission?: string | undefined;
+  /**
+   * A long text as it crossed into a policy actor: pieces of at most TEXT_CHUNK_CHARS whose concatenation
+   * is `text` (radix-tree.ts chunkText). In the actor `text` is then joined on first read; a policy that
+   * can work on the pieces (cache_aware) reads these and never touches `text`. Absent for short texts.
+   */
+  readonly textChunks?: readonly string[] | undefined;
 }
 
 /** A member of the fleet as policies see it; counters are read live from the worker table. */

@@ -2,8 +2,9 @@
 import t from 'tap';
 import { fileURLToPath } from 'node:url';
 import { WorkerTable } from '../../src/actors/worker-table.js';
-import { ActorPolicyHost, createPolicyHost, FALLBACK_RESTARTING, InlinePolicyHost, type PolicyHost } from '../../src/policies/host.js';
+import { ActorPolicyHost, CHUNK_TEXT_ABOVE, createPolicyHost, FALLBACK_RESTARTING, InlinePolicyHost, type PolicyHost } from '../../src/policies/host.js';
 import { registerPolicyModule } from '../../src/policies/registry.js';
+import type { CacheAwareState } from '../../src/policies/cache-aware.js';
 import type { CompletionFeedback, Decision, RequestFeatures } from '../../src/policies/types.js';
 import { Rng } from '../../src/util/rng.js';
 import { addWorkers, decideAsync, makeRequest, TEST_ACTOR } from './conformance.js';
@@ -283,4 +284,30 @@ t.test('fallback decisions respect size-aware admission groups (actor restarting
   t.equal(thrown?.slot, multi.slot);
   t.match(thrown?.reason, /^admission: .*; fallback: policy error/);
   await inline.close();
+});
+
+t.test('a long text crosses into the actor in pieces: cache_aware matches it piecewise, a plugin reads it whole', async (t) => {
+  const table = WorkerTable.create(8);
+  const ws = addWorkers(table, 4);
+  const body = 'A long shared document about routing. '.repeat(1500); // ~57k characters: over CHUNK_TEXT_ABOVE
+  t.ok(body.length > CHUNK_TEXT_ABOVE);
+  const host = createPolicyHost('cache_aware', { seed: 4 }, table, undefined, { placement: 'actor', actor: TEST_ACTOR });
+  t.teardown(() => host.close());
+  await host.ready();
+  host.setWorkers(ws);
+  const first = (await decideAsync(host, req(`${body} question one`))) as Decision;
+  t.equal(first.scores?.['text_chars'], body.length + 13);
+  const second = (await decideAsync(host, req(`${body} question two`))) as Decision;
+  t.equal(second.slot, first.slot, 'the shared document is a cache hit on the same worker');
+  t.equal(second.scores?.['matched_chars'], body.length + 10, 'matched up to where the questions differ');
+  const snap = (await host.snapshot()) as { actor: { state: CacheAwareState } };
+  t.equal(snap.actor.state.tree_size[ws[first.slot]!.url], body.length + 13 + 3, 'the tree holds both texts once');
+
+  // a plugin reads req.text: joined on first read, equal to what the front end had
+  const plugin = createPolicyHost(TEST_PLUGIN_NAME, {}, table, undefined, { actor: TEST_ACTOR });
+  t.teardown(() => plugin.close());
+  await plugin.ready();
+  plugin.setWorkers(ws);
+  const d = await decideAsync(plugin, req(`${'x'.repeat(CHUNK_TEXT_ABOVE * 3)}__len__`));
+  t.equal(d?.scores?.['text_length'], CHUNK_TEXT_ABOVE * 3 + 7);
 });
