@@ -152,11 +152,13 @@ t.test('add and remove workers while traffic flows', async (t) => {
     }
   };
   const loops = [loop(), loop(), loop()];
-  await new Promise((res) => setTimeout(res, 100));
+  // Each phase lasts until its traffic happened (not a fixed time: requests are slow on a loaded machine).
+  await waitFor(() => total >= 6, 15_000, 'traffic flowing to a');
   t.equal((await send('POST', `${r.url}/add_worker?url=${encodeURIComponent(b.url)}`, undefined)).status, 200);
-  await new Promise((res) => setTimeout(res, 100));
+  await waitFor(() => b.received.length >= 3, 15_000, 'b admitted and taking traffic');
   t.equal((await send('POST', `${r.url}/remove_worker?url=${encodeURIComponent(a.url)}`, undefined)).status, 200);
-  await new Promise((res) => setTimeout(res, 100));
+  const afterRemoval = total;
+  await waitFor(() => total >= afterRemoval + 6, 15_000, 'traffic after a was removed');
   stop = true;
   await Promise.all(loops);
   t.equal(failures, 0, `0 of ${total} failed`);
