@@ -87,7 +87,11 @@ t.test('hang-rate hangs a fraction', async (t) => {
   const url = fleet.urls[0] as string;
   const reqs = Array.from({ length: 20 }, () => rawRequest(`${url}/generate`, 'POST', JSON.stringify(GEN)));
   await waitFor(() => fleet.servers[0]!.stats().dataRequests === 20, 3000, 'all requests to arrive');
-  await sleep(200);
+  // Every request either hangs or is served: wait for the served ones to finish (not a fixed time).
+  await waitFor(() => {
+    const s = fleet.servers[0]!.stats();
+    return s.totals.finished + s.hanging >= 20;
+  }, 10_000, 'the requests that do not hang to finish');
   const st = fleet.servers[0]!.stats();
   t.ok(st.hanging >= 3 && st.hanging <= 17, `${st.hanging}/20 hang`);
   t.equal(st.totals.finished, 20 - st.hanging, 'the others were served');
