@@ -19,8 +19,8 @@
  * - Rate: the refill rate and bucket capacity are split the same way, by weight (active replicas 1, idle
  *   ones 0.1): a Redis bucket would cost a round trip per refill on the request path; a share costs none.
  * - Fallback: with Redis down (or no renewal answered for a lease period) the replica enforces
- *   ceil(global / replicas seen at the last renewal) (or --cluster-replicas when larger, e.g. before any
- *   renewal), logs it once, sets switchyard_cluster_admission_fallback to 1, and takes a lease again
+ *   ceil(global / the most replicas seen in the last 10 s) (or --cluster-replicas when larger, e.g.
+ *   before any renewal), logs it once, sets switchyard_cluster_admission_fallback to 1, and takes a lease again
  *   when Redis is back (the link's resync hook renews at once).
  */
 import type { Logger } from '../util/log.js';
@@ -61,6 +61,8 @@ export interface GlobalAdmissionStats {
 }
 
 const LEASES_KEY = 'admission:leases';
+/** How long a replica count stays "seen recently". */
+const RECENT_MS = 10_000;
 const EPOCH_KEY = 'admission:epoch';
 
 export class GlobalAdmission {
@@ -77,10 +79,16 @@ export class GlobalAdmission {
   private closed = false;
   /** The local concurrency limit now (the grant, or the fallback limit). */
   private share: number;
+  /** `share` as set by the last renewal or fallback (stats, metrics). */
+  private shown = 0;
   private rateShare: number;
   /** The fair allocation the last renewal computed (what this replica shrinks towards). */
   private allocation: number;
+  /** Replicas holding a lease at the last renewal. */
   private replicas: number;
+  /** The most replicas seen within RECENT_MS (the fallback split and the settling hint use it). */
+  private recentReplicas: number;
+  private recentReplicasAt = Number.NEGATIVE_INFINITY;
   private lastOkSentAt = Number.NEGATIVE_INFINITY;
   private admittedAtLastRenewal = 0;
   private leased = false;
@@ -107,6 +115,7 @@ export class GlobalAdmission {
     this.hint = Math.max(1, options.replicasHint ?? 1);
     this.headroom = Math.max(1, Math.ceil((this.limit * 0.05) / this.hint));
     this.replicas = this.hint;
+    this.recentReplicas = this.hint;
     this.run = link.script('admission-lease', ADMISSION_LEASE_LUA, 2);
     // Until the first lease: the fallback split (quietly; the link logs an unreachable Redis itself).
     this.share = this.fallbackShare();
@@ -136,7 +145,8 @@ export class GlobalAdmission {
     return {
       leased: this.leased,
       fallback: this.inFallback || !this.leased,
-      concurrency_share: this.limit > 0 ? this.share : 0,
+      // the share as of the last renewal (during one, the local limit is briefly the target: see renewOnce)
+      concurrency_share: this.limit > 0 ? this.shown : 0,
       rate_share: this.rateShare,
       replicas: this.replicas,
       renewals: this.renewals,
@@ -211,7 +221,7 @@ export class GlobalAdmission {
       floor = Math.max(this.share, limiter.active); // read after lowering: front-end threads admit meanwhile
     }
     const sentAt = performance.now();
-    const hint = Math.max(this.hint, this.replicas);
+    const hint = Math.max(this.hint, this.recentReplicas);
     const reply = await this.run([this.link.key(LEASES_KEY), this.link.key(EPOCH_KEY)], [this.link.replicaId, this.limit, this.leaseMs, floor, target, activeForRate ? 1 : 0, hint, 0]);
     if (this.closed) return;
     const parsed = parseReply(reply);
@@ -238,6 +248,12 @@ export class GlobalAdmission {
     this.lastOkSentAt = sentAt;
     this.admittedAtLastRenewal = admitted;
     this.replicas = parsed.replicas;
+    // A replica coming back after a Redis restart sees the others register one by one: remember how
+    // many there were, so nobody is granted more than an even split while they do.
+    if (parsed.replicas >= this.recentReplicas || sentAt - this.recentReplicasAt > RECENT_MS) {
+      this.recentReplicas = parsed.replicas;
+      this.recentReplicasAt = sentAt;
+    }
     this.allocation = parsed.allocation;
     // The grant covers what may still be running; admit only up to the fair allocation (so a replica
     // over its allocation shrinks as its requests end, and the next floor it reports is lower).
@@ -257,7 +273,7 @@ export class GlobalAdmission {
   }
 
   private fallbackShare(): number {
-    return this.limit > 0 ? Math.ceil(this.limit / Math.max(this.hint, this.replicas)) : 0;
+    return this.limit > 0 ? Math.ceil(this.limit / Math.max(this.hint, this.recentReplicas)) : 0;
   }
 
   /** Enforce ceil(global / replicas seen) locally; logged once per outage. */
@@ -267,7 +283,7 @@ export class GlobalAdmission {
     this.leased = false;
     this.inFallback = true;
     this.fallbacks++;
-    const n = Math.max(this.hint, this.replicas);
+    const n = Math.max(this.hint, this.recentReplicas);
     this.share = this.fallbackShare();
     this.allocation = this.share;
     this.rateShare = this.rate / n;
@@ -279,6 +295,7 @@ export class GlobalAdmission {
   }
 
   private applyLocal(): void {
+    this.shown = this.share;
     if (this.limit > 0) this.limiter.setConcurrencyLimit(this.share);
     if (this.rate > 0) {
       const fraction = this.rateShare / this.rate;

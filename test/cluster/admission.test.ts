@@ -151,6 +151,10 @@ t.test('global admission limits through Redis', { skip: bin === undefined ? REDI
     t.ok(maxSeen <= LIMIT, `max ${maxSeen} <= ${LIMIT} across the recovery`);
     t.equal(a.log.count('admission.fallback'), fallbackLines + 1, 'still one fallback line');
     t.equal(a.log.count('admission.lease'), leaseLines + 1, 'one line when the lease is back');
+    // the replicas register one by one in the restarted (empty) Redis: while they do, nobody is granted
+    // more than the even split of the replicas seen before, so the last to come back still gets its share
+    const firstShares = replicas.map((r) => r.log.records.filter((x) => x['event'] === 'admission.lease').at(-1)?.['share']);
+    t.same(firstShares, [4, 4, 4], 'first shares after the restart: the even split');
     t.match(a.global.metricsText(), /switchyard_cluster_admission_fallback 0\n/);
     t.match(a.global.metricsText(), /switchyard_cluster_admission_replicas 3\n/);
   });
