@@ -177,6 +177,25 @@ t.test('traces shared through Redis', { skip: bin === undefined ? REDIS_SKIP_MES
     await visible(b, 'last-words', 5000);
   });
 
+  t.test('a trace whose TTL ran out while Redis was down is not written, and counted', async (t) => {
+    const own = await RedisServer.start(bin!);
+    t.teardown(() => own.stop());
+    const c = await startTestCluster({ replicas: 2, workers: 1, redis: own, args: ['--trace-ttl-seconds', '1'] });
+    t.teardown(() => c.close());
+    const [a, b] = c.routers as [StartedRouter, StartedRouter];
+    await own.kill9();
+    await waitFor(() => a.cluster?.link.up === false, 5000, 'a sees Redis down');
+    for (let i = 0; i < 3; i++) await generate(a, `stale-${i}`);
+    await waitFor(() => metric(a, 'switchyard_cluster_traces_buffered') === 3, 2000, 'three traces buffered');
+    await new Promise((r) => setTimeout(r, 1200));
+    await own.launch();
+    await waitFor(() => a.cluster?.link.up === true && b.cluster?.link.up === true, 10_000, 'reconnected');
+    await waitFor(() => metric(a, 'switchyard_cluster_traces_buffered') === 0, 2000, 'buffer emptied');
+    t.match(a.cluster!.metricsText(), /switchyard_cluster_traces_dropped_total\{reason="expired"\} 3/);
+    t.equal(metric(a, 'switchyard_cluster_traces_written_total'), 0, 'none written');
+    t.equal((await traceOf(b, 'stale-0')).status, 404);
+  });
+
   t.test('Redis killed: requests succeed, traces are buffered, and visible elsewhere once it is back', async (t) => {
     const own = await RedisServer.start(bin!);
     t.teardown(() => own.stop());
