@@ -10,6 +10,9 @@ import t from 'tap';
 import type { StartedRouter } from '../../src/router.js';
 import { BreakerState, Field } from '../../src/actors/worker-table.js';
 import { post, waitFor } from '../helpers/client.js';
+import { RedisLink } from '../../src/cluster/redis-link.js';
+import type { WorkerStateMessage } from '../../src/cluster/worker-state.js';
+import { captureLog } from './log-capture.js';
 import { findRedisServer, REDIS_SKIP_MESSAGE, RedisServer, startTestCluster } from '../helpers/cluster.js';
 
 const bin = findRedisServer();
@@ -75,6 +78,26 @@ t.test('worker health and breakers shared through Redis', { skip: bin === undefi
     await c.fleet.servers[1]!.setFaults({ healthFailAfterMs: -1 });
     await waitFor(() => healthyOn(a, w), 3000, 'A readmits');
     await waitFor(() => healthyOn(b, w) && healthyOn(d, w), 2000, 'B and C readmit');
+  });
+
+  t.test('a passive ejection (a connection failure seen by B) is published and applied on the others', async (t) => {
+    const w = urls[0]!;
+    await waitFor(() => c.routers.every((r) => healthyOn(r, w)), 5000, 'healthy everywhere');
+    // a client of the channel, to see what B publishes
+    const seen: WorkerStateMessage[] = [];
+    const spy = new RedisLink({ url: redis.url, keyPrefix: b.cluster!.link.prefix, replicaId: 'spy', logger: captureLog().logger });
+    t.teardown(() => spy.close());
+    spy.subscribe('workers', (data) => seen.push(data as WorkerStateMessage));
+    await spy.start();
+    const appliedBefore = metric(d, 'switchyard_cluster_worker_state_applied_total', 'health');
+    // what the proxy calls when a connection to the worker is refused or reset before any response
+    b.ctx.monitor.reportConnectionFailure(b.ctx.registry.get(w)!, 'test: connection refused');
+    t.notOk(healthyOn(b, w), 'B ejected it');
+    await waitFor(() => seen.some((m) => m.k === 'h' && m.u === w && m.s === 0 && m.o === 'r1' && m.r.startsWith('ejected: test')), 2000, 'the ejection published');
+    await waitFor(() => metric(d, 'switchyard_cluster_worker_state_applied_total', 'health') > appliedBefore, 2000, 'applied on C');
+    // the worker is fine: A's own probes readmit it within a check or two, and that is shared too
+    await waitFor(() => c.routers.every((r) => healthyOn(r, w)), 5000, 'readmitted everywhere');
+    t.ok(seen.some((m) => m.k === 'h' && m.u === w && m.s === 1 && m.o === 'r0'), "A's readmission published");
   });
 
   t.test('Redis killed: a transition made meanwhile reaches the others when Redis is back', async (t) => {
