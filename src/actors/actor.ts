@@ -18,12 +18,12 @@
  *   the next incarnation; if that one fails to start too, they fail.
  * - close(): stop accepting calls, drain what was accepted, run the thread's close hook, destroy the pool.
  */
-import { MessageChannel, type MessagePort, type Worker, type ResourceLimits } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
 import { fileURLToPath } from 'node:url';
-import { Piscina } from 'piscina';
-import { Packr } from 'msgpackr';
-import { SwitchyardError, type ErrorCode } from '../errors.js';
 import type { Logger } from '../util/log.js';
+import { ActorClosedError, ActorCrashedError, ActorOverloadedError } from './actor-errors.js';
+import { asError, Batch, copyBytes, Incarnation, noop, packedTask, positiveInt, settle, spawnIncarnation, withTimeout } from './actor-incarnation.js';
+import type { ActorCallback, ActorOptions, ActorStats, ActorTransport } from './actor-types.js';
 import type {
   ActorCodec,
   ActorMessage,
@@ -36,129 +36,8 @@ import type {
   ReplyMap,
 } from './protocol.js';
 
-export type ActorCallback<V, C = undefined> = (err: Error | null, value: V | undefined, ctx: C) => void;
-
-export type ActorTransport = 'port' | 'task';
-
-export interface ActorTuning {
-  /** `port` (default): batches over a MessagePort handed to the thread. `task`: one piscina task per batch. */
-  readonly transport?: ActorTransport;
-  /**
-   * piscina's atomics mode. Default 'disabled': 'sync' parks the thread's event loop between tasks, so its
-   * timers never fire and a port mailbox is never read. Only the task transport accepts 'sync'/'async'.
-   */
-  readonly atomics?: 'sync' | 'async' | 'disabled';
-  /** Task transport only: piscina's concurrentTasksPerWorker (default 1). */
-  readonly concurrentTasksPerWorker?: number;
-  /** Messages per crossing (default 512). */
-  readonly maxBatch?: number;
-  /** Crossings awaiting their answers (default 8). */
-  readonly maxBatchesInFlight?: number;
-  /** Calls waiting on the host for a crossing (default 65536); beyond it calls fail with ActorOverloadedError. */
-  readonly maxQueuedCalls?: number;
-  /** Host -> thread payload encoding (default 'clone'); 'msgpack' packs each batch with msgpackr records. */
-  readonly codec?: ActorCodec;
-  /** First back-off after repeated deaths (default 50 ms), doubling up to maxRestartDelayMs (default 5 s). */
-  readonly restartDelayMs?: number;
-  readonly maxRestartDelayMs?: number;
-  /**
-   * Watchdog: when the oldest batch in flight has waited this long, the thread is presumed hung (an
-   * endless loop, a handler that never settles) and is terminated and replaced like a crashed one.
-   * 0 (default) disables it; actors whose handlers are synchronous (policies) should set it.
-   */
-  readonly watchdogMs?: number;
-  /** Bound on close(): drain plus the thread's close hook (default 5 s). */
-  readonly closeTimeoutMs?: number;
-  readonly resourceLimits?: ResourceLimits;
-  /**
-   * Node flags of the thread (default: inherited from the process, as worker_threads do). Test runners
-   * that preload loaders with --import make every thread start several times slower; tests pass [].
-   */
-  readonly execArgv?: readonly string[];
-}
-
-export interface ActorOptions<I> extends ActorTuning {
-  readonly name: string;
-  /** The worker module (its default export is `defineActor(...)`), as a path or file: URL. */
-  readonly filename: string | URL;
-  /** State to initialise a thread from; called at the first start and again at every restart. */
-  readonly init: () => I;
-  readonly logger?: Logger | undefined;
-}
-
-export interface ActorStats {
-  readonly name: string;
-  readonly available: boolean;
-  readonly threadId: number;
-  readonly restarts: number;
-  readonly batchesSent: number;
-  readonly callsSent: number;
-  readonly inFlightBatches: number;
-  readonly queuedCalls: number;
-  readonly droppedTells: number;
-  readonly callbackErrors: number;
-}
-
-/** Base of the runtime's errors; SwitchyardErrors so they map to a status if they ever reach a client. */
-export class ActorError extends SwitchyardError {
-  readonly actor: string;
-  constructor(code: ErrorCode, actor: string, message: string, cause?: unknown) {
-    super(code, message, cause === undefined ? undefined : { cause });
-    this.name = 'ActorError';
-    this.actor = actor;
-  }
-}
-
-/** The thread died (or failed to start) while the call was in flight. */
-export class ActorCrashedError extends ActorError {
-  constructor(actor: string, message: string, cause?: unknown) {
-    super('service_unavailable', actor, message, cause);
-    this.name = 'ActorCrashedError';
-  }
-}
-
-export class ActorClosedError extends ActorError {
-  constructor(actor: string) {
-    super('shutting_down', actor, `actor ${actor} is closed`);
-    this.name = 'ActorClosedError';
-  }
-}
-
-export class ActorOverloadedError extends ActorError {
-  constructor(actor: string, limit: number) {
-    super('service_unavailable', actor, `actor ${actor} has ${limit} calls queued; refusing more`);
-    this.name = 'ActorOverloadedError';
-  }
-}
-
-/** One crossing's worth of calls; recycled after its answers are dispatched. */
-class Batch {
-  id = 0;
-  sentAt = 0;
-  msgs: ActorMessage[] = [];
-  readonly cbs: (ActorCallback<unknown, unknown> | null)[] = [];
-  readonly ctxs: unknown[] = [];
-}
-
-/** One thread (one pool) and the batches it owes answers for. */
-class Incarnation {
-  threadId = -1;
-  worker: Worker | null = null;
-  attached = false;
-  dead = false;
-  lastError: Error | null = null;
-  watchdog: NodeJS.Timeout | null = null;
-  /** In send order: the first entry is the oldest batch in flight. */
-  readonly inflight = new Map<number, Batch>();
-  closeAck: (() => void) | null = null;
-  constructor(
-    readonly pool: Piscina,
-    readonly port: MessagePort | null,
-    readonly packr: Packr | null,
-  ) {}
-}
-
-const noop = (): void => {};
+export { ActorClosedError, ActorCrashedError, ActorError, ActorOverloadedError } from './actor-errors.js';
+export type { ActorCallback, ActorOptions, ActorStats, ActorTransport, ActorTuning } from './actor-types.js';
 
 export class Actor<M extends ActorMessage, R extends ReplyMap<M>, I = unknown> {
   readonly name: string;
@@ -461,24 +340,9 @@ export class Actor<M extends ActorMessage, R extends ReplyMap<M>, I = unknown> {
       this.afterDeath(asError(err), 'init state unavailable', false, []);
       return;
     }
-    const pool = new Piscina({
-      filename: this.filename,
-      minThreads: 1,
-      maxThreads: 1,
-      idleTimeout: Infinity,
-      atomics: this.atomics,
-      concurrentTasksPerWorker: this.transport === 'task' ? (this.options.concurrentTasksPerWorker ?? 1) : 1,
-      ...(this.options.resourceLimits === undefined ? {} : { resourceLimits: this.options.resourceLimits }),
-      ...(this.options.execArgv === undefined ? {} : { execArgv: [...this.options.execArgv] }),
-    });
-    let port1: MessagePort | null = null;
-    let port2: MessagePort | null = null;
-    if (this.transport === 'port') {
-      const channel = new MessageChannel();
-      port1 = channel.port1;
-      port2 = channel.port2;
-    }
-    const inc = new Incarnation(pool, port1, this.codec === 'msgpack' ? new Packr() : null);
+    const { inc, threadPort: port2 } = spawnIncarnation(this.filename, this.transport, this.atomics, this.codec, this.options);
+    const pool = inc.pool;
+    const port1 = inc.port;
     this.inc = inc;
     // piscina emits 'error' for a thread that dies with no task pending (the port transport's usual case);
     // without a listener that would be thrown in the host. The death itself is handled via the Worker.
@@ -655,50 +519,4 @@ export class Actor<M extends ActorMessage, R extends ReplyMap<M>, I = unknown> {
       port.postMessage(task);
     });
   }
-}
-
-function settle(err: Error | null, value: unknown, ctx: { resolve: (v: unknown) => void; reject: (e: Error) => void }): void {
-  if (err !== null) ctx.reject(err);
-  else ctx.resolve(value);
-}
-
-function packedTask(packr: Packr, id: number, msgs: readonly ActorMessage[]): BatchTask {
-  const packed = copyBytes(packr.pack(msgs));
-  return { k: 'batch', b: id, p: packed.buffer as ArrayBuffer };
-}
-
-/** msgpackr returns a view into its shared arena: copy into an exactly-sized buffer we can transfer. */
-function copyBytes(view: Uint8Array): Uint8Array {
-  const out = new Uint8Array(view.length);
-  out.set(view);
-  return out;
-}
-
-function asError(err: unknown): Error {
-  if (err instanceof Error) return err;
-  // e.g. a DOMException thrown in the thread arrives as a plain object
-  const message = typeof err === 'object' && err !== null && typeof (err as { message?: unknown }).message === 'string' ? (err as { message: string }).message : String(err);
-  return new Error(message);
-}
-
-function positiveInt(value: number, what: string): number {
-  if (!Number.isInteger(value) || value < 1) throw new Error(`${what} must be a positive integer, got ${value}`);
-  return value;
-}
-
-/** Resolves with the promise or after ms, whichever first (close must not hang on a stuck thread). */
-function withTimeout(promise: Promise<void>, ms: number): Promise<void> {
-  return new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(resolve, ms);
-    promise.then(
-      () => {
-        clearTimeout(timer);
-        resolve();
-      },
-      (err: unknown) => {
-        clearTimeout(timer);
-        reject(asError(err));
-      },
-    );
-  });
 }
