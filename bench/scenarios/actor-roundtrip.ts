@@ -22,20 +22,14 @@ import { Actor, type ActorTuning } from '../../src/actors/actor.js';
 import { WorkerTable } from '../../src/actors/worker-table.js';
 import type { PolicyActorInit, PolicyActorMessage, PolicyActorReplies } from '../../src/actors/protocol.js';
 import type { CompletionFeedback, RequestFeatures, WorkerInfo } from '../../src/policies/types.js';
+import { fleet, SHORT_REQUEST } from '../lib/policy-bench.js';
 import { summarize, type BenchContext, type Figure, type Scenario } from '../lib/scenario.js';
 
 type PolicyActor = Actor<PolicyActorMessage, PolicyActorReplies, PolicyActorInit>;
 
 const POLICY_ACTOR = fileURLToPath(new URL('../../src/policies/policy-actor.js', import.meta.url));
 
-const REQUEST: RequestFeatures = {
-  requestId: 'bench-1',
-  route: 'chat',
-  text: 'You are a helpful assistant. Summarize the following text in three sentences: the quick brown fox.',
-  inputTokens: 25,
-  maxNewTokens: 128,
-  stream: true,
-};
+const REQUEST: RequestFeatures = SHORT_REQUEST;
 const DECIDE: PolicyActorMessage = { t: 'decide', req: REQUEST };
 
 function feedback(i: number): PolicyActorMessage {
@@ -61,15 +55,6 @@ const LONG_PREFIX = 'You are a helpful assistant. '.repeat(140);
 function decideLong(i: number): PolicyActorMessage {
   const text = `${LONG_PREFIX}question ${i}`;
   return { t: 'decide', req: { ...REQUEST, requestId: `req-${i}`, text, inputTokens: Math.ceil(text.length / 4) } };
-}
-
-function fleet(table: WorkerTable, n: number): WorkerInfo[] {
-  const out: WorkerInfo[] = [];
-  for (let i = 0; i < n; i++) {
-    const ref = table.allocate({ healthy: true, nodeId: i });
-    out.push({ slot: ref.slot, generation: ref.generation, url: `http://127.0.0.1:${30000 + i}`, nodeId: i });
-  }
-  return out;
 }
 
 async function startActor(tuning: ActorTuning): Promise<PolicyActor> {

@@ -16,35 +16,12 @@
  */
 import { WorkerTable } from '../../src/actors/worker-table.js';
 import { createPolicyHost, type PolicyHost } from '../../src/policies/host.js';
-import type { Decision, RequestFeatures, WorkerInfo } from '../../src/policies/types.js';
+import { aloneUs, fleet, keep, runLoaded, SHORT_REQUEST as REQUEST, sinkValue } from '../lib/policy-bench.js';
 import { summarize, type BenchContext, type Figure, type Scenario } from '../lib/scenario.js';
 
 const POLICIES = ['random', 'round_robin'] as const;
 const SIZES = [8, 256] as const;
 const OUTSTANDING = 1024;
-
-const REQUEST: RequestFeatures = {
-  requestId: 'bench-1',
-  route: 'chat',
-  text: 'You are a helpful assistant. Summarize the following text in three sentences: the quick brown fox.',
-  inputTokens: 25,
-  maxNewTokens: 128,
-  stream: true,
-};
-
-function fleet(table: WorkerTable, n: number): WorkerInfo[] {
-  const out: WorkerInfo[] = [];
-  for (let i = 0; i < n; i++) {
-    const ref = table.allocate({ healthy: true, nodeId: i });
-    out.push({ slot: ref.slot, generation: ref.generation, url: `http://127.0.0.1:${30000 + i}`, nodeId: i });
-  }
-  return out;
-}
-
-let sink = 0;
-const keep = (_err: Error | null, d: Decision | null): void => {
-  if (d !== null) sink += d.slot;
-};
 
 /** ns per inline decision: the median over batches of about 2 ms that fill `ms`. */
 function inlineNs(host: PolicyHost, ms: number): number {
@@ -67,47 +44,6 @@ function inlineNs(host: PolicyHost, ms: number): number {
     samples.push(Number(process.hrtime.bigint() - t0) / batch);
   }
   return summarize(samples).median;
-}
-
-function cpuNow(): number {
-  const u = process.cpuUsage();
-  return u.user + u.system;
-}
-
-/** Wall ns per decision with `OUTSTANDING` decisions in flight (each answer issues the next), and CPU ns. */
-function actorLoadedNs(host: PolicyHost, ms: number): Promise<{ wall: number; cpu: number }> {
-  return new Promise((resolve) => {
-    let done = 0;
-    let outstanding = 0;
-    let stopped = false;
-    const cpu0 = cpuNow();
-    const t0 = performance.now();
-    const cb = (_err: Error | null, d: Decision | null): void => {
-      outstanding--;
-      done++;
-      if (d !== null) sink += d.slot;
-      if (!stopped && (done & 255) === 0 && performance.now() - t0 >= ms) stopped = true;
-      if (!stopped) {
-        outstanding++;
-        host.decide(REQUEST, cb);
-      } else if (outstanding === 0) resolve({ wall: ((performance.now() - t0) * 1e6) / done, cpu: ((cpuNow() - cpu0) * 1000) / done });
-    };
-    for (let i = 0; i < OUTSTANDING; i++) {
-      outstanding++;
-      host.decide(REQUEST, cb);
-    }
-  });
-}
-
-async function actorLatencyUs(host: PolicyHost, ms: number): Promise<number> {
-  let n = 0;
-  const t0 = performance.now();
-  let elapsed = 0;
-  while ((elapsed = performance.now() - t0) < ms) {
-    await new Promise<void>((resolve) => host.decide(REQUEST, (err, d) => (keep(err, d), resolve())));
-    n++;
-  }
-  return (elapsed * 1000) / n;
 }
 
 function figure(name: string, values: number[], unit: string, note: string): Figure {
@@ -144,22 +80,23 @@ const scenario: Scenario = {
       const host = createPolicyHost(name, { seed: 1 }, table, undefined, { placement: 'actor' });
       await host.ready();
       host.setWorkers(fleet(table, 8));
-      await actorLoadedNs(host, 100); // warm-up
+      await runLoaded(host, [REQUEST], 100, OUTSTANDING); // warm-up
       const loaded: number[] = [];
       const loadedCpu: number[] = [];
       const alone: number[] = [];
       for (let r = 0; r < ctx.runs; r++) {
-        const m = await actorLoadedNs(host, ms);
-        loaded.push(m.wall);
-        loadedCpu.push(m.cpu);
-        alone.push(await actorLatencyUs(host, ms / 2));
+        const m = await runLoaded(host, [REQUEST], ms, OUTSTANDING);
+        loaded.push((m.seconds * 1e9) / m.decisions);
+        loadedCpu.push(m.cpuNs);
+        const rt = await aloneUs(host, REQUEST, ms / 2);
+        alone.push(rt.reduce((a, b) => a + b, 0) / rt.length);
       }
       await host.close();
       report(figure(`policy.decide.actor.${name}.w8`, loaded, 'ns', `actor host, ${OUTSTANDING} outstanding`));
       report(figure(`policy.decide.actor.${name}.w8.cpu`, loadedCpu, 'ns', 'process CPU (both threads) per decision'));
       report(figure(`policy.decide.actor.${name}.latency`, alone, 'us', 'actor host, one decision at a time'));
     }
-    if (sink === -1) ctx.log('unreachable'); // keeps the decisions observable to the optimiser
+    if (sinkValue() === -1) ctx.log('unreachable'); // keeps the decisions observable to the optimiser
     return figures;
   },
 };

@@ -25,22 +25,14 @@
  */
 import { WorkerTable } from '../../src/actors/worker-table.js';
 import { createPolicyHost, type PolicyHost } from '../../src/policies/host.js';
-import type { Decision, RequestFeatures, WorkerInfo } from '../../src/policies/types.js';
+import type { RequestFeatures } from '../../src/policies/types.js';
+import { aloneUs, fleet, keep, runLoaded, SHORT_REQUEST as SHORT, sinkValue } from '../lib/policy-bench.js';
 import { Rng } from '../../src/util/rng.js';
 import { summarize, type BenchContext, type Figure, type Scenario } from '../lib/scenario.js';
 
 const POLICIES = ['cache_aware', 'shortest_queue', 'power_of_two', 'marginal_utility'] as const;
 const SIZES = [8, 256] as const;
 const OUTSTANDING = 1024;
-
-const SHORT: RequestFeatures = {
-  requestId: 'bench-1',
-  route: 'chat',
-  text: 'You are a helpful assistant. Summarize the following text in three sentences: the quick brown fox.',
-  inputTokens: 25,
-  maxNewTokens: 128,
-  stream: true,
-};
 
 function words(rng: Rng, chars: number): string {
   const vocab = ['alpha', 'beta', 'gamma', 'delta', 'route', 'token', 'cache', 'prefix', 'worker', 'stream', 'queue', 'model'];
@@ -63,25 +55,6 @@ function promptPool(): RequestFeatures[] {
   return out;
 }
 
-function fleet(table: WorkerTable, n: number): WorkerInfo[] {
-  const out: WorkerInfo[] = [];
-  for (let i = 0; i < n; i++) {
-    const ref = table.allocate({ healthy: true, nodeId: i });
-    out.push({ slot: ref.slot, generation: ref.generation, url: `http://127.0.0.1:${30000 + i}`, nodeId: i });
-  }
-  return out;
-}
-
-let sink = 0;
-const keep = (_err: Error | null, d: Decision | null): void => {
-  if (d !== null) sink += d.slot;
-};
-
-function cpuNow(): number {
-  const u = process.cpuUsage();
-  return (u.user + u.system) / 1000;
-}
-
 /** ns per inline decision over the pool, median of ~2 ms batches filling `ms`. */
 function inlineNs(host: PolicyHost, pool: readonly RequestFeatures[], ms: number): number {
   let k = 0;
@@ -95,51 +68,6 @@ function inlineNs(host: PolicyHost, pool: readonly RequestFeatures[], ms: number
       k = k + 1 === pool.length ? 0 : k + 1;
     }
     samples.push(Number(process.hrtime.bigint() - t0) / batch);
-  }
-  return summarize(samples).median;
-}
-
-/** decisions/s and process CPU ns per decision with OUTSTANDING decisions in flight. */
-function actorRate(host: PolicyHost, pool: readonly RequestFeatures[], ms: number): Promise<{ rate: number; cpu: number }> {
-  return new Promise((resolve) => {
-    let done = 0;
-    let outstanding = 0;
-    let stopped = false;
-    let k = 0;
-    const t0 = performance.now();
-    const cpu0 = cpuNow();
-    const next = (): RequestFeatures => {
-      const r = pool[k] as RequestFeatures;
-      k = k + 1 === pool.length ? 0 : k + 1;
-      return r;
-    };
-    const cb = (_err: Error | null, d: Decision | null): void => {
-      outstanding--;
-      done++;
-      if (d !== null) sink += d.slot;
-      if (!stopped && (done & 255) === 0 && performance.now() - t0 >= ms) stopped = true;
-      if (!stopped) {
-        outstanding++;
-        host.decide(next(), cb);
-      } else if (outstanding === 0) {
-        const secs = (performance.now() - t0) / 1000;
-        resolve({ rate: done / secs, cpu: ((cpuNow() - cpu0) * 1e6) / done });
-      }
-    };
-    for (let i = 0; i < OUTSTANDING; i++) {
-      outstanding++;
-      host.decide(next(), cb);
-    }
-  });
-}
-
-async function hopUs(host: PolicyHost, ms: number): Promise<number> {
-  const samples: number[] = [];
-  const t0 = performance.now();
-  while (performance.now() - t0 < ms) {
-    const s = performance.now();
-    await new Promise<void>((resolve) => host.decide(SHORT, (err, d) => (keep(err, d), resolve())));
-    samples.push((performance.now() - s) * 1000);
   }
   return summarize(samples).median;
 }
@@ -251,23 +179,26 @@ const scenario: Scenario = {
       const host = createPolicyHost(name, { seed: 1 }, table, undefined, { placement: 'actor' });
       await host.ready();
       host.setWorkers(fleet(table, 8));
-      await actorRate(host, [SHORT], 200); // warm-up
+      await runLoaded(host, [SHORT], 200, OUTSTANDING); // warm-up
       const rates: number[] = [];
       const cpus: number[] = [];
       const hops: number[] = [];
       for (let r = 0; r < ctx.runs; r++) {
-        const m = await actorRate(host, [SHORT], ms);
-        rates.push(m.rate);
-        cpus.push(m.cpu);
-        hops.push(await hopUs(host, ms / 2));
+        const m = await runLoaded(host, [SHORT], ms, OUTSTANDING);
+        rates.push(m.decisions / m.seconds);
+        cpus.push(m.cpuNs);
+        hops.push(summarize(await aloneUs(host, SHORT, ms / 2)).median);
       }
       report(figure(`policy.actor.${name}.rate`, rates, 'decisions/s', 'higher', `one actor, ${OUTSTANDING} outstanding, 100-char prompts`));
       report(figure(`policy.actor.${name}.rate.cpu`, cpus, 'ns', 'lower', 'process CPU (both threads) per decision'));
       report(figure(`policy.actor.${name}.hop`, hops, 'us', 'lower', 'one decision alone through the actor'));
       if (name === 'cache_aware') {
-        await actorRate(host, pool, 300);
+        await runLoaded(host, pool, 300, OUTSTANDING);
         const big: number[] = [];
-        for (let r = 0; r < ctx.runs; r++) big.push((await actorRate(host, pool, ms)).rate);
+        for (let r = 0; r < ctx.runs; r++) {
+          const m = await runLoaded(host, pool, ms, OUTSTANDING);
+          big.push(m.decisions / m.seconds);
+        }
         report(figure('policy.actor.cache_aware.rate.prompt2k', big, 'decisions/s', 'higher', 'one actor, ~2.3 KB prompts (clone + tree)'));
       }
       await host.close();
@@ -292,7 +223,7 @@ const scenario: Scenario = {
     report(figure('policy.large_prompt.inline_ms', inline, 'ms', 'lower', 'the same decision on the calling thread'));
     report(figure('policy.large_prompt.frontend_busy_ms', busy, 'ms', 'lower', 'front-end event-loop time spent per decision (clone + send)'));
     report(figure('policy.large_prompt.frontend_gap_ms', gap, 'ms', 'lower', 'longest event-loop turn of the front end meanwhile (OS noise included)'));
-    if (sink === -1) ctx.log('unreachable');
+    if (sinkValue() === -1) ctx.log('unreachable');
     return figures;
   },
 };
