@@ -19,6 +19,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
 import { Rng } from '../../src/util/rng.js';
+import { CLIENT_KEEP_ALIVE_MS } from '../../src/util/keep-alive.js';
 import type { RouterMessage, RouterSample } from './soak-router.js';
 import {
   FAULT_KINDS,
@@ -388,7 +389,10 @@ export async function runSoak(o: SoakOptions): Promise<SoakResult> {
   let streams = 0;
   try {
     await router.ready();
-    const agent = new http.Agent({ keepAlive: true, maxSockets: Infinity });
+    // Idle sockets are dropped after CLIENT_KEEP_ALIVE_MS, below the router's 10 s idle close: a socket
+    // reused just as the router closes it fails with ECONNRESET, which the soak would count as lost
+    // (seen under load: 16 'request ECONNRESET' in a 20 s run).
+    const agent = new http.Agent({ keepAlive: true, maxSockets: Infinity, timeout: CLIENT_KEEP_ALIVE_MS });
     const systemPrompts = Array.from({ length: 32 }, (_, i) => `System ${i}: ${phrase(rng, 60)}.`);
     const t0 = performance.now();
     const since = () => performance.now() - t0;
