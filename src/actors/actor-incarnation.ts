@@ -4,7 +4,7 @@
  */
 import { MessageChannel, type MessagePort, type Worker } from 'node:worker_threads';
 import { Piscina } from 'piscina';
-import { Packr } from 'msgpackr';
+import { Packr, Unpackr } from 'msgpackr';
 import type { ActorCallback, ActorTransport, ActorTuning } from './actor-types.js';
 import type { ActorCodec, ActorMessage, BatchTask } from './protocol.js';
 
@@ -32,6 +32,8 @@ export class Incarnation {
     readonly pool: Piscina,
     readonly port: MessagePort | null,
     readonly packr: Packr | null,
+    /** Reads packed replies (replyCodec 'msgpack'). */
+    readonly unpackr: Unpackr | null,
   ) {}
 }
 
@@ -46,6 +48,7 @@ export function spawnIncarnation(
   transport: ActorTransport,
   atomics: 'sync' | 'async' | 'disabled',
   codec: ActorCodec,
+  replyCodec: ActorCodec,
   tuning: ActorTuning,
 ): { inc: Incarnation; threadPort: MessagePort | null } {
   const pool = new Piscina({
@@ -65,7 +68,8 @@ export function spawnIncarnation(
     port1 = channel.port1;
     port2 = channel.port2;
   }
-  return { inc: new Incarnation(pool, port1, codec === 'msgpack' ? new Packr() : null), threadPort: port2 };
+  const inc = new Incarnation(pool, port1, codec === 'msgpack' ? new Packr() : null, replyCodec === 'msgpack' ? new Unpackr() : null);
+  return { inc, threadPort: port2 };
 }
 
 export function settle(err: Error | null, value: unknown, ctx: { resolve: (v: unknown) => void; reject: (e: Error) => void }): void {

@@ -7,7 +7,7 @@
  * messages have settled. A handler that throws fails only its own message.
  */
 import { threadId, type MessagePort } from 'node:worker_threads';
-import { Unpackr } from 'msgpackr';
+import { Packr, Unpackr } from 'msgpackr';
 import type { ActorMessage, AnswerBatch, AttachResult, BatchTask, CloseAck, ReplyMap, RuntimeTask } from './protocol.js';
 
 export type ActorHandlers<M extends ActorMessage, R extends ReplyMap<M>> = {
@@ -32,6 +32,7 @@ export function defineActor<M extends ActorMessage, R extends ReplyMap<M>, I>(
   const handlers = new Map<string, AnyHandler>(Object.entries(def.handlers as unknown as Record<string, AnyHandler>));
   let attached = false;
   let unpackr: Unpackr | null = null;
+  let replyPackr: Packr | null = null;
   let port: MessagePort | null = null;
 
   function decode(task: BatchTask): readonly ActorMessage[] {
@@ -82,6 +83,25 @@ export function defineActor<M extends ActorMessage, R extends ReplyMap<M>, I>(
 
   function post(answer: AnswerBatch): void {
     const p = port as MessagePort;
+    if (replyPackr !== null && answer.r.length > 0) {
+      let bytes: Uint8Array | null = null;
+      try {
+        const view = replyPackr.pack(answer.r);
+        bytes = new Uint8Array(view.length); // msgpackr's arena is reused: copy what we transfer
+        bytes.set(view);
+      } catch {
+        bytes = null; // a reply msgpack cannot encode: clone this batch (and isolate what fails)
+      }
+      if (bytes !== null) {
+        const packed: AnswerBatch = { b: answer.b, tid: answer.tid, r: [], e: answer.e, p: bytes.buffer as ArrayBuffer };
+        try {
+          p.postMessage(packed, [bytes.buffer as ArrayBuffer]);
+          return;
+        } catch {
+          // an error that cannot be cloned: fall through to the clone path, which isolates it
+        }
+      }
+    }
     try {
       p.postMessage(answer);
     } catch {
@@ -116,7 +136,7 @@ export function defineActor<M extends ActorMessage, R extends ReplyMap<M>, I>(
   return function actorTask(task: RuntimeTask<I>): TaskResult | Promise<TaskResult> {
     switch (task.k) {
       case 'attach':
-        return attach(task.init, task.port, task.codec === 'msgpack');
+        return attach(task.init, task.port, task.codec === 'msgpack', task.replyCodec === 'msgpack');
       case 'batch':
         if (!attached) throw new Error('actor thread received a batch before attach');
         return runBatch(task.b, decode(task));
@@ -125,11 +145,12 @@ export function defineActor<M extends ActorMessage, R extends ReplyMap<M>, I>(
     }
   };
 
-  async function attach(init: I, mailbox: MessagePort | null, msgpack: boolean): Promise<AttachResult> {
+  async function attach(init: I, mailbox: MessagePort | null, msgpack: boolean, packReplies: boolean): Promise<AttachResult> {
     if (attached) throw new Error('actor thread attached twice');
     await def.init(init);
     attached = true;
     if (msgpack) unpackr = new Unpackr();
+    if (packReplies) replyPackr = new Packr();
     if (mailbox !== null) {
       port = mailbox;
       port.on('message', onPortMessage);

@@ -19,6 +19,7 @@
  * - close(): stop accepting calls, drain what was accepted, run the thread's close hook, destroy the pool.
  */
 import type { Worker } from 'node:worker_threads';
+import type { Unpackr } from 'msgpackr';
 import { fileURLToPath } from 'node:url';
 import type { Logger } from '../util/log.js';
 import { ActorClosedError, ActorCrashedError, ActorOverloadedError } from './actor-errors.js';
@@ -49,6 +50,7 @@ export class Actor<M extends ActorMessage, R extends ReplyMap<M>, I = unknown> {
   private readonly maxInFlight: number;
   private readonly maxQueued: number;
   private readonly codec: ActorCodec;
+  private readonly replyCodec: ActorCodec;
   private readonly watchdogMs: number;
   private readonly logger: Logger | undefined;
 
@@ -88,6 +90,7 @@ export class Actor<M extends ActorMessage, R extends ReplyMap<M>, I = unknown> {
     this.maxInFlight = positiveInt(options.maxBatchesInFlight ?? 8, 'maxBatchesInFlight');
     this.maxQueued = positiveInt(options.maxQueuedCalls ?? 65536, 'maxQueuedCalls');
     this.codec = options.codec ?? 'clone';
+    this.replyCodec = this.transport === 'port' ? (options.replyCodec ?? 'clone') : 'clone';
     this.watchdogMs = options.watchdogMs ?? 0;
     if (!(this.watchdogMs >= 0)) throw new Error(`watchdogMs must be >= 0, got ${this.watchdogMs}`);
     this.logger = options.logger;
@@ -266,8 +269,17 @@ export class Actor<M extends ActorMessage, R extends ReplyMap<M>, I = unknown> {
     inc.inflight.delete(answer.b);
     if (inc.port !== null && inc.inflight.size === 0) inc.port.unref();
     this.consecutiveFailures = 0;
-    const { r, e } = answer;
+    const { e } = answer;
+    let r = answer.r;
     const { cbs, ctxs } = batch;
+    if (answer.p !== undefined) {
+      try {
+        r = (inc.unpackr as Unpackr).unpack(new Uint8Array(answer.p)) as unknown[];
+      } catch (err) {
+        r = [];
+        this.logger?.error({ actor: this.name, err }, 'actor answer could not be unpacked');
+      }
+    }
     if (r.length !== cbs.length) {
       // The thread could not read the batch at all (e.g. undecodable payload): every call fails.
       this.failBatch(batch, (e !== null ? e[0] : null) ?? new Error(`actor ${this.name}: malformed answer batch`));
@@ -340,7 +352,7 @@ export class Actor<M extends ActorMessage, R extends ReplyMap<M>, I = unknown> {
       this.afterDeath(asError(err), 'init state unavailable', false, []);
       return;
     }
-    const { inc, threadPort: port2 } = spawnIncarnation(this.filename, this.transport, this.atomics, this.codec, this.options);
+    const { inc, threadPort: port2 } = spawnIncarnation(this.filename, this.transport, this.atomics, this.codec, this.replyCodec, this.options);
     const pool = inc.pool;
     const port1 = inc.port;
     this.inc = inc;
@@ -360,7 +372,7 @@ export class Actor<M extends ActorMessage, R extends ReplyMap<M>, I = unknown> {
       });
       port1.unref();
     }
-    const task: AttachTask<I> = { k: 'attach', name: this.name, init, port: port2, codec: this.codec };
+    const task: AttachTask<I> = { k: 'attach', name: this.name, init, port: port2, codec: this.codec, replyCodec: this.replyCodec };
     pool.run(task, port2 === null ? undefined : { transferList: [port2] }).then(
       (res: AttachResult) => this.onAttached(inc, res),
       (err: unknown) => this.onDeath(inc, asError(err)),

@@ -42,6 +42,8 @@ export interface AttachTask<I> {
   readonly init: I;
   readonly port: MessagePort | null;
   readonly codec: ActorCodec;
+  /** How the thread sends replies back over the port: cloned, or msgpackr-packed (AnswerBatch.p). */
+  readonly replyCodec: ActorCodec;
 }
 
 /** One crossing: many messages. Either `m` (cloned) or `p` (msgpackr-packed array of messages). */
@@ -69,7 +71,10 @@ export interface AttachResult {
 export interface AnswerBatch {
   readonly b: number;
   readonly tid: number;
+  /** The replies; empty when they travel packed in `p` (replyCodec 'msgpack'). */
   readonly r: unknown[];
+  /** msgpackr-packed array of the replies (transferred). */
+  readonly p?: ArrayBuffer | undefined;
   readonly e: (Error | null)[] | null;
 }
 

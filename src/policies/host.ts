@@ -205,6 +205,8 @@ export class ActorPolicyHost implements PolicyHost {
     this.actor = new Actor<PolicyActorMessage, PolicyActorReplies, PolicyActorInit>({
       // Policy handlers are synchronous: a decision unanswered for 2 s means a stuck thread.
       watchdogMs: DEFAULT_POLICY_WATCHDOG_MS,
+      // Decisions are many small objects: packed, they cost ~4x less CPU than cloned on each side.
+      replyCodec: 'msgpack',
       ...options.actor,
       name: `policy:${spec.name}`,
       filename: new URL('./policy-actor.js', import.meta.url),

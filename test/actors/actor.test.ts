@@ -154,6 +154,23 @@ t.test('msgpack codec carries the same messages', async (t) => {
   }
 });
 
+t.test('packed replies (replyCodec msgpack): same values, errors still per message, batches of many', async (t) => {
+  const actor = echoActor({ replyCodec: 'msgpack' });
+  t.teardown(() => actor.close());
+  await actor.whenAvailable();
+  const record = { requestId: 'r1', tokens: [1, 2, 3], nested: { ok: true, score: 0.5 }, none: null, url: 'http://127.0.0.1:30001' };
+  const ps: Promise<unknown>[] = [];
+  for (let i = 0; i < 600; i++) ps.push(actor.ask({ t: 'echo', v: { ...record, i } }));
+  const failed = actor.ask({ t: 'fail', message: 'bad input 9' });
+  const sum = actor.ask({ t: 'add', a: 20, b: 22 });
+  const values = (await Promise.all(ps)) as { i: number }[];
+  t.same(values[599], { ...record, i: 599 }, 'round trip through msgpackr');
+  t.ok(values.every((v, i) => v.i === i), 'every reply to its own call, across crossings');
+  await t.rejects(failed, { message: 'bad input 9' });
+  t.equal(await sum, 42, 'the other messages of a batch with an error are answered');
+  t.ok(actor.stats().batchesSent >= 2, 'more than one crossing (maxBatch 512)');
+});
+
 t.test('close drains accepted calls, runs the close hook, then refuses calls', async (t) => {
   const flag = new SharedArrayBuffer(4);
   const actor = echoActor({}, () => ({ tag: 'd', closeFlag: flag }));
