@@ -290,7 +290,11 @@ export function createCacheAwarePolicy(options: PolicyFactoryOptions = {}): Poli
       let holders = 0;
       let spilled = false;
       if (hit && !imbalanced && probe !== undefined && probe.holders > 0) {
-        hotShare = probe.share / shardCount;
+        // With --policy-shards this is the share of this shard's recent requests. A prefix's requests all
+        // meet in one shard, which sees only part of the traffic: the share overstates the fleet-wide one,
+        // so a sharded router replicates a hot prefix a little early rather than too late (the load
+        // condition below still requires every holder to be busier than the least loaded).
+        hotShare = probe.share;
         holders = probe.holders;
         if (hotShare * n > holders * o.hotPrefixFactor && (loads[pick] as number) > minLoad) {
           spilled = true;
