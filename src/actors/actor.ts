@@ -37,6 +37,9 @@ import type {
   ReplyMap,
 } from './protocol.js';
 
+/** After the mailbox closes, how long to wait for the thread's 'exit' (its code is the better reason). */
+const PORT_CLOSE_EXIT_WAIT_MS = 1000;
+
 export { ActorClosedError, ActorCrashedError, ActorError, ActorOverloadedError } from './actor-errors.js';
 export type { ActorCallback, ActorOptions, ActorStats, ActorTransport, ActorTuning } from './actor-types.js';
 
@@ -363,12 +366,14 @@ export class Actor<M extends ActorMessage, R extends ReplyMap<M>, I = unknown> {
     });
     if (port1 !== null) {
       port1.on('message', (m: AnswerBatch | CloseAck) => this.onPortMessage(inc, m));
-      // The mailbox closes when the thread dies; the Worker's 'exit' (with the exit code) usually follows
-      // within a millisecond, so give it a moment to supply the better reason.
+      // The mailbox closes when the thread dies; the Worker's 'exit' (with the exit code) follows, usually
+      // within a millisecond but tens of ms later on a loaded machine, and gives the better reason. Once
+      // attached we know the Worker, whose 'exit' always comes: wait for it, bounded in case it does not.
       port1.on('close', () => {
         if (inc.dead) return;
+        const wait = inc.worker === null ? 20 : PORT_CLOSE_EXIT_WAIT_MS;
         // Not unref'd: the Worker is (piscina unrefs idle threads), and the death must still be seen.
-        setTimeout(() => this.onDeath(inc, inc.lastError ?? new Error('mailbox port closed')), 20);
+        setTimeout(() => this.onDeath(inc, inc.lastError ?? new Error('mailbox port closed')), wait);
       });
       port1.unref();
     }
