@@ -9,7 +9,7 @@
  *   from onWritable; a slow upstream simply delivers fewer chunks.
  * - A client abort aborts the upstream request. Exactly one `finish` callback per relay.
  */
-import type { UpstreamDispatcher, UpstreamHandler } from './upstream/types.js';
+import { isStaleKeepAlive, type UpstreamDispatcher, type UpstreamHandler } from './upstream/types.js';
 import { SwitchyardError, type ErrorCode } from '../errors.js';
 import type { Exchange } from '../frontend/http.js';
 import { SseScanner } from './sse-scanner.js';
@@ -237,6 +237,10 @@ class RelayHandler implements UpstreamHandler {
     }
     const code = (err as { code?: string }).code ?? '';
     const connectionFailure = this.status === 0 && CONNECT_ERROR_CODES.has(code);
+    // A reused connection the server closed as the request went out is not the worker failing: retry
+    // (when allowed) like any connection error, but do not eject the worker for it.
+    const stale = isStaleKeepAlive(err);
+    const workerFailure = connectionFailure && !stale;
     let errorCode: ErrorCode;
     if (code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT') errorCode = 'upstream_timeout';
     else if (connectionFailure) errorCode = 'upstream_connect_failed';
@@ -246,11 +250,11 @@ class RelayHandler implements UpstreamHandler {
       // Nothing reached the client yet.
       const timedOut = errorCode === 'upstream_timeout';
       if ((this.req.deferConnectErrors && connectionFailure) || (this.req.deferStatus !== undefined && !timedOut)) {
-        this.settle('failed', error.status, error, true, true);
+        this.settle('failed', error.status, error, true, !stale);
         return;
       }
       this.ex.error(error);
-      this.settle('failed', error.status, error, false, connectionFailure);
+      this.settle('failed', error.status, error, false, workerFailure);
       return;
     }
     // Headers (and maybe chunks) are out: end the stream with an SSE error event, or cut the connection.
@@ -267,7 +271,7 @@ class RelayHandler implements UpstreamHandler {
       });
     }
     this.ex.finished = true;
-    this.settle('failed', this.status, error, false, connectionFailure);
+    this.settle('failed', this.status, error, false, workerFailure);
   }
 
   clientAborted(): void {

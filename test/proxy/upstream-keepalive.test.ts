@@ -139,3 +139,41 @@ t.test('defaults: the router in front of a backend that closes idle connections 
   t.equal(backend.idleCloses, 0, "the router's upstream and probe connections were closed before the backend's idle timeout");
   t.equal(loadTarget.idleCloses, 0, "the load client's connections were closed before the server's idle timeout");
 });
+
+t.test('a reused connection the backend closes as the request arrives: the request fails without retries, the worker is not ejected', async (t) => {
+  // The backend answers the first /generate of each connection and closes the connection when a second one
+  // arrives on it (a server closing an idle connection just as the router reuses it). Health probes and
+  // other requests are answered normally.
+  const backend = await startRawServer((socket, req) => {
+    if (req.method === 'POST' && req.path === '/generate' && req.index >= 1) socket.destroy();
+    else socket.write(okResponse(BODY));
+  });
+  const router = await startTestRouter(['--worker-urls', backend.origin, '--policy', 'round_robin', '--disable-retries']);
+  t.teardown(async () => {
+    await router.close();
+    await backend.close();
+  });
+  const generate = { text: 'hi', sampling_params: { max_new_tokens: 1 } };
+  t.equal((await post(`${router.url}/generate`, generate)).status, 200, 'first request: a new connection');
+  const second = await post(`${router.url}/generate`, generate);
+  t.equal(second.status, 502, 'second request: written on the reused connection the backend closed, no retry allowed');
+  t.match(second.body, /upstream_connect_failed/);
+  t.equal(router.ctx.registry.healthyCount(), 1, 'the worker was not ejected: its next connection works');
+  t.equal((await post(`${router.url}/generate`, generate)).status, 200, 'the next request goes on a fresh connection');
+});
+
+t.test('a refused connection still ejects the worker (the marker is only for reused connections)', async (t) => {
+  const backend = await startRawServer((socket) => socket.write(okResponse(BODY)));
+  const router = await startTestRouter(['--worker-urls', backend.origin, '--policy', 'round_robin', '--disable-retries']);
+  t.teardown(async () => {
+    await router.close();
+  });
+  const generate = { text: 'hi', sampling_params: { max_new_tokens: 1 } };
+  t.equal((await post(`${router.url}/generate`, generate)).status, 200);
+  await backend.close();
+  // The pooled connection is gone with the server; the next request opens a new one and is refused.
+  let status = 0;
+  for (let i = 0; i < 3 && router.ctx.registry.healthyCount() === 1; i++) status = (await post(`${router.url}/generate`, generate)).status;
+  t.ok(status === 502 || status === 503, `refused (${status})`);
+  t.equal(router.ctx.registry.healthyCount(), 0, 'ejected after the connection failure');
+});

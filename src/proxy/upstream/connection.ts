@@ -8,6 +8,7 @@ import { performance } from 'node:perf_hooks';
 import { errors } from 'undici';
 import { ParserState, protocolError, ResponseParser, type ResponseSink } from './response-parser.js';
 import { ReqState, type PendingRequest } from './request.js';
+import { markStaleKeepAlive } from './types.js';
 
 /** What a connection needs from its pool. */
 export interface ConnectionOwner {
@@ -325,17 +326,17 @@ export class Connection implements ResponseSink {
   /** The request in flight (if any) fails with err, or goes once more on a fresh connection; the connection closes. */
   fail(err: Error): void {
     const req = this.req;
-    const stale = req !== null && req.mayRetry && !req.retried && this.served > 0 && !this.parser.started && STALE_CODES.has((err as { code?: string }).code ?? '');
+    const reusedClosed = req !== null && this.served > 0 && !this.parser.started && STALE_CODES.has((err as { code?: string }).code ?? '');
     this.req = null;
     this.shutdown();
     if (req === null) return;
-    if (stale) {
+    if (reusedClosed && req.mayRetry && !req.retried) {
       req.retried = true;
       req.conn = null;
       this.pool.retry(req);
       return;
     }
-    req.fail(err);
+    req.fail(reusedClosed ? markStaleKeepAlive(err) : err);
     this.pool.finished();
   }
 

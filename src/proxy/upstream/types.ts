@@ -43,3 +43,19 @@ export interface UpstreamDispatcher {
 
 export type UpstreamClientKind = 'fast' | 'undici';
 export const UPSTREAM_CLIENT_KINDS: readonly UpstreamClientKind[] = ['fast', 'undici'];
+
+const STALE_KEEP_ALIVE = Symbol('switchyard.staleKeepAlive');
+
+/**
+ * Mark an error as "a reused keep-alive connection was found closed before any byte of the response":
+ * the server closed an idle connection as the request went out. It says nothing about the worker's health
+ * (the next connection works), so the router must not eject the worker for it.
+ */
+export function markStaleKeepAlive(err: Error): Error {
+  (err as Error & { [STALE_KEEP_ALIVE]?: true })[STALE_KEEP_ALIVE] = true;
+  return err;
+}
+
+export function isStaleKeepAlive(err: Error): boolean {
+  return (err as Error & { [STALE_KEEP_ALIVE]?: true })[STALE_KEEP_ALIVE] === true;
+}
