@@ -26,6 +26,7 @@ import { Observability, type ObservabilityTuning } from './metrics/observability
 import { CircuitBreakers, type BreakerOptions } from './workers/breaker.js';
 import { AdmissionLimits, type AdmissionLimitOptions, type AdmissionLimiter } from './frontend/admission.js';
 import type { Cluster } from './cluster/setup.js';
+import { resolvesWithin } from './util/wait.js';
 import type { UpstreamClientKind } from './proxy/upstream/types.js';
 import { randomSeed } from './policies/common.js';
 import type { PolicyFactoryOptions } from './policies/types.js';
@@ -346,14 +347,8 @@ export const POLICY_READY_TIMEOUT_MS = 10_000;
  */
 async function awaitPolicyReady(policy: PolicyHost, log: Logger): Promise<void> {
   if (policy.placement === 'inline') return;
-  let timer: NodeJS.Timeout | undefined;
-  const timedOut = new Promise<boolean>((resolve) => {
-    timer = setTimeout(() => resolve(true), POLICY_READY_TIMEOUT_MS);
-  });
   const started = Date.now();
-  const late = await Promise.race([policy.ready().then(() => false), timedOut]);
-  clearTimeout(timer);
-  if (late) {
+  if (!(await resolvesWithin(policy.ready(), POLICY_READY_TIMEOUT_MS))) {
     log.warn({ event: 'policy.slow_start', policy: policy.name, waited_ms: POLICY_READY_TIMEOUT_MS }, 'the policy actor is not up yet; starting anyway (decisions fall back to least loaded until it is)');
   } else log.debug({ event: 'policy.ready', policy: policy.name, waited_ms: Date.now() - started }, 'policy actor ready');
 }

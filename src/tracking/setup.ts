@@ -6,6 +6,7 @@ import type { Logger } from '../util/log.js';
 import type { RouterOptions } from '../config/router-options.js';
 import { RequestTracker, checkTraceLogDir } from './tracker.js';
 import { assignNodeIds, resolveNodeMapOption } from './node-ids.js';
+import { resolvesWithin } from '../util/wait.js';
 
 export { registerTraceRoutes } from './routes.js';
 export { RequestTracker } from './tracker.js';
@@ -43,13 +44,7 @@ export async function createTracker(opts: TrackingOptions, logger?: Logger): Pro
     policy: opts.policy,
     logger,
   });
-  let timer: NodeJS.Timeout | undefined;
-  const timedOut = new Promise<boolean>((resolve) => {
-    timer = setTimeout(() => resolve(true), READY_TIMEOUT_MS);
-  });
-  const late = await Promise.race([tracker.ready().then(() => false), timedOut]);
-  clearTimeout(timer);
-  if (late) logger?.warn({ event: 'tracker.slow_start', waited_ms: READY_TIMEOUT_MS }, 'the tracker thread is not up yet; starting anyway (its events are queued)');
+  if (!(await resolvesWithin(tracker.ready(), READY_TIMEOUT_MS))) logger?.warn({ event: 'tracker.slow_start', waited_ms: READY_TIMEOUT_MS }, 'the tracker thread is not up yet; starting anyway (its events are queued)');
   return tracker;
 }
 
