@@ -287,6 +287,8 @@ t.test('--max-concurrent-requests holds across front ends', async (t) => {
   t.equal(peak, 3, 'and the limit was reached');
   const per = requestsBy(r);
   t.ok(per.every((x) => x > 0), `both front ends took requests: ${per.join(', ')}`);
+  // A front-end thread releases its slot just after its response left: wait for the last one.
+  await waitFor(() => r.ctx.limits?.active === 0, 5000, 'every admission slot released');
   t.equal(r.ctx.limits?.active, 0);
   t.equal(r.ctx.limits?.queued, 0);
   t.equal(r.ctx.limits?.stats.admitted, 16);
