@@ -15,6 +15,8 @@ export class Batch {
   msgs: ActorMessage[] = [];
   readonly cbs: (ActorCallback<unknown, unknown> | null)[] = [];
   readonly ctxs: unknown[] = [];
+  /** Buffers the messages hand over (moved, not copied, when the batch crosses by structured clone). */
+  readonly transfer: ArrayBuffer[] = [];
 }
 
 /** One thread (one pool) and the batches it owes answers for. */

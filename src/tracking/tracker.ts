@@ -125,7 +125,8 @@ export class RequestTracker implements CompletionSink, RequestProgressHook {
     }
     this.scheduled = false;
     const batch = this.events.take();
-    if (batch !== null) this.actor.tell({ t: 'events', e: batch });
+    // The numbers move to the thread (a fresh exact-size buffer per batch); cloning them cost more than the strings.
+    if (batch !== null) this.actor.tell({ t: 'events', e: batch }, [batch.nums.buffer as ArrayBuffer]);
   }
 
   // ---------------------------------------------------------------------------------------------

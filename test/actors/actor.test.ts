@@ -52,6 +52,18 @@ for (const transport of ['port', 'task'] as const) {
     const after = (await actor.ask({ t: 'state' })).handled;
     t.equal(after - before, 2, 'tells were handled before the following ask');
 
+    // tell with a transfer list: the buffer moves (detached here), its numbers arrive intact, and the
+    // other messages of the same batch are unaffected
+    const moved = new Float64Array([1.5, 2.5, 4]);
+    const kept = new Float64Array([10, 20]);
+    actor.tell({ t: 'sum', data: kept });
+    actor.tell({ t: 'sum', data: moved }, [moved.buffer as ArrayBuffer]);
+    const afterSum = await actor.ask({ t: 'state' });
+    t.equal(afterSum.lastSum, 8, 'the transferred numbers arrived (and were handled after the cloned ones)');
+    t.equal(kept.length, 2, 'a message without a transfer list is cloned: the sender keeps its array');
+    t.equal(moved.length, 0, 'the transferred buffer left this thread');
+    t.equal(moved.buffer.byteLength, 0);
+
     // a reply that cannot be cloned fails its call with an error, not a hang. Over a port the thread
     // catches it; under the task transport piscina's own postMessage throws and the thread dies.
     if (transport === 'port') {
