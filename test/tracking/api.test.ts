@@ -9,7 +9,7 @@ import { startFixtureBackend, type FixtureBackend } from '../helpers/fixture-bac
 import { startTestRouter } from '../helpers/router.js';
 import { get, post, send, postAndAbort, waitFor, type RawResponse } from '../helpers/client.js';
 import type { StartedRouter } from '../../src/router.js';
-import { RequestTracker } from '../../src/tracking/tracker.js';
+import { RequestTracker, handoverFor } from '../../src/tracking/tracker.js';
 import type { CompletionRecord } from '../../src/proxy/completion.js';
 
 type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
@@ -355,6 +355,14 @@ t.test('LRU and TTL bounds through the router', async (t) => {
   const after = json(await get(`${r.url}/v1/traces/stats`));
   t.equal(after['total_requests'], 0);
   t.equal(after['expired_ttl'], 3);
+});
+
+t.test('events wait at most a quarter of the log flush interval before crossing; an explicit interval wins', async (t) => {
+  t.equal(handoverFor(100), 20, 'the default flush (100 ms): 20 ms batches, the log flushes every 80 ms');
+  t.equal(handoverFor(40), 10, 'a short flush interval shortens the batches');
+  t.equal(handoverFor(3), 0, 'a very short one crosses every event-loop turn');
+  t.equal(handoverFor(100, 5), 5);
+  t.equal(handoverFor(100, 0), 0);
 });
 
 /** A POST of `bytes` body bytes over a raw socket (a refused body may close the socket mid-write). */
