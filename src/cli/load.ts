@@ -27,6 +27,7 @@ export function parseLoadOptions(argv: readonly string[], env?: NodeJS.ProcessEn
     runId: raw['runId'] as string | undefined,
     quiet: raw['quiet'] as boolean,
     progress: raw['progress'] as LoadOptions['progress'],
+    lagDiagnostics: raw['lagDiagnostics'] as boolean,
   };
 }
 

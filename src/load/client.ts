@@ -40,6 +40,8 @@ export interface ClientOptions {
   headers: Record<string, string>;
   /** Idle time before a kept-alive connection is closed (default CLIENT_KEEP_ALIVE_MS: below the router's idle close). */
   keepAliveMs?: number;
+  /** When given, the wall time spent in the response callbacks (ours, not undici's) is added here (lag diagnostics). */
+  responseClock?: { ms: number };
 }
 
 /** Error bodies and non-streaming answers larger than this are cut (a load test never needs more). */
@@ -73,7 +75,11 @@ export class LoadClient {
     // A flat [name, value, ...] list: undici takes it as is (no per-request object spread).
     const headers = this.baseHeaders.slice();
     headers.push('x-request-id', requestId);
-    const handler = new ExchangeHandler(cumulative, done as (ex: Exchange, ctx: unknown) => void, ctx);
+    const clock = this.opts.responseClock;
+    const handler =
+      clock === undefined
+        ? new ExchangeHandler(cumulative, done as (ex: Exchange, ctx: unknown) => void, ctx)
+        : new TimedExchangeHandler(cumulative, done as (ex: Exchange, ctx: unknown) => void, ctx, clock);
     try {
       this.pool.dispatch(
         { path, method: 'POST', headers, body, headersTimeout: this.opts.timeoutMs, bodyTimeout: this.opts.timeoutMs } as Dispatcher.DispatchOptions,
@@ -280,5 +286,43 @@ class ExchangeHandler implements Exchange {
       generatedChars: r?.generatedChars ?? 0,
       error: `${code ?? err.name}: ${err.message}`,
     };
+  }
+}
+
+/** ExchangeHandler that also adds the time of its callbacks to a clock (lag diagnostics only). */
+class TimedExchangeHandler extends ExchangeHandler {
+  constructor(
+    cumulative: boolean,
+    finish: (ex: Exchange, ctx: unknown) => void,
+    ctx: unknown,
+    private readonly clock: { ms: number },
+  ) {
+    super(cumulative, finish, ctx);
+  }
+
+  override onHeaders(statusCode: number, rawHeaders: Buffer[] | string[], resume: () => void): boolean {
+    const t = performance.now();
+    const r = super.onHeaders(statusCode, rawHeaders, resume);
+    this.clock.ms += performance.now() - t;
+    return r;
+  }
+
+  override onData(chunk: Buffer): boolean {
+    const t = performance.now();
+    const r = super.onData(chunk);
+    this.clock.ms += performance.now() - t;
+    return r;
+  }
+
+  override onComplete(): void {
+    const t = performance.now();
+    super.onComplete();
+    this.clock.ms += performance.now() - t;
+  }
+
+  override onError(err: Error): void {
+    const t = performance.now();
+    super.onError(err);
+    this.clock.ms += performance.now() - t;
   }
 }

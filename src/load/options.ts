@@ -55,6 +55,8 @@ export interface LoadOptions extends WorkloadOptions {
   quiet: boolean;
   /** Progress bar: on a TTY by default. */
   progress: 'auto' | 'on' | 'off';
+  /** Attribute late sends to causes (GC, descheduling, the generator's work, ...): summary.json's send_lag_causes. */
+  lagDiagnostics?: boolean;
 }
 
 const G_WORK = 'Workload (SGLang bench_serving names)';
@@ -105,6 +107,7 @@ export const LOAD_ONLY_SPECS = [
   { name: 'run-id', type: 'string', help: 'prefix of every x-request-id (default: random)', group: 'Output' },
   { name: 'quiet', type: 'boolean', default: false, help: 'no result table on stdout', group: 'Output' },
   { name: 'progress', type: 'string', default: 'auto', choices: ['auto', 'on', 'off'], help: 'progress bar on stderr (auto: only on a TTY)', group: 'Output' },
+  { name: 'lag-diagnostics', type: 'boolean', default: false, help: "attribute sends later than 0.5 ms to causes (GC, descheduled by the OS, the generator's own work, other JS, timer): send_lag_causes in summary.json", group: 'Output' },
 ] as const satisfies readonly OptionSpec[];
 
 /** Gives every spec its own env variable SWITCHYARD_<COMMAND>_<NAME> (so e.g. SWITCHYARD_SEED of serve never leaks in). */

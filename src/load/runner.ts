@@ -23,6 +23,7 @@ import { GpuMapper, SRC_ESTIMATED, SRC_TRACES, SRC_UNKNOWN, estimateGpu } from '
 import type { LoadOptions } from './options.js';
 import { buildPayload, requestPath, type PayloadSettings } from './protocol.js';
 import { Recorder } from './recorder.js';
+import { LagDiagnostics } from './lag-diagnostics.js';
 import { ProgressBar, formatSummary } from './report.js';
 import { buildSummary, collectSorted, type LoadSummary, type RunMeta } from './summary.js';
 import { TargetError, firstModel, flushCache, lookupTraces, normalizeUrl, probeTarget, type TargetInfo } from './target.js';
@@ -94,7 +95,9 @@ export async function runLoad(opts: LoadOptions, hooks: LoadHooks = {}): Promise
   mkdirSync(dir, { recursive: true });
   const runId = opts.runId ?? randomBytes(4).toString('hex');
   const inFlightLimit = Math.max(1, Math.min(opts.maxConcurrency ?? opts.maxConnections, opts.maxConnections));
+  const diag = opts.lagDiagnostics === true ? new LagDiagnostics() : undefined;
   const client = new LoadClient({
+    ...(diag === undefined ? {} : { responseClock: diag.responseClock }),
     origin: new URL(baseUrl).origin,
     connections: inFlightLimit,
     timeoutMs: Math.round(opts.requestTimeoutSecs * 1000),
@@ -119,7 +122,7 @@ export async function runLoad(opts: LoadOptions, hooks: LoadHooks = {}): Promise
     const mapper = new GpuMapper(target);
     const recorder = new Recorder(csvPath, n, mapper);
     const progressOn = opts.progress === 'on' || (opts.progress === 'auto' && process.stderr.isTTY === true);
-    const scheduler = new Scheduler(client, dataset, settings, path, cumulative, opts, inFlightLimit, runId, recorder);
+    const scheduler = new Scheduler(client, dataset, settings, path, cumulative, opts, inFlightLimit, runId, recorder, diag);
     const onAbort = (): void => {
       log(`stopping: no new requests; waiting for ${scheduler.inFlight} in flight`);
       scheduler.stop();
@@ -168,6 +171,7 @@ export async function runLoad(opts: LoadOptions, hooks: LoadHooks = {}): Promise
     summary['interrupted'] = scheduler.stopped;
     summary['files'] = { requests_csv: csvPath, summary_json: summaryPath };
     summary['memory'] = { recorder_bytes: recorder.bytes };
+    if (diag !== undefined) summary['send_lag_causes'] = diag.finish();
     writeFileSync(summaryPath, JSON.stringify(summary, null, 2) + '\n');
     if (!opts.quiet) out(formatSummary(summary));
     return {
@@ -293,6 +297,7 @@ class Scheduler {
     private readonly limit: number,
     private readonly runId: string,
     private readonly recorder: Recorder,
+    private readonly diag: LagDiagnostics | undefined,
   ) {
     this.n = dataset.size;
     this.arrivals = new ArrivalProcess({ requestRate: opts.requestRate, burstiness: opts.burstiness, seed: opts.seed });
@@ -305,6 +310,7 @@ class Scheduler {
       this.resolveDone = resolve;
       // Everything that can be built before the clock starts is built now.
       while (this.readyCount < LOOKAHEAD && this.preparedUpTo < this.n) this.prepareOne();
+      this.diag?.start();
       this.t0 = performance.now();
       this.tick();
     });
@@ -355,14 +361,25 @@ class Scheduler {
 
   /** Sends everything due while slots are free; `slotFreedAt` >= 0 when called from a completion. */
   private pump(slotFreedAt: number): void {
+    const diag = this.diag;
+    if (diag !== undefined) diag.turn(performance.now());
     while (this.nextIndex < this.n && this.inFlight < this.limit) {
       const now = this.now();
       if (this.nextScheduled > now) break;
       const ready = slotFreedAt > this.nextScheduled ? slotFreedAt : this.nextScheduled;
       this.sendNext(ready);
     }
-    this.recordInSlack();
-    this.fillAhead();
+    if (diag === undefined) {
+      this.recordInSlack();
+      this.fillAhead();
+    } else {
+      const a = performance.now();
+      this.recordInSlack();
+      const b = performance.now();
+      this.fillAhead();
+      diag.recordMs += b - a;
+      diag.buildMs += performance.now() - b;
+    }
     this.armTimer();
   }
 
@@ -429,6 +446,7 @@ class Scheduler {
     this.inFlight++;
     p.sent = this.now();
     this.client.send(this.path, prepared.body, `${this.runId}-${p.index}`, this.cumulative, this.onDoneBound, p);
+    if (this.diag !== undefined) this.diag.sent(p.index, readyAt + this.t0, p.sent + this.t0);
   }
 
   private onDone(ex: Exchange, p: Pending): void {
