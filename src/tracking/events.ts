@@ -11,15 +11,20 @@
  * Monotonic stamps are turned into durations here, because a worker thread's performance.now() has its
  * own origin.
  *
+ * Request ids (ASCII by validation) cross as bytes in their own buffer, not as strings: cloning a string
+ * costs the sending thread ~0.2-0.5 us, and the tracker keeps ids as bytes anyway (id-table.ts), so no id
+ * string is made on either side. The numbers and the id bytes are moved (transferred), not copied.
+ *
  * Layouts (N: a number; C: a dictionary code, -1 null, -2 "the string is the next in strs"; S: the next
- * string of strs; nullable numbers are NaN when null, node ids -1):
- *   DECIDED    1 S:id N:timestamp_ms N:queue_ms N:node_id C:worker_url C:policy C:route N:stream
+ * string of strs; I: an id, N:length then that many bytes of `ids` (-1: the id is the next in strs, for an
+ * id that is not ASCII); nullable numbers are NaN when null, node ids -1):
+ *   DECIDED    1 I:id N:timestamp_ms N:queue_ms N:node_id C:worker_url C:policy C:route N:stream
  *              N:input_tokens N:attempts S:reason N:score_count (C:key N:value)*
- *   FIRST_BYTE 2 S:id N:ttft_ms
- *   FINISHED   3 S:id C:status N:timestamp_ms N:queue_ms N:ttft_ms N:e2e_ms N:node_id C:worker_url
+ *   FIRST_BYTE 2 I:id N:ttft_ms
+ *   FINISHED   3 I:id C:status N:timestamp_ms N:queue_ms N:ttft_ms N:e2e_ms N:node_id C:worker_url
  *              C:policy C:route N:stream N:http_status C:error_code S:error_message N:input_tokens
  *              N:output_tokens N:cached_tokens N:server_queue_ms N:attempts S:reason N:score_count (C:key N:value)*
- *   OUTCOME    4 S:id C:status N:ttft_ms N:e2e_ms N:node_id C:worker_url C:route N:stream N:http_status
+ *   OUTCOME    4 I:id C:status N:ttft_ms N:e2e_ms N:node_id C:worker_url C:route N:stream N:http_status
  *              C:error_code S:error_message N:input_tokens N:output_tokens N:cached_tokens
  *              N:server_queue_ms N:attempts
  * A request that was decided ends with OUTCOME (what its DECIDED event carried is not sent twice);
@@ -28,6 +33,10 @@
 import type { CompletionRecord } from '../proxy/completion.js';
 import type { RequestProgressView } from '../frontend/context.js';
 import type { TraceStatus } from './types.js';
+import type { IdBytes } from './id-table.js';
+
+/** A request id as the store takes it: a string, or bytes inside an event batch. */
+export type RequestIdRef = string | IdBytes;
 
 export const EV_DECIDED = 1;
 export const EV_FIRST_BYTE = 2;
@@ -39,10 +48,13 @@ const RAW_CODE = -2;
 /** Distinct repeated strings given codes at most; beyond, strings travel raw (reasons never use codes). */
 export const MAX_CODES = 8192;
 const INITIAL_NUMBERS = 4096;
+const INITIAL_ID_BYTES = 16384;
 
 /** One turn's events as they cross to the actor. */
 export interface EventBatch {
   readonly nums: Float64Array;
+  /** The request ids' bytes, in event order. */
+  readonly ids: Uint8Array;
   readonly strs: (string | null)[];
   /** Dictionary entries first used in this batch, starting at code `defsFrom`. */
   readonly defsFrom: number;
@@ -58,6 +70,8 @@ function ms(x: number): number {
 export class EventWriter {
   private nums = new Float64Array(INITIAL_NUMBERS);
   private n = 0;
+  private idBytes = new Uint8Array(INITIAL_ID_BYTES);
+  private idEnd = 0;
   private strs: (string | null)[] = [];
   private readonly codes = new Map<string, number>();
   /** Every dictionary entry so far, by code (what a restarted actor is initialised with). */
@@ -74,7 +88,7 @@ export class EventWriter {
     const w = v.worker;
     const d = v.decision;
     this.num(EV_DECIDED);
-    this.strs.push(v.requestId);
+    this.id(v.requestId);
     this.num(ms(v.timestamp));
     this.num(ms(v.decidedAt - v.arrivedAt));
     this.num(w === undefined ? -1 : w.nodeId);
@@ -91,7 +105,7 @@ export class EventWriter {
   firstByte(v: RequestProgressView, at: number): void {
     this.reserve(2);
     this.num(EV_FIRST_BYTE);
-    this.strs.push(v.requestId);
+    this.id(v.requestId);
     this.num(ms(at - v.arrivedAt));
   }
 
@@ -102,7 +116,7 @@ export class EventWriter {
     if (routed && r.decidedAt > 0) {
       this.reserve(16);
       this.num(EV_OUTCOME);
-      this.strs.push(r.requestId);
+      this.id(r.requestId);
       this.code(r.status);
       this.num(ttft);
       this.num(ms(r.finishedAt - r.arrivedAt));
@@ -122,7 +136,7 @@ export class EventWriter {
     }
     this.reserve(20);
     this.num(EV_FINISHED);
-    this.strs.push(r.requestId);
+    this.id(r.requestId);
     this.code(r.status);
     this.num(ms(r.timestamp));
     this.num(r.decidedAt > 0 ? ms(r.decidedAt - r.arrivedAt) : Number.NaN);
@@ -148,16 +162,48 @@ export class EventWriter {
   /** The batch of everything appended since the last take (null when nothing was). */
   take(): EventBatch | null {
     if (this.n === 0) return null;
-    // slice: an exact-size copy crosses (a view would clone the whole backing buffer).
-    const batch: EventBatch = { nums: this.nums.slice(0, this.n), strs: this.strs, defsFrom: this.sentDefs, defs: this.dictionary.slice(this.sentDefs) };
+    // slice: exact-size copies cross (and are moved: a view would take the whole backing buffer along).
+    const batch: EventBatch = {
+      nums: this.nums.slice(0, this.n),
+      ids: this.idBytes.slice(0, this.idEnd),
+      strs: this.strs,
+      defsFrom: this.sentDefs,
+      defs: this.dictionary.slice(this.sentDefs),
+    };
     this.sentDefs = this.dictionary.length;
     this.n = 0;
+    this.idEnd = 0;
     this.strs = [];
     return batch;
   }
 
   private num(x: number): void {
     this.nums[this.n++] = x;
+  }
+
+  /** An id as its bytes (a char code a byte: ids are ASCII), or as a string when it is not ASCII. */
+  private id(s: string): void {
+    const len = s.length;
+    if (this.idEnd + len > this.idBytes.length) {
+      let size = this.idBytes.length * 2;
+      while (size < this.idEnd + len) size *= 2;
+      const grown = new Uint8Array(size);
+      grown.set(this.idBytes.subarray(0, this.idEnd));
+      this.idBytes = grown;
+    }
+    const b = this.idBytes;
+    const at = this.idEnd;
+    for (let i = 0; i < len; i++) {
+      const c = s.charCodeAt(i);
+      if (c > 127) {
+        this.num(-1);
+        this.strs.push(s);
+        return;
+      }
+      b[at + i] = c;
+    }
+    this.idEnd = at + len;
+    this.num(len);
   }
 
   private code(s: string | null): void {
@@ -211,12 +257,13 @@ export class EventWriter {
 /** What applying a batch needs: one method per event kind, fields already typed. */
 export interface EventTarget {
   decided(e: DecidedEvent): void;
-  firstByte(requestId: string, ttftMs: number): void;
+  firstByte(requestId: RequestIdRef, ttftMs: number): void;
   finished(e: FinishedEvent): void;
 }
 
 export interface DecidedEvent {
-  requestId: string;
+  /** Bytes inside the batch being applied: valid only during the call. */
+  requestId: RequestIdRef;
   timestampMs: number;
   queueMs: number;
   nodeId: number | null;
@@ -233,7 +280,8 @@ export interface DecidedEvent {
 export interface FinishedEvent {
   /** OUTCOME form: timestampMs, queueMs, policy, reason and scores were sent with the DECIDED event (here: NaN, null, '', null, null). */
   outcomeOnly: boolean;
-  requestId: string;
+  /** Bytes inside the batch being applied: valid only during the call. */
+  requestId: RequestIdRef;
   status: TraceStatus;
   timestampMs: number;
   queueMs: number | null;
@@ -335,17 +383,29 @@ export class EventReader {
       events++;
     }
     if (!c.allStringsRead()) throw new EventBatchError('strings left over');
+    if (!c.allIdsRead()) throw new EventBatchError('id bytes left over');
     return events;
   }
+}
+
+/** An id's place in a batch; one per cursor, reused for every event. */
+class IdSlice implements IdBytes {
+  off = 0;
+  len = 0;
+  constructor(readonly bytes: Uint8Array) {}
 }
 
 class Cursor {
   at = 0;
   private s = 0;
+  private idAt = 0;
+  private readonly idRef: IdSlice;
   constructor(
     private readonly b: EventBatch,
     private readonly dict: readonly string[],
-  ) {}
+  ) {
+    this.idRef = new IdSlice(b.ids);
+  }
 
   done(): boolean {
     return this.at >= this.b.nums.length;
@@ -353,6 +413,10 @@ class Cursor {
 
   allStringsRead(): boolean {
     return this.s === this.b.strs.length;
+  }
+
+  allIdsRead(): boolean {
+    return this.idAt === this.b.ids.length;
   }
 
   num(): number {
@@ -389,10 +453,19 @@ class Cursor {
     return this.b.strs[this.s++] ?? null;
   }
 
-  id(): string {
-    const s = this.str();
-    if (s === null) throw new EventBatchError('missing request id');
-    return s;
+  id(): RequestIdRef {
+    const len = this.num();
+    if (len < 0) {
+      const s = this.str();
+      if (s === null) throw new EventBatchError('missing request id');
+      return s;
+    }
+    if (this.idAt + len > this.b.ids.length) throw new EventBatchError('truncated request id');
+    const ref = this.idRef;
+    ref.off = this.idAt;
+    ref.len = len;
+    this.idAt += len;
+    return ref;
   }
 
   code(): string | null {

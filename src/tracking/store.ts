@@ -1,15 +1,15 @@
 /**
  * The trace store: the tracker actor's in-memory state, laid out in columns.
  *
- * Each trace lives in a slot: its numbers in typed arrays (one per field), its strings in plain arrays, so
- * a trace costs no object of its own, only its request id (and its scores object, when the policy gave
- * scores). 100k traces are then a few hundred thousand fewer objects for the garbage collector to mark and
- * move than one object per trace (with a heap number per fractional field) would be; the bench figure
+ * Each trace lives in a slot: its numbers in typed arrays (one per field), its strings in plain arrays
+ * (interned ones: shared), its request id as bytes in the id table, so a trace costs no object of its own
+ * (only its scores object, when the policy gave scores): 100k traces are a few hundred thousand fewer
+ * objects for the garbage collector to mark and move than one object per trace would be; the bench figure
  * trace.store.100k_heap_mb keeps count. Trace objects are made on demand, for answers and for the log.
  *
- * A Map finds a request id's slot; slots are threaded on a doubly linked list (two Int32Arrays) in
- * recency order: every update moves the slot to the tail, so the head is the least recently updated
- * trace. Both bounds are O(1) per trace:
+ * An IdTable (id-table.ts: ids as bytes outside the JS heap, hashed) finds a request id's slot; slots are
+ * threaded on a doubly linked list (two Int32Arrays) in recency order: every update moves the slot to the
+ * tail, so the head is the least recently updated trace. Both bounds are O(1) per trace:
  *   - max entries (LRU): a new trace when full takes the head's slot;
  *   - TTL: a trace expires ttl after its last update; expired traces are dropped from the head.
  * Reads do not count as use (a dashboard polling the list must not pin traces).
@@ -18,7 +18,8 @@
  * Repeated strings (worker URLs, policy names, reasons) arrive as fresh copies from another thread; they are
  * interned so 100k traces share one copy each.
  */
-import type { DecidedEvent, EventTarget, FinishedEvent } from './events.js';
+import type { DecidedEvent, EventTarget, FinishedEvent, RequestIdRef } from './events.js';
+import { IdTable } from './id-table.js';
 import { TRACE_STATUSES, type Trace, type TraceQuery, type TraceStatus } from './types.js';
 
 export interface TraceStoreOptions {
@@ -63,7 +64,7 @@ export class TraceStore implements EventTarget {
   readonly ttlMs: number;
   private readonly now: () => number;
   private readonly defaultPolicy: string;
-  private readonly slots = new Map<string, number>();
+  private readonly ids = new IdTable();
   private readonly interned = new Map<string, string>();
   private readonly statusCounts = new Float64Array(TRACE_STATUSES.length);
   /** Held traces per node id (-1: never routed). */
@@ -98,7 +99,6 @@ export class TraceStore implements EventTarget {
   private status: Uint8Array = new Uint8Array(0);
   private stream: Uint8Array = new Uint8Array(0);
   // string / object columns
-  private readonly ids: (string | null)[] = [];
   private readonly urls: (string | null)[] = [];
   private readonly policies: string[] = [];
   private readonly routes: string[] = [];
@@ -117,26 +117,30 @@ export class TraceStore implements EventTarget {
   }
 
   get size(): number {
-    return this.slots.size;
+    return this.ids.count;
   }
 
   /** The trace of a request id, as a fresh object (undefined when not held). */
   get(id: string): Trace | undefined {
-    const s = this.slots.get(id);
-    return s === undefined ? undefined : this.view(s);
+    const s = this.ids.find(id);
+    return s < 0 ? undefined : this.view(s);
+  }
+
+  private slotOf(id: RequestIdRef): number {
+    return typeof id === 'string' ? this.ids.find(id) : this.ids.findBytes(id.bytes, id.off, id.len);
   }
 
   // ---------------------------------------------------------------------------------------------
   // events (EventTarget)
 
   decided(e: DecidedEvent): void {
-    let s = this.slots.get(e.requestId);
-    if (s !== undefined && isFinalCode(this.status[s] as number)) {
+    let s = this.slotOf(e.requestId);
+    if (s >= 0 && isFinalCode(this.status[s] as number)) {
       // A finished request's id reused by a new request: the new one replaces it.
       this.remove(s);
-      s = undefined;
+      s = -1;
     }
-    if (s === undefined) {
+    if (s < 0) {
       s = this.allocate(e.requestId, PENDING, e.nodeId ?? -1);
       this.timestamp[s] = e.timestampMs;
       this.route(s, e.route);
@@ -164,9 +168,9 @@ export class TraceStore implements EventTarget {
     this.attempts[s] = e.attempts;
   }
 
-  firstByte(requestId: string, ttftMs: number): void {
-    const s = this.slots.get(requestId);
-    if (s === undefined || this.status[s] !== PENDING) return;
+  firstByte(requestId: RequestIdRef, ttftMs: number): void {
+    const s = this.slotOf(requestId);
+    if (s < 0 || this.status[s] !== PENDING) return;
     this.setStatus(s, STREAMING);
     this.ttft[s] = ttftMs;
     this.touch(s);
@@ -174,13 +178,13 @@ export class TraceStore implements EventTarget {
 
   finished(e: FinishedEvent): void {
     const status = e.status === 'completed' ? COMPLETED : e.status === 'aborted' ? ABORTED : FAILED;
-    let s = this.slots.get(e.requestId);
-    if (s !== undefined && isFinalCode(this.status[s] as number)) {
+    let s = this.slotOf(e.requestId);
+    if (s >= 0 && isFinalCode(this.status[s] as number)) {
       this.remove(s);
-      s = undefined;
+      s = -1;
     }
     const full = !e.outcomeOnly;
-    if (s === undefined) {
+    if (s < 0) {
       // Never decided (e.g. no healthy worker), or its pending trace was already evicted (then the
       // decision's details are gone: arrival is estimated, policy is the router's).
       s = this.allocate(e.requestId, status, e.nodeId ?? -1);
@@ -223,7 +227,7 @@ export class TraceStore implements EventTarget {
    */
   load(t: Trace, updatedMs: number): boolean {
     const status = STATUS_CODE[t.status];
-    if (status === undefined || !isFinalCode(status) || this.slots.has(t.request_id) || updatedMs < this.now() - this.ttlMs) return false;
+    if (status === undefined || !isFinalCode(status) || this.ids.find(t.request_id) >= 0 || updatedMs < this.now() - this.ttlMs) return false;
     const s = this.allocate(t.request_id, status, t.node_id ?? -1);
     this.updated[s] = updatedMs;
     this.timestamp[s] = t.timestamp_ms;
@@ -325,7 +329,7 @@ export class TraceStore implements EventTarget {
     const cached = this.cached[s] as number;
     const http = this.http[s] as number;
     return {
-      request_id: this.ids[s] as string,
+      request_id: this.ids.idOf(s),
       node_id: node < 0 ? null : node,
       worker_url: this.urls[s] ?? null,
       routing_policy: this.policies[s] as string,
@@ -350,8 +354,8 @@ export class TraceStore implements EventTarget {
   }
 
   /** A slot for a new trace (the least recently updated one's, when full), linked at the tail. */
-  private allocate(id: string, status: number, node: number): number {
-    while (this.slots.size >= this.maxEntries && this.head !== NIL) {
+  private allocate(id: RequestIdRef, status: number, node: number): number {
+    while (this.ids.count >= this.maxEntries && this.head !== NIL) {
       this.remove(this.head);
       this.counters.evictedLru++;
     }
@@ -360,25 +364,24 @@ export class TraceStore implements EventTarget {
       if (this.used === this.capacity) this.grow();
       s = this.used++;
     }
-    this.ids[s] = id;
+    if (typeof id === 'string') this.ids.insert(s, id);
+    else this.ids.insertBytes(s, id.bytes, id.off, id.len);
     this.status[s] = status;
     this.node[s] = node;
     this.updated[s] = this.now();
     this.statusCounts[status] = (this.statusCounts[status] as number) + 1;
     this.bumpNode(node, 1);
-    this.slots.set(id, s);
     this.append(s);
     return s;
   }
 
   private remove(s: number): void {
-    this.slots.delete(this.ids[s] as string);
+    this.ids.remove(s);
     this.unlink(s);
     const st = this.status[s] as number;
     this.statusCounts[st] = (this.statusCounts[st] as number) - 1;
     this.bumpNode(this.node[s] as number, -1);
     // Release what the slot references so the garbage collector can take it.
-    this.ids[s] = null;
     this.reasons[s] = null;
     this.scores[s] = null;
     this.errorMessages[s] = null;
@@ -429,6 +432,7 @@ export class TraceStore implements EventTarget {
     this.attempts = growInt(this.attempts, next);
     this.status = growByte(this.status, next);
     this.stream = growByte(this.stream, next);
+    this.ids.grow(next);
     this.capacity = next;
   }
 
@@ -470,7 +474,7 @@ export class TraceStore implements EventTarget {
   private isNewer(a: number, b: number): boolean {
     const ta = this.timestamp[a] as number;
     const tb = this.timestamp[b] as number;
-    return ta > tb || (ta === tb && (this.ids[a] as string) > (this.ids[b] as string));
+    return ta > tb || (ta === tb && this.ids.compare(a, b) > 0);
   }
 
   private siftUp(h: number[], i: number): void {

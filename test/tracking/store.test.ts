@@ -288,7 +288,8 @@ t.test('events: batches round-trip through the writer, the crossing and the read
   const batch = w.take()!;
   t.notOk(w.pending);
   t.ok(batch.nums instanceof Float64Array);
-  t.same(batch.strs, ['ev1', 'because', 'ev1', 'ev1', null, 'ev2', 'none', null], 'only per-request strings travel as strings');
+  t.same(batch.strs, ['because', null, 'none', null], 'only per-request strings other than ids travel as strings');
+  t.equal(Buffer.from(batch.ids).toString('latin1'), 'ev1ev1ev1ev2', 'ids travel as bytes, one per event');
   t.same(batch.defs, ['http://w5:1', 'random', 'chat', 'w5', 'completed', 'failed', 'no_healthy_workers']);
   const s = new TraceStore({ maxEntries: 10, ttlMs: 60_000 });
   const seen: string[] = [];
@@ -321,10 +322,21 @@ t.test('events: batches round-trip through the writer, the crossing and the read
   r.apply(structuredClone(big), s);
   t.equal(Object.keys(s.get('ev4')!.scores!).length, MAX_CODES + 10);
 
-  const bad = (nums: number[], strs: (string | null)[] = []): EventBatch => ({ nums: Float64Array.from(nums), strs, defsFrom: 0, defs: [] });
+  // An id that is not ASCII (never from HTTP: ids are validated) travels as a string and is found as one.
+  w.decided({ ...view, requestId: 'é-1' }, 'random');
+  w.firstByte({ ...view, requestId: 'é-1' }, view.arrivedAt + 3);
+  const odd = w.take()!;
+  t.same(odd.strs, ['é-1', 'because', 'é-1']);
+  t.equal(odd.ids.length, 0);
+  r.apply(structuredClone(odd), s);
+  t.match(s.get('é-1'), { request_id: 'é-1', status: 'streaming', ttft_ms: 3 });
+
+  const bad = (nums: number[], strs: (string | null)[] = [], ids = ''): EventBatch => ({ nums: Float64Array.from(nums), ids: Buffer.from(ids, 'latin1'), strs, defsFrom: 0, defs: [] });
   t.throws(() => new EventReader().apply(bad([9]), s), /unknown event kind/);
   t.throws(() => new EventReader().apply(bad([2], ['x']), s), /truncated/);
-  t.throws(() => new EventReader().apply(bad([2, 1]), s), /missing string/);
-  t.throws(() => new EventReader().apply(bad([2, 1], [null]), s), /missing request id/);
-  t.throws(() => new EventReader().apply(bad([2, 1], ['x', 'y']), s), /strings left over/);
+  t.throws(() => new EventReader().apply(bad([2, -1]), s), /missing string/);
+  t.throws(() => new EventReader().apply(bad([2, -1], [null]), s), /missing request id/);
+  t.throws(() => new EventReader().apply(bad([2, -1, 1], ['x', 'y']), s), /strings left over/);
+  t.throws(() => new EventReader().apply(bad([2, 5, 1], [], 'ab'), s), /truncated request id/);
+  t.throws(() => new EventReader().apply(bad([2, 1, 1], [], 'ab'), s), /id bytes left over/);
 });
