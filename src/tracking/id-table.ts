@@ -132,7 +132,9 @@ export class IdTable {
   insertBytes(s: number, b: Uint8Array, off: number, len: number): void {
     this.checkEmpty(s);
     if (len <= INLINE_BYTES) {
-      this.rows.set(b.subarray(off, off + len), s * INLINE_BYTES);
+      // A loop, not rows.set(b.subarray(...)): a subarray is an object per id, and ids are short.
+      const at = s * INLINE_BYTES;
+      for (let i = 0; i < len; i++) this.rows[at + i] = b[off + i] as number;
       this.lens[s] = len;
     } else {
       this.lens[s] = LONG;

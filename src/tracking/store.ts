@@ -23,7 +23,7 @@ export class TraceStore extends TraceSlots implements EventTarget {
     if (s < 0) {
       s = this.allocate(e.requestId, PENDING, e.nodeId ?? -1);
       this.timestamp[s] = e.timestampMs;
-      this.route(s, e.route);
+      this.routes[s] = e.route;
       this.stream[s] = e.stream ? 1 : 0;
       this.input[s] = e.inputTokens;
       this.output[s] = -1;
@@ -40,8 +40,10 @@ export class TraceStore extends TraceSlots implements EventTarget {
       this.setNode(s, e.nodeId ?? -1);
       this.touch(s);
     }
-    this.urls[s] = this.intern(e.workerUrl);
-    this.policies[s] = this.intern(e.policy) as string;
+    // Worker URLs, policies, routes and error codes come from the events' dictionary: one shared string
+    // each already. Reasons arrive as fresh copies per request: interned.
+    this.urls[s] = e.workerUrl;
+    this.policies[s] = e.policy;
     this.reasons[s] = this.intern(e.reason);
     this.scores[s] = e.scores;
     this.queue[s] = e.queueMs;
@@ -70,7 +72,7 @@ export class TraceStore extends TraceSlots implements EventTarget {
       s = this.allocate(e.requestId, status, e.nodeId ?? -1);
       this.counters.recorded++;
       this.timestamp[s] = full ? e.timestampMs : Math.round((this.now() - e.e2eMs) * 1000) / 1000;
-      this.policies[s] = this.intern(full ? e.policy : this.defaultPolicy) as string;
+      this.policies[s] = full ? e.policy : this.defaultPolicy;
       this.reasons[s] = this.intern(e.reason);
       this.scores[s] = e.scores;
       this.queue[s] = e.queueMs ?? Number.NaN;
@@ -78,15 +80,15 @@ export class TraceStore extends TraceSlots implements EventTarget {
       this.setNode(s, e.nodeId ?? -1);
       this.setStatus(s, status);
       if (full) {
-        this.policies[s] = this.intern(e.policy) as string;
+        this.policies[s] = e.policy;
         this.reasons[s] = this.intern(e.reason);
         this.scores[s] = e.scores;
         this.queue[s] = e.queueMs ?? Number.NaN;
       }
       this.touch(s);
     }
-    if (this.urls[s] !== e.workerUrl) this.urls[s] = this.intern(e.workerUrl);
-    this.route(s, e.route);
+    this.urls[s] = e.workerUrl;
+    this.routes[s] = e.route;
     this.stream[s] = e.stream ? 1 : 0;
     this.ttft[s] = e.ttftMs ?? Number.NaN;
     this.e2e[s] = e.e2eMs;
@@ -95,7 +97,7 @@ export class TraceStore extends TraceSlots implements EventTarget {
     this.output[s] = e.outputTokens;
     this.cached[s] = e.cachedTokens;
     this.http[s] = e.httpStatus ?? 0;
-    this.errorCodes[s] = this.intern(e.errorCode);
+    this.errorCodes[s] = e.errorCode;
     this.errorMessages[s] = e.errorMessage;
     this.attempts[s] = e.attempts;
     if (this.onFinal !== undefined) this.onFinal(this.view(s));
@@ -113,7 +115,7 @@ export class TraceStore extends TraceSlots implements EventTarget {
     this.timestamp[s] = t.timestamp_ms;
     this.urls[s] = this.intern(t.worker_url);
     this.policies[s] = this.intern(t.routing_policy) as string;
-    this.route(s, t.route);
+    this.routes[s] = this.intern(t.route) as string;
     this.stream[s] = t.stream ? 1 : 0;
     this.reasons[s] = this.intern(t.reason);
     this.scores[s] = t.scores;

@@ -306,10 +306,6 @@ export class TraceSlots {
     else this.nodeCounts.set(node, n);
   }
 
-  protected route(s: number, r: string): void {
-    if (this.routes[s] !== r) this.routes[s] = this.intern(r) as string;
-  }
-
   protected intern(s: string | null): string | null {
     if (s === null) return null;
     const hit = this.interned.get(s);

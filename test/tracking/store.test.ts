@@ -189,15 +189,6 @@ t.test('list: newest first by arrival, filtered by node and status, limited', as
   );
 });
 
-t.test('strings from other threads are interned', async (t) => {
-  const s = new TraceStore({ maxEntries: 10, ttlMs: 60_000 });
-  const a = ['http://', 'w0:1'].join('');
-  const b = ['http://w', '0:1'].join('');
-  s.decided(decided('a', { workerUrl: a }));
-  s.decided(decided('b', { workerUrl: b }));
-  t.equal(s.get('a')!.worker_url, s.get('b')!.worker_url);
-});
-
 t.test('load: reloaded traces keep order, skip expired ones and ids already held', async (t) => {
   const c = clock(100_000);
   const s = new TraceStore({ maxEntries: 2, ttlMs: 10_000, now: c.now });
