@@ -96,7 +96,7 @@ const scenario: Scenario = {
     const { median, spread } = summarize(mb);
     return [
       { name: 'trace.store.100k_heap_mb', value: median, unit: 'MB', better: 'lower', spread, note: `heap + array buffers for ${N} traces after GC (target <= 64)` },
-      { name: 'trace.store.bytes_per_trace', value: (median * 1024 * 1024) / N, unit: 'B', better: 'lower', spread, note: 'heap per stored trace (map entry, trace object, id, scores)' },
+      { name: 'trace.store.bytes_per_trace', value: (median * 1024 * 1024) / N, unit: 'B', better: 'lower', spread, note: 'heap and array buffers per stored trace (columns, id bytes and table, scores object)' },
     ];
   },
 };

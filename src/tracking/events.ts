@@ -83,6 +83,11 @@ export class EventWriter {
     return this.n > 0;
   }
 
+  /** Numbers buffered for the next take() (a measure of the batch's size). */
+  get numbers(): number {
+    return this.n;
+  }
+
   decided(v: RequestProgressView, policy: string): void {
     this.reserve(16);
     const w = v.worker;

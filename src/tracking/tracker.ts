@@ -53,6 +53,8 @@ export interface RequestTrackerOptions extends TrackerConfig {
 }
 
 const DEFAULT_HANDOVER_MS = 20;
+/** Numbers buffered (~30 per request) beyond which events cross at once, before the timer: ~1,000 requests. */
+const MAX_BATCH_NUMBERS = 32_768;
 
 /** The hand-over interval for a log flushed every `flushMs`: the default, within a quarter of flushMs. */
 export function handoverFor(flushMs: number, requested?: number): number {
@@ -121,6 +123,11 @@ export class RequestTracker implements CompletionSink, RequestProgressHook {
   }
 
   private schedule(): void {
+    // A burst does not grow one crossing without bound (memory, and the actor's work per wake-up).
+    if (this.events.numbers >= MAX_BATCH_NUMBERS) {
+      this.handOver();
+      return;
+    }
     if (this.scheduled) return;
     this.scheduled = true;
     if (this.handoverMs > 0) this.timer = setTimeout(this.flushBound, this.handoverMs);

@@ -365,6 +365,30 @@ t.test('events wait at most a quarter of the log flush interval before crossing;
   t.equal(handoverFor(100, 0), 0);
 });
 
+t.test('a burst crosses to the tracker thread before the hand-over timer, in bounded batches', async (t) => {
+  const tracker = new RequestTracker({ policy: 'random', maxEntries: 10_000, ttlSeconds: 60, logDir: undefined, logMaxBytes: 1 << 20, logMaxFiles: 2, flushMs: 100, handoverMs: 60_000 });
+  t.teardown(() => tracker.close());
+  await tracker.ready();
+  const worker = { url: 'http://w0:1', nodeId: 0 } as unknown as NonNullable<Parameters<RequestTracker['decided']>[0]['worker']>;
+  for (let i = 0; i < 3000; i++) {
+    const requestId = `burst-${i}`;
+    tracker.decided({ requestId, route: 'generate', features: { requestId, route: 'generate', text: 'x', inputTokens: 3, maxNewTokens: 4, stream: false, model: undefined }, timestamp: 1, arrivedAt: 1, decidedAt: 1.1, attempts: 1, decision: undefined, worker });
+    const rec: CompletionRecord = {
+      requestId, route: 'generate', stream: false, workerUrl: 'http://w0:1', slot: 0, nodeId: 0, policy: 'random', reason: 'r', scores: undefined,
+      status: 'completed', httpStatus: 200, errorCode: undefined, errorMessage: undefined, timestamp: 1, arrivedAt: 1, decidedAt: 1.1, sentAt: 1.2,
+      firstTokenAt: 0, finishedAt: 5, inputTokens: 3, outputTokens: 4, cachedTokens: 0, queueTime: undefined, itl: undefined, attempts: 1,
+    };
+    tracker.record(rec);
+  }
+  await new Promise((resolve) => setImmediate(resolve));
+  await new Promise((resolve) => setImmediate(resolve));
+  const sent = tracker.actor.stats().callsSent;
+  t.ok(sent >= 2, `${sent} crossings already, with a 60 s hand-over timer (3,000 requests, ~1,000 per crossing)`);
+  t.ok(sent <= 4, 'each crossing carries many requests');
+  const stats = await tracker.stats();
+  t.equal(stats.total_requests, 3000, 'every request arrived');
+});
+
 /** A POST of `bytes` body bytes over a raw socket (a refused body may close the socket mid-write). */
 function rawPost(port: number, path: string, bytes: number, framing: 'declared' | 'chunked'): Promise<string> {
   return new Promise<string>((resolve) => {
