@@ -32,7 +32,7 @@ export const LAG_CAUSE_DEFINITIONS: Record<LagCause, string> = {
   descheduled: 'the sending thread was runnable but not running: the operating system ran something else (run delay from /proc/thread-self/schedstat); the machine, not the generator',
   generator_work: "the generator's own JS between sends: recording finished exchanges, building request bodies, HTTP response callbacks",
   other_js: "the thread was on the CPU doing other work: other code on the thread, undici's HTTP parser and socket syscalls, event-loop overhead",
-  timer: 'the thread was asleep past the due time (timer / event-loop poll granularity)',
+  timer: 'the thread was asleep past the due time: a timer or a blocking sleep woke it late (timer / event-loop poll granularity, timer slack)',
 };
 
 /** Minimum spacing of the routine schedstat snapshots (ms). */

@@ -30,6 +30,11 @@ import { TargetError, firstModel, flushCache, lookupTraces, normalizeUrl, probeT
 
 /** Poll (setImmediate) instead of sleeping when the next request is due within this many ms. */
 const SPIN_WINDOW_MS = 2;
+/**
+ * With nothing in flight the thread blocks (Atomics.wait, microsecond timeout) instead of polling, and
+ * wakes this much early: a futex wait oversleeps by up to the kernel's timer slack (50 us by default).
+ */
+const WAKE_SLACK_MS = 0.08;
 
 export interface LoadRunResult {
   summary: LoadSummary;
@@ -282,6 +287,8 @@ class Scheduler {
   private deferredHead = 0;
   private readonly pool: Pending[] = [];
   private firstFreedAt = -1;
+  /** Never notified: Atomics.wait on it is a sleep with a sub-millisecond timeout. */
+  private readonly sleeper = new Int32Array(new SharedArrayBuffer(4));
   private readonly onDoneBound = (ex: Exchange, p: Pending): void => this.onDone(ex, p);
   /** Requests in the run; lowered to the number already sent when the run is stopped early. */
   private n: number;
@@ -362,25 +369,43 @@ class Scheduler {
   /** Sends everything due while slots are free; `slotFreedAt` >= 0 when called from a completion. */
   private pump(slotFreedAt: number): void {
     const diag = this.diag;
-    if (diag !== undefined) diag.turn(performance.now());
-    while (this.nextIndex < this.n && this.inFlight < this.limit) {
-      const now = this.now();
-      if (this.nextScheduled > now) break;
-      const ready = slotFreedAt > this.nextScheduled ? slotFreedAt : this.nextScheduled;
-      this.sendNext(ready);
-    }
-    if (diag === undefined) {
-      this.recordInSlack();
-      this.fillAhead();
-    } else {
-      const a = performance.now();
-      this.recordInSlack();
-      const b = performance.now();
-      this.fillAhead();
-      diag.recordMs += b - a;
-      diag.buildMs += performance.now() - b;
-    }
+    do {
+      if (diag !== undefined) diag.turn(performance.now());
+      while (this.nextIndex < this.n && this.inFlight < this.limit) {
+        const now = this.now();
+        if (this.nextScheduled > now) break;
+        const ready = slotFreedAt > this.nextScheduled ? slotFreedAt : this.nextScheduled;
+        this.sendNext(ready);
+      }
+      if (diag === undefined) {
+        this.recordInSlack();
+        this.fillAhead();
+      } else {
+        const a = performance.now();
+        this.recordInSlack();
+        const b = performance.now();
+        this.fillAhead();
+        diag.recordMs += b - a;
+        diag.buildMs += performance.now() - b;
+      }
+      // Not from a completion: that runs inside undici's callbacks.
+    } while (slotFreedAt < 0 && this.sleepUntilDue());
     this.armTimer();
+  }
+
+  /**
+   * Polling allocates (a setImmediate and a clock reading per turn, ~100k turns a second) and that was
+   * most of the generator's young-generation garbage, whose collections were its own largest cause of
+   * late sends (--lag-diagnostics). But polling is only needed to read responses the moment they arrive:
+   * with nothing in flight none can, so the thread blocks until just before the next send instead. True
+   * when it slept (the caller then sends what is due, in the same turn).
+   */
+  private sleepUntilDue(): boolean {
+    if (this.inFlight !== 0 || this.nextIndex >= this.n || this.stopped) return false;
+    const wait = this.nextScheduled - this.now();
+    if (wait <= WAKE_SLACK_MS || wait > SPIN_WINDOW_MS + 1) return false; // poll the rest / a timer
+    Atomics.wait(this.sleeper, 0, 0, wait - WAKE_SLACK_MS);
+    return true;
   }
 
   /** Record finished exchanges while the next send is far enough away (or nothing is left to send). */
