@@ -32,9 +32,9 @@ import { TargetError, firstModel, flushCache, lookupTraces, normalizeUrl, probeT
 const SPIN_WINDOW_MS = 2;
 /**
  * With nothing in flight the thread blocks (Atomics.wait, microsecond timeout) instead of polling, and
- * wakes this much early: a futex wait oversleeps by up to the kernel's timer slack (50 us by default).
+ * wakes this much early: measured here, a futex wait overslept by 0.11 ms (median) / 0.2 ms (p99).
  */
-const WAKE_SLACK_MS = 0.08;
+const WAKE_SLACK_MS = 0.2;
 
 export interface LoadRunResult {
   summary: LoadSummary;
