@@ -77,7 +77,7 @@ function envInt(name: string, fallback: number): number {
 }
 
 /** Clock ticks per second of /proc's CPU times. */
-function clockTicks(): number {
+export function clockTicks(): number {
   try {
     const n = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim());
     return Number.isFinite(n) && n > 0 ? n : 100;

@@ -20,6 +20,10 @@
  *                                   the router per request, measured as CPU so a busy machine's waiting
  *                                   does not count (compare with tracking.e2e.*.off_cpu_us)
  *   trace.tracker.log_cpu_us        the same with the trace log on
+ *   trace.tracker.paced_thread_us   CPU per request of every thread but the front end's (the tracker's, and
+ *                                   V8's platform threads collecting its garbage) with the store full and
+ *                                   requests paced at 14k/s, as the e2e bench loads it: what tracking takes
+ *                                   from the cores besides the front end (Linux only: /proc)
  *
  * Medians over ctx.runs of time-boxed batches; spread from the min/max of the runs.
  */
@@ -29,11 +33,14 @@ import { EventReader, EventWriter, type EventBatch } from '../../src/tracking/ev
 import { TraceStore } from '../../src/tracking/store.js';
 import type { Trace } from '../../src/tracking/types.js';
 import type { RequestProgressView } from '../../src/frontend/context.js';
+import type { Decision } from '../../src/policies/types.js';
 import type { CompletionRecord } from '../../src/proxy/completion.js';
 import type { WorkerEntry } from '../../src/workers/registry.js';
 import { summarize, type BenchContext, type Figure, type Scenario } from '../lib/scenario.js';
 import { RequestTracker } from '../../src/tracking/tracker.js';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { clockTicks } from '../lib/router-variants.js';
+import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { performance } from 'node:perf_hooks';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -241,6 +248,11 @@ const scenario: Scenario = {
         rmSync(dir, { recursive: true, force: true });
       }
     }
+    // As under load: the store full, requests paced at PACED_RATE; the CPU of every thread but this one.
+    const paced: number[] = [];
+    if (threadCpuTicks() !== undefined) {
+      for (let run = 0; run < ctx.runs; run++) paced.push(await withTracker(undefined, (t) => pacedThreadUs(t, inputs, ctx.quick ? 2 : 4)));
+    }
     return [
       fig('trace.encode.msgpack_seq_ns', seq, 'ns', 'lower', 'msgpackr sequential records (the trace log format), one finished trace'),
       fig('trace.encode.msgpack_shared_ns', shared, 'ns', 'lower', 'msgpackr shared structures, same trace'),
@@ -253,9 +265,73 @@ const scenario: Scenario = {
       fig('trace.store.apply_ns', apply, 'ns', 'lower', 'per request in the actor: both events applied to a store capped at 100k (LRU evicting)'),
       fig('trace.tracker.cpu_us', trackerCpu, 'us', 'lower', `CPU per request, all threads, RequestTracker in memory (${requests} requests, 32 per turn)`),
       fig('trace.tracker.log_cpu_us', trackerLogCpu, 'us', 'lower', 'the same with --trace-log-dir (msgpack log, 100 ms flushes)'),
+      ...(paced.length === 0
+        ? []
+        : [fig('trace.tracker.paced_thread_us', paced, 'us', 'lower', `CPU per request of the tracker thread and V8's helper threads, ${PACED_RATE / 1000}k round_robin-shaped req/s, store full at 100k (Linux /proc)`)]),
     ];
   },
 };
+
+/** Requests per second of the paced feed: about what one front-end thread serves small JSON at here. */
+const PACED_RATE = 14_000;
+const TICKS_PER_SECOND = clockTicks();
+
+/** CPU ticks per thread of this process (Linux), or undefined where /proc is not there. */
+function threadCpuTicks(): Map<string, number> | undefined {
+  try {
+    const out = new Map<string, number>();
+    for (const tid of readdirSync('/proc/self/task')) {
+      const stat = readFileSync(`/proc/self/task/${tid}/stat`, 'utf8');
+      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      out.set(tid, Number(f[11]) + Number(f[12]));
+    }
+    return out;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Fill the store to its cap, then feed requests at PACED_RATE for `seconds` (hand-overs as configured, the
+ * main thread polling between sends); CPU microseconds per request of every other thread (the tracker's,
+ * and V8's platform threads doing its garbage collection), from /proc (clock-tick resolution).
+ */
+async function pacedThreadUs(tracker: RequestTracker, inputs: readonly { view: RequestProgressView; rec: CompletionRecord }[], seconds: number): Promise<number> {
+  const m = inputs.length;
+  let i = 0;
+  // Shaped like the e2e bench's round_robin decisions: a reason and three scores that differ per request.
+  const one = (): void => {
+    const x = inputs[i % m]!;
+    const reason = `round_robin: counter ${i} mod 8`;
+    const scores = { counter: i, available: 8, pick: i & 7 };
+    const view = { ...x.view, requestId: `${x.view.requestId}-p${i}`, decision: { ...(x.view.decision as Decision), reason, scores } };
+    tracker.decided(view);
+    tracker.record({ ...x.rec, requestId: view.requestId, policy: 'round_robin', reason, scores });
+    i++;
+  };
+  while (i < 100_000) {
+    for (let k = 0; k < 64; k++) one();
+    await new Promise<void>((resolve) => setImmediate(resolve));
+  }
+  await tracker.flush();
+  const mainTid = String(process.pid);
+  const t0 = threadCpuTicks() as Map<string, number>;
+  const from = i;
+  const start = performance.now();
+  const perMs = PACED_RATE / 1000;
+  for (;;) {
+    const elapsed = performance.now() - start;
+    if (elapsed >= seconds * 1000) break;
+    const due = from + Math.floor(elapsed * perMs);
+    while (i < due) one();
+    await new Promise<void>((resolve) => setImmediate(resolve));
+  }
+  await tracker.flush();
+  const t1 = threadCpuTicks() as Map<string, number>;
+  let ticks = 0;
+  for (const [tid, v] of t1) if (tid !== mainTid) ticks += v - (t0.get(tid) ?? 0);
+  return (ticks * 1e6) / TICKS_PER_SECOND / (i - from);
+}
 
 async function withTracker(logDir: string | undefined, fn: (t: RequestTracker) => Promise<number>): Promise<number> {
   const tracker = new RequestTracker({ policy: 'cache_aware', maxEntries: 100_000, ttlSeconds: 3600, logDir, logMaxBytes: 64 << 20, logMaxFiles: 8, flushMs: 100, actor: { execArgv: [] } });

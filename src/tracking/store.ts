@@ -41,11 +41,11 @@ export class TraceStore extends TraceSlots implements EventTarget {
       this.touch(s);
     }
     // Worker URLs, policies, routes and error codes come from the events' dictionary: one shared string
-    // each already. Reasons arrive as fresh copies per request: interned.
+    // each already. Reasons and scores differ per request: they are copied into columns.
     this.urls[s] = e.workerUrl;
     this.policies[s] = e.policy;
-    this.reasons[s] = this.intern(e.reason);
-    this.scores[s] = e.scores;
+    this.reasons.set(s, e.reason);
+    this.scores.set(s, e.scores);
     this.queue[s] = e.queueMs;
     this.attempts[s] = e.attempts;
   }
@@ -73,16 +73,16 @@ export class TraceStore extends TraceSlots implements EventTarget {
       this.counters.recorded++;
       this.timestamp[s] = full ? e.timestampMs : Math.round((this.now() - e.e2eMs) * 1000) / 1000;
       this.policies[s] = full ? e.policy : this.defaultPolicy;
-      this.reasons[s] = this.intern(e.reason);
-      this.scores[s] = e.scores;
+      this.reasons.set(s, e.reason);
+      this.scores.set(s, e.scores);
       this.queue[s] = e.queueMs ?? Number.NaN;
     } else {
       this.setNode(s, e.nodeId ?? -1);
       this.setStatus(s, status);
       if (full) {
         this.policies[s] = e.policy;
-        this.reasons[s] = this.intern(e.reason);
-        this.scores[s] = e.scores;
+        this.reasons.set(s, e.reason);
+        this.scores.set(s, e.scores);
         this.queue[s] = e.queueMs ?? Number.NaN;
       }
       this.touch(s);
@@ -117,8 +117,8 @@ export class TraceStore extends TraceSlots implements EventTarget {
     this.policies[s] = this.intern(t.routing_policy) as string;
     this.routes[s] = this.intern(t.route) as string;
     this.stream[s] = t.stream ? 1 : 0;
-    this.reasons[s] = this.intern(t.reason);
-    this.scores[s] = t.scores;
+    this.reasons.set(s, t.reason);
+    this.scores.set(s, t.scores);
     this.queue[s] = t.queue_ms ?? Number.NaN;
     this.ttft[s] = t.ttft_ms ?? Number.NaN;
     this.e2e[s] = t.e2e_ms ?? Number.NaN;

@@ -2,11 +2,12 @@
  * The trace store's slots: where traces live, how they are found, bounded and counted (store.ts applies
  * events to them and answers queries).
  *
- * Each trace lives in a slot: its numbers in typed arrays (one per field), its strings in plain arrays
- * (interned ones: shared), its request id as bytes in the id table, so a trace costs no object of its own
- * (only its scores object, when the policy gave scores): 100k traces are a few hundred thousand fewer
- * objects for the garbage collector to mark and move than one object per trace would be; the bench figure
- * trace.store.100k_heap_mb keeps count. Trace objects are made on demand, for answers and for the log.
+ * Each trace lives in a slot: its numbers in typed arrays (one per field), its repeated strings (worker
+ * URL, policy, route, error code) as shared strings in plain arrays, its request id as bytes in the id
+ * table, its reason as bytes (inline-strings.ts) and its scores as codes and numbers (score-columns.ts).
+ * So a trace costs no object of its own: 100k traces add nothing for the garbage collector to mark, and
+ * evicting them leaves no garbage in the old generation; the bench figures trace.store.100k_heap_mb and
+ * trace.tracker.paced_thread_us keep count. Trace objects are made on demand, for answers and the log.
  *
  * An IdTable (id-table.ts: ids as bytes outside the JS heap, hashed) finds a request id's slot; slots are
  * threaded on a doubly linked list (two Int32Arrays) in recency order: every update moves the slot to the
@@ -16,11 +17,13 @@
  * Reads do not count as use (a dashboard polling the list must not pin traces).
  *
  * Counts per status and per node are kept incrementally, so /v1/traces/stats never scans the store.
- * Repeated strings (worker URLs, policy names, reasons) arrive as fresh copies from another thread; they are
- * interned so 100k traces share one copy each.
+ * Repeated strings reloaded from the log arrive as fresh copies; they are interned so 100k traces share
+ * one copy each (events' repeated strings come from the events' dictionary, one copy each already).
  */
 import type { RequestIdRef } from './events.js';
 import { IdTable } from './id-table.js';
+import { InlineStrings } from './inline-strings.js';
+import { ScoreColumns } from './score-columns.js';
 import { TRACE_STATUSES, type Trace, type TraceStatus } from './types.js';
 
 export interface TraceStoreOptions {
@@ -44,6 +47,8 @@ const MAX_INTERNED = 16_384;
 const NONE_KEY = 'none';
 export const NIL = -1;
 const INITIAL_SLOTS = 1024;
+/** Reasons up to this many ASCII chars are kept as bytes (the built-in policies' fit; longer: as strings). */
+const REASON_BYTES = 96;
 
 export const PENDING = 0;
 export const STREAMING = 1;
@@ -103,10 +108,11 @@ export class TraceSlots {
   protected readonly urls: (string | null)[] = [];
   protected readonly policies: string[] = [];
   protected readonly routes: string[] = [];
-  protected readonly reasons: (string | null)[] = [];
+  /** Per-request text: bytes in a column (no string object per trace). */
+  protected readonly reasons = new InlineStrings(REASON_BYTES);
   protected readonly errorCodes: (string | null)[] = [];
   protected readonly errorMessages: (string | null)[] = [];
-  protected readonly scores: (Record<string, number> | null)[] = [];
+  protected readonly scores = new ScoreColumns();
 
   constructor(options: TraceStoreOptions) {
     if (!Number.isInteger(options.maxEntries) || options.maxEntries < 1) throw new Error(`maxEntries must be a positive integer, got ${options.maxEntries}`);
@@ -185,8 +191,8 @@ export class TraceSlots {
       timestamp_ms: this.timestamp[s] as number,
       route: this.routes[s] as string,
       stream: this.stream[s] === 1,
-      reason: this.reasons[s] ?? null,
-      scores: this.scores[s] ?? null,
+      reason: this.reasons.get(s),
+      scores: this.scores.get(s),
       queue_ms: nullable(this.queue[s] as number),
       ttft_ms: nullable(this.ttft[s] as number),
       e2e_ms: nullable(this.e2e[s] as number),
@@ -230,8 +236,8 @@ export class TraceSlots {
     this.statusCounts[st] = (this.statusCounts[st] as number) - 1;
     this.bumpNode(this.node[s] as number, -1);
     // Release what the slot references so the garbage collector can take it.
-    this.reasons[s] = null;
-    this.scores[s] = null;
+    this.reasons.set(s, null);
+    this.scores.set(s, null);
     this.errorMessages[s] = null;
     this.free.push(s);
   }
@@ -281,6 +287,8 @@ export class TraceSlots {
     this.status = growByte(this.status, next);
     this.stream = growByte(this.stream, next);
     this.ids.grow(next);
+    this.reasons.grow(next);
+    this.scores.grow(next);
     this.capacity = next;
   }
 
