@@ -37,6 +37,8 @@ export const LAG_CAUSE_DEFINITIONS: Record<LagCause, string> = {
 
 /** Minimum spacing of the routine schedstat snapshots (ms). */
 const SNAPSHOT_EVERY_MS = 0.2;
+/** GC pauses kept for matching with late sends (beyond: counted by kind only). */
+const GC_KEPT = 100_000;
 const WORST_KEPT = 10;
 
 /** Cumulative counters at one moment (performance.now() ms; thread CPU and run delay in ms). */
@@ -218,9 +220,14 @@ export class LagDiagnostics {
 
   private readonly sched: SchedStat | undefined;
   private observer: PerformanceObserver | undefined;
+  /** GC pauses (start, duration) for matching with late windows, the first GC_KEPT of them. */
   private readonly gcStart: number[] = [];
   private readonly gcDuration: number[] = [];
-  private readonly gcKind: number[] = [];
+  /** Every pause, by kind. */
+  private readonly gcByKind: LagCausesSection['gc']['by_kind'] = {};
+  private gcCount = 0;
+  private gcTotal = 0;
+  private gcMax = 0;
   private readonly events: LateEvents;
   private sends = 0;
   private late = 0;
@@ -259,9 +266,19 @@ export class LagDiagnostics {
   }
 
   private addGc(e: PerformanceEntry): void {
-    this.gcStart.push(e.startTime);
-    this.gcDuration.push(e.duration);
-    this.gcKind.push((e as unknown as { detail?: { kind?: number } }).detail?.kind ?? 0);
+    const d = e.duration;
+    if (this.gcStart.length < GC_KEPT) {
+      this.gcStart.push(e.startTime);
+      this.gcDuration.push(d);
+    }
+    const k = (e as unknown as { detail?: { kind?: number } }).detail?.kind ?? 0;
+    const b = (this.gcByKind[GC_KINDS[k] ?? `kind_${k}`] ??= { count: 0, total_ms: 0, max_ms: 0 });
+    b.count++;
+    b.total_ms += d;
+    if (d > b.max_ms) b.max_ms = d;
+    this.gcCount++;
+    this.gcTotal += d;
+    if (d > this.gcMax) this.gcMax = d;
   }
 
   private get workMs(): number {
@@ -330,14 +347,14 @@ export class LagDiagnostics {
       this.sched.close();
     }
     const causes = Object.fromEntries(LAG_CAUSES.map((c) => [c, { late_sends: 0, lag_ms: 0 }])) as Record<LagCause, LagCauseTotals>;
-    const order = sortedGcOrder(this.gcStart);
+    const gcs = sortedPauses(this.gcStart, this.gcDuration);
     const ev = this.events;
     const worst: LagCausesSection['worst'] = [];
     let workInLate = 0;
     for (let k = 0; k < ev.length; k++) {
       const w = splitWindow(
         ev.to[k]! - ev.from[k]!,
-        gcOverlap(this.gcStart, this.gcDuration, order, ev.from[k]!, ev.to[k]!),
+        gcOverlap(gcs, ev.from[k]!, ev.to[k]!),
         this.sched === undefined ? Number.NaN : ev.delay[k]!,
         ev.work[k]!,
         this.sched === undefined ? Number.NaN : ev.exec[k]!,
@@ -364,19 +381,7 @@ export class LagDiagnostics {
       }
     }
     for (const c of LAG_CAUSES) causes[c].lag_ms = round(causes[c].lag_ms);
-    const byKind: LagCausesSection['gc']['by_kind'] = {};
-    let gcTotal = 0;
-    let gcMax = 0;
-    for (let i = 0; i < this.gcStart.length; i++) {
-      const d = this.gcDuration[i]!;
-      const kind = GC_KINDS[this.gcKind[i]!] ?? `kind_${this.gcKind[i]}`;
-      const b = (byKind[kind] ??= { count: 0, total_ms: 0, max_ms: 0 });
-      b.count++;
-      b.total_ms += d;
-      if (d > b.max_ms) b.max_ms = d;
-      gcTotal += d;
-      if (d > gcMax) gcMax = d;
-    }
+    const byKind = this.gcByKind;
     for (const b of Object.values(byKind)) {
       b.total_ms = round(b.total_ms);
       b.max_ms = round(b.max_ms);
@@ -392,7 +397,7 @@ export class LagDiagnostics {
       causes,
       // Inside late windows, split by kind in the run's proportions (the windows only keep the sum).
       generator_work_ms: { record: round(this.recordMs * scale), build: round(this.buildMs * scale), response: round(this.responseClock.ms * scale) },
-      gc: { count: this.gcStart.length, total_ms: round(gcTotal), max_ms: round(gcMax), by_kind: byKind },
+      gc: { count: this.gcCount, total_ms: round(this.gcTotal), max_ms: round(this.gcMax), by_kind: byKind },
       thread: {
         cpu_ms: cpuMs,
         run_delay_ms: delayMs,
@@ -410,23 +415,42 @@ function round(ms: number): number {
   return Math.round(ms * 1000) / 1000;
 }
 
-function sortedGcOrder(starts: number[]): Int32Array {
-  const order = new Int32Array(starts.length);
-  for (let i = 0; i < order.length; i++) order[i] = i;
-  order.sort((a, b) => starts[a]! - starts[b]!);
-  return order;
+/** GC pauses sorted by start, with the longest duration (bounds the backwards search). */
+export interface SortedPauses {
+  start: Float64Array;
+  end: Float64Array;
+  maxDuration: number;
 }
 
-/** Total time GC pauses overlap [from, to]. */
-export function gcOverlap(starts: number[], durations: number[], order: Int32Array, from: number, to: number): number {
+export function sortedPauses(starts: readonly number[], durations: readonly number[]): SortedPauses {
+  const order = Array.from(starts.keys()).sort((a, b) => starts[a]! - starts[b]!);
+  const start = new Float64Array(order.length);
+  const end = new Float64Array(order.length);
+  let maxDuration = 0;
+  order.forEach((i, j) => {
+    start[j] = starts[i]!;
+    end[j] = starts[i]! + durations[i]!;
+    if (durations[i]! > maxDuration) maxDuration = durations[i]!;
+  });
+  return { start, end, maxDuration };
+}
+
+/** Total time GC pauses overlap [from, to] (binary search to the first pause that can reach `from`). */
+export function gcOverlap(p: SortedPauses, from: number, to: number): number {
+  const s = p.start;
+  let lo = 0;
+  let hi = s.length;
+  const first = from - p.maxDuration;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (s[mid]! < first) lo = mid + 1;
+    else hi = mid;
+  }
   let sum = 0;
-  for (let j = 0; j < order.length; j++) {
-    const i = order[j]!;
-    const s = starts[i]!;
-    if (s >= to) break;
-    const e = s + durations[i]!;
+  for (let j = lo; j < s.length && s[j]! < to; j++) {
+    const e = p.end[j]!;
     if (e <= from) continue;
-    sum += Math.min(e, to) - Math.max(s, from);
+    sum += Math.min(e, to) - Math.max(s[j]!, from);
   }
   return sum;
 }

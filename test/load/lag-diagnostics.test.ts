@@ -11,7 +11,7 @@ import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { startSimFleetInThread } from '../../src/sim/fleet.js';
 import { runLoad } from '../../src/load/runner.js';
-import { LAG_CAUSES, primaryCause, splitWindow, type LagCausesSection } from '../../src/load/lag-diagnostics.js';
+import { LAG_CAUSES, gcOverlap, primaryCause, sortedPauses, splitWindow, type LagCausesSection } from '../../src/load/lag-diagnostics.js';
 import { parseLoadOptions } from '../../src/cli/load.js';
 import { loadOpts, tempDir } from './helpers.js';
 
@@ -22,6 +22,16 @@ t.test('splitWindow clamps in order gc, run delay, generator work, other CPU; th
   t.same(splitWindow(4, 0, Number.NaN, 1, Number.NaN), { gc: 0, descheduled: 0, generatorWork: 1, otherJs: 3, timer: 0 }, 'no schedstat: the rest is other_js');
   t.equal(primaryCause(splitWindow(10, 1, 6, 2, 3)), 'descheduled');
   t.equal(primaryCause(splitWindow(10, 0, 0, 6, 8)), 'generator_work');
+});
+
+t.test('gcOverlap: the part of each pause inside the window, pauses given in any order', async (t) => {
+  // Pauses [10, 20], [0, 30] (long, starts first), [40, 41], [50, 55].
+  const p = sortedPauses([40, 10, 50, 0], [1, 10, 5, 30]);
+  t.equal(gcOverlap(p, 25, 45), 5 + 1, 'the tail of the long pause and all of [40, 41]');
+  t.equal(gcOverlap(p, 12, 14), 2 + 2, 'inside two pauses');
+  t.equal(gcOverlap(p, 31, 39), 0, 'between pauses');
+  t.equal(gcOverlap(p, 54, 100), 1, 'the end of the last');
+  t.equal(gcOverlap(sortedPauses([], []), 0, 10), 0, 'no pauses');
 });
 
 t.test('--lag-diagnostics parses; off by default', async (t) => {
