@@ -1,8 +1,9 @@
 /**
  * The send-lag diagnostics (`--lag-diagnostics`): the window arithmetic, and end to end with real sockets
  * that an injected GC and an injected busy-wait on the sending thread are attributed to the right cause.
- * No timing is asserted: on a loaded machine part of any stall is legitimately 'descheduled', so the tests
- * compare causes with each other, leaving that one out.
+ * No timing is asserted: on a loaded machine (tap runs two files at once) part of any stall is legitimately
+ * the machine's ('descheduled', and 'timer' when the thread woke late), so the tests compare only the
+ * causes that blame the thread's own work: gc, generator_work and other_js.
  */
 import t from 'tap';
 import { readFileSync } from 'node:fs';
@@ -51,12 +52,12 @@ async function runDisturbed(url: string, inject: () => void, everyMs: number, di
   return JSON.parse(readFileSync(join(dir, 'summary.json'), 'utf8')) as Record<string, unknown>;
 }
 
-/** The cause with the most lag, leaving out 'descheduled' (the machine's share, which a busy test machine adds to anything). */
+/** Of the causes that blame the thread's own work, the one with the most lag (the machine's shares left out). */
 function topCauseBesidesMachine(c: LagCausesSection): string {
   let best = '';
   let v = -1;
   for (const k of LAG_CAUSES) {
-    if (k === 'descheduled') continue;
+    if (k === 'descheduled' || k === 'timer') continue;
     if (c.causes[k].lag_ms > v) {
       v = c.causes[k].lag_ms;
       best = k;
@@ -83,6 +84,7 @@ t.test('end to end: an injected busy-wait on the sending thread is other_js; an 
     100,
   );
   const b = busy['send_lag_causes'] as LagCausesSection;
+  t.comment(`busy-wait run: ${JSON.stringify(b.causes)}; worst ${JSON.stringify(b.worst[0])}`);
   t.ok(b.late_sends > 0, `late sends: ${b.late_sends}`);
   t.equal(b.sends, 500, 'every send seen');
   t.equal(topCauseBesidesMachine(b), 'other_js', `busy-wait attributed to other_js: ${JSON.stringify(b.causes)}`);
