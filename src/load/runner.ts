@@ -4,8 +4,10 @@
  *
  * Scheduling keeps the generator from distorting what it measures: the next request's body is built
  * ahead of its time; a timer sleeps until ~2 ms before it is due, then the loop polls with setImmediate
- * (so network I/O still runs) and sends at the due time; requests over --max-concurrency wait client-side
- * and go out from the completion that frees a slot. Its own lateness is measured per request (send lag).
+ * (so network I/O still runs) and sends at the due time, or, with nothing in flight (no response to
+ * read), blocks until just before it; requests over --max-concurrency wait client-side and go out from
+ * the completion that frees a slot. Its own lateness is measured per request (send lag), and with
+ * --lag-diagnostics attributed to causes (lag-diagnostics.ts).
  *
  * Between sends the thread does as little as it can: the client only copies and stamps response chunks,
  * and finished exchanges wait in a queue. Parsing them, recording them and writing their CSV rows (tens of
