@@ -20,6 +20,7 @@ import type { CompletionRecord, CompletionSink } from '../proxy/completion.js';
 import type { Logger } from '../util/log.js';
 import { routeLabelIndex } from './route-labels.js';
 import { Rec, REC_HEADER, type SampleBatch, type StatsActorInit, type StatsActorMessage, type StatsActorReplies, type StatsCheckpoint, type StatsMember, type StatsSnapshot, type StatsWorkerDef } from './stats-protocol.js';
+import { copyFloats } from '../util/typed-copy.js';
 
 export interface StatsHostOptions {
   /** Width of one window slice (default 10 000 ms; tests shrink it). */
@@ -209,14 +210,14 @@ export class StatsHost implements CompletionSink {
     this.flushScheduled = false;
     if (this.len === 0 && this.pendingDefs === null) return;
     // slice: an exact-size copy is what crosses (a view would clone the whole backing buffer), and is kept for replay.
-    const data = this.buf.slice(0, this.len);
+    const data = copyFloats(this.buf, this.len);
     this.len = 0;
     const workers = this.pendingDefs;
     this.pendingDefs = null;
     const seq = ++this.batchesSent;
     const at = Date.now();
     // A copy moves to the thread (memcpy, ~50x cheaper than cloning the typed array); `data` stays for replay.
-    const sent = data.slice();
+    const sent = copyFloats(data);
     this.actor.tell({ t: 'samples', seq, at, data: sent, workers }, [sent.buffer as ArrayBuffer]);
     this.keep({ seq, at, data });
   }

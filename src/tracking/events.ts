@@ -34,6 +34,7 @@ import type { CompletionRecord } from '../proxy/completion.js';
 import type { RequestProgressView } from '../frontend/context.js';
 import type { TraceStatus } from './types.js';
 import type { IdBytes } from './id-table.js';
+import { copyBytes, copyFloats } from '../util/typed-copy.js';
 
 /** A request id as the store takes it: a string, or bytes inside an event batch. */
 export type RequestIdRef = string | IdBytes;
@@ -169,8 +170,8 @@ export class EventWriter {
     if (this.n === 0) return null;
     // slice: exact-size copies cross (and are moved: a view would take the whole backing buffer along).
     const batch: EventBatch = {
-      nums: this.nums.slice(0, this.n),
-      ids: this.idBytes.slice(0, this.idEnd),
+      nums: copyFloats(this.nums, this.n),
+      ids: copyBytes(this.idBytes, this.idEnd),
       strs: this.strs,
       defsFrom: this.sentDefs,
       defs: this.dictionary.slice(this.sentDefs),
