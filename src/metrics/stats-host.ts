@@ -20,7 +20,7 @@ import type { CompletionRecord, CompletionSink } from '../proxy/completion.js';
 import type { Logger } from '../util/log.js';
 import { routeLabelIndex } from './route-labels.js';
 import { Rec, REC_HEADER, type SampleBatch, type StatsActorInit, type StatsActorMessage, type StatsActorReplies, type StatsCheckpoint, type StatsMember, type StatsSnapshot, type StatsWorkerDef } from './stats-protocol.js';
-import { copyFloats } from '../util/typed-copy.js';
+import { copyFloats, TRANSFER_MIN_BYTES, transferable } from '../util/typed-copy.js';
 
 export interface StatsHostOptions {
   /** Width of one window slice (default 10 000 ms; tests shrink it). */
@@ -216,9 +216,10 @@ export class StatsHost implements CompletionSink {
     this.pendingDefs = null;
     const seq = ++this.batchesSent;
     const at = Date.now();
-    // A copy moves to the thread (memcpy, ~50x cheaper than cloning the typed array); `data` stays for replay.
-    const sent = copyFloats(data);
-    this.actor.tell({ t: 'samples', seq, at, data: sent, workers }, [sent.buffer as ArrayBuffer]);
+    // A large batch moves to the thread as a copy (memcpy; cloning a typed array costs ~1 us per KB here);
+    // `data` stays for replay. A small one is cloned (moving has a fixed cost).
+    const sent = data.byteLength >= TRANSFER_MIN_BYTES ? copyFloats(data) : data;
+    this.actor.tell({ t: 'samples', seq, at, data: sent, workers }, transferable(sent));
     this.keep({ seq, at, data });
   }
 
