@@ -209,7 +209,7 @@ export class StatsHost implements CompletionSink {
   private flush(): void {
     this.flushScheduled = false;
     if (this.len === 0 && this.pendingDefs === null) return;
-    // slice: an exact-size copy is what crosses (a view would clone the whole backing buffer), and is kept for replay.
+    // An exact-size copy is what crosses (a view would take the whole backing buffer along), and is kept for replay.
     const data = copyFloats(this.buf, this.len);
     this.len = 0;
     const workers = this.pendingDefs;

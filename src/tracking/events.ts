@@ -13,7 +13,7 @@
  *
  * Request ids (ASCII by validation) cross as bytes in their own buffer, not as strings: cloning a string
  * costs the sending thread ~0.2-0.5 us, and the tracker keeps ids as bytes anyway (id-table.ts), so no id
- * string is made on either side. The numbers and the id bytes are moved (transferred), not copied.
+ * string is made on either side. The numbers and the id bytes of a large batch are moved (transferred).
  *
  * Layouts (N: a number; C: a dictionary code, -1 null, -2 "the string is the next in strs"; S: the next
  * string of strs; I: an id, N:length then that many bytes of `ids` (-1: the id is the next in strs, for an
@@ -168,7 +168,7 @@ export class EventWriter {
   /** The batch of everything appended since the last take (null when nothing was). */
   take(): EventBatch | null {
     if (this.n === 0) return null;
-    // slice: exact-size copies cross (and are moved: a view would take the whole backing buffer along).
+    // Exact-size copies cross (a view would take the whole backing buffer along when moved or cloned).
     const batch: EventBatch = {
       nums: copyFloats(this.nums, this.n),
       ids: copyBytes(this.idBytes, this.idEnd),
