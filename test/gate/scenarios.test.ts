@@ -73,7 +73,9 @@ t.test('calibrated, shared-counters, sse-scanner and open-streams report their f
       t.ok(f !== undefined && Number.isFinite(f.value), `${scenario}: ${name} reported`);
       if (f === undefined) continue;
       t.equal(f.scenario, scenario);
-      if (!name.startsWith('open_streams.added_')) t.ok(f.value > 0, `${name} is a positive measurement`);
+      // Differences of two readings may be <= 0 here: added latency, and RSS growth over only 200 streams
+      // (the collector can hand pages back between the idle and the open reading). Reported is enough.
+      if (!name.startsWith('open_streams.added_') && name !== 'open_streams.router.rss_per_stream_kb') t.ok(f.value > 0, `${name} is a positive measurement`);
       if (name.endsWith('.calibrated')) t.match(f, { unit: 'ref', better: 'lower' });
     }
   }
