@@ -7,6 +7,7 @@ import { Piscina } from 'piscina';
 import { Packr, Unpackr } from 'msgpackr';
 import type { ActorCallback, ActorTransport, ActorTuning } from './actor-types.js';
 import type { ActorCodec, ActorMessage, BatchTask } from './protocol.js';
+import { copyBytes } from '../util/typed-copy.js';
 
 /** One crossing's worth of calls; recycled after its answers are dispatched. */
 export class Batch {
@@ -80,15 +81,9 @@ export function settle(err: Error | null, value: unknown, ctx: { resolve: (v: un
 }
 
 export function packedTask(packr: Packr, id: number, msgs: readonly ActorMessage[]): BatchTask {
+  // msgpackr returns a view into its shared arena: copy into an exactly-sized buffer we can transfer.
   const packed = copyBytes(packr.pack(msgs));
   return { k: 'batch', b: id, p: packed.buffer as ArrayBuffer };
-}
-
-/** msgpackr returns a view into its shared arena: copy into an exactly-sized buffer we can transfer. */
-export function copyBytes(view: Uint8Array): Uint8Array {
-  const out = new Uint8Array(view.length);
-  out.set(view);
-  return out;
 }
 
 export function asError(err: unknown): Error {

@@ -23,7 +23,7 @@ import type { Unpackr } from 'msgpackr';
 import { fileURLToPath } from 'node:url';
 import type { Logger } from '../util/log.js';
 import { ActorClosedError, ActorCrashedError, ActorOverloadedError } from './actor-errors.js';
-import { asError, Batch, copyBytes, Incarnation, noop, packedTask, positiveInt, settle, spawnIncarnation, withTimeout } from './actor-incarnation.js';
+import { asError, Batch, Incarnation, noop, packedTask, positiveInt, settle, spawnIncarnation, withTimeout } from './actor-incarnation.js';
 import type { ActorCallback, ActorOptions, ActorStats, ActorTransport } from './actor-types.js';
 import type {
   ActorCodec,
@@ -236,9 +236,8 @@ export class Actor<M extends ActorMessage, R extends ReplyMap<M>, I = unknown> {
     if (inc.port !== null) {
       try {
         if (inc.packr !== null) {
-          const packed = copyBytes(inc.packr.pack(batch.msgs));
-          const task: BatchTask = { k: 'batch', b: id, p: packed.buffer as ArrayBuffer };
-          inc.port.postMessage(task, [packed.buffer as ArrayBuffer]);
+          const task = packedTask(inc.packr, id, batch.msgs);
+          inc.port.postMessage(task, [task.p as ArrayBuffer]);
         } else {
           const task: BatchTask = { k: 'batch', b: id, m: batch.msgs };
           inc.port.postMessage(task, batch.transfer);
