@@ -12,7 +12,8 @@ import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { startSimFleetInThread } from '../../src/sim/fleet.js';
 import { runLoad } from '../../src/load/runner.js';
-import { LAG_CAUSES, gcOverlap, primaryCause, sortedPauses, splitWindow, type LagCausesSection } from '../../src/load/lag-diagnostics.js';
+import { LAG_CAUSES, gcOverlap, primaryCause, sortedPauses, splitWindow } from '../../src/load/lag-attribution.js';
+import type { LagCausesSection } from '../../src/load/lag-diagnostics.js';
 import { parseLoadOptions } from '../../src/cli/load.js';
 import { loadOpts, tempDir } from './helpers.js';
 
