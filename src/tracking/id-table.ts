@@ -9,17 +9,18 @@
  *
  * Ids come in two forms: a string (queries, the trace log) or bytes in an event batch (the hot path: the
  * front end writes ids as bytes, so no string is made for them on either side). Both hash the same way
- * (FNV-1a over char codes = bytes for ASCII). Ids longer than INLINE_BYTES, or not ASCII, are kept as
- * strings beside the table (rare: request ids are at most 128 chars of [A-Za-z0-9._:-]).
+ * (FNV-1a over char codes = bytes for ASCII). The ids themselves are an InlineStrings column: longer than
+ * INLINE_BYTES, or not ASCII, they are kept as strings beside it (rare: request ids are at most 128 chars
+ * of [A-Za-z0-9._:-]).
  *
  * Linear probing at load factor <= 1/2, deletion by backward shift (no tombstones), so a lookup stays a
  * probe or two however the table churns.
  */
 
+import { InlineStrings } from './inline-strings.js';
+
 /** Bytes of an id stored in its slot's row; longer ids are kept as strings. */
 export const INLINE_BYTES = 48;
-const LONG = -2;
-const EMPTY = -1;
 const MIN_TABLE = 2048;
 
 /** An id as it crossed in an event batch: `len` ASCII bytes at `off` in `bytes`. */
@@ -49,19 +50,11 @@ function mix(h: number): number {
   return h | 0;
 }
 
-function isShortAscii(s: string): boolean {
-  if (s.length > INLINE_BYTES) return false;
-  for (let i = 0; i < s.length; i++) if (s.charCodeAt(i) > 127) return false;
-  return true;
-}
-
 export class IdTable {
   private capacity = 0;
-  private rows: Buffer = Buffer.alloc(0);
-  /** Per slot: the id's length in bytes, LONG (kept in `long`), or EMPTY. */
-  private lens: Int32Array = new Int32Array(0);
+  /** Each slot's id (null: the slot holds none). */
+  private readonly ids = new InlineStrings(INLINE_BYTES);
   private hashes: Int32Array = new Int32Array(0);
-  private readonly long: (string | undefined)[] = [];
   /** slot + 1 per position; 0: empty. */
   private table: Int32Array = new Int32Array(MIN_TABLE);
   private mask = MIN_TABLE - 1;
@@ -75,12 +68,7 @@ export class IdTable {
   /** Room for slots [0, capacity); existing slots keep their ids. */
   grow(capacity: number): void {
     if (capacity <= this.capacity) return;
-    const rows = Buffer.alloc(capacity * INLINE_BYTES);
-    this.rows.copy(rows);
-    this.rows = rows;
-    const lens = new Int32Array(capacity).fill(EMPTY);
-    lens.set(this.lens);
-    this.lens = lens;
+    this.ids.grow(capacity);
     const hashes = new Int32Array(capacity);
     hashes.set(this.hashes);
     this.hashes = hashes;
@@ -98,7 +86,7 @@ export class IdTable {
       const e = table[i] as number;
       if (e === 0) return -1;
       const s = e - 1;
-      if (hashes[s] === h && this.equalsString(s, id)) return s;
+      if (hashes[s] === h && this.ids.equals(s, id)) return s;
     }
   }
 
@@ -110,43 +98,27 @@ export class IdTable {
       const e = table[i] as number;
       if (e === 0) return -1;
       const s = e - 1;
-      if (hashes[s] === h && this.equalsBytes(s, b, off, len)) return s;
+      if (hashes[s] === h && this.ids.equalsBytes(s, b, off, len)) return s;
     }
   }
 
   /** Give empty slot `s` the id (which must not be held already). */
   insert(s: number, id: string): void {
     this.checkEmpty(s);
-    if (isShortAscii(id)) {
-      const at = s * INLINE_BYTES;
-      for (let i = 0; i < id.length; i++) this.rows[at + i] = id.charCodeAt(i);
-      this.lens[s] = id.length;
-    } else {
-      this.lens[s] = LONG;
-      this.long[s] = id;
-    }
+    this.ids.set(s, id);
     this.link(s, hashString(id));
   }
 
   /** insert() for an id given as ASCII bytes. */
   insertBytes(s: number, b: Uint8Array, off: number, len: number): void {
     this.checkEmpty(s);
-    if (len <= INLINE_BYTES) {
-      // A loop, not rows.set(b.subarray(...)): a subarray is an object per id, and ids are short.
-      const at = s * INLINE_BYTES;
-      for (let i = 0; i < len; i++) this.rows[at + i] = b[off + i] as number;
-      this.lens[s] = len;
-    } else {
-      this.lens[s] = LONG;
-      this.long[s] = Buffer.from(b.buffer, b.byteOffset + off, len).toString('latin1');
-    }
+    this.ids.setBytes(s, b, off, len);
     this.link(s, hashBytes(b, off, len));
   }
 
   /** Forget slot s's id. */
   remove(s: number): void {
-    const len = this.lens[s] as number;
-    if (len === EMPTY) return;
+    if (this.ids.isNull(s)) return;
     const { table, mask } = this;
     let i = (this.hashes[s] as number) & mask;
     while (table[i] !== s + 1) i = (i + 1) & mask;
@@ -162,44 +134,27 @@ export class IdTable {
       }
     }
     table[i] = 0;
-    if (len === LONG) this.long[s] = undefined;
-    this.lens[s] = EMPTY;
+    this.ids.set(s, null);
     this.n--;
   }
 
   /** Slot s's id as a string (answers and the log only: the hot path never needs it). */
   idOf(s: number): string {
-    const len = this.lens[s] as number;
-    if (len === LONG) return this.long[s] as string;
-    if (len === EMPTY) throw new Error(`slot ${s} holds no id`);
-    const at = s * INLINE_BYTES;
-    return this.rows.toString('latin1', at, at + len);
+    const id = this.ids.get(s);
+    if (id === null) throw new Error(`slot ${s} holds no id`);
+    return id;
   }
 
   /** Order of the ids of two held slots, as strings compare (-1, 0, 1), without making strings. */
   compare(a: number, b: number): number {
-    const la = this.lens[a] as number;
-    const lb = this.lens[b] as number;
-    if (la === LONG || lb === LONG) {
-      const x = this.idOf(a);
-      const y = this.idOf(b);
-      return x < y ? -1 : x > y ? 1 : 0;
-    }
-    const pa = a * INLINE_BYTES;
-    const pb = b * INLINE_BYTES;
-    const n = la < lb ? la : lb;
-    for (let i = 0; i < n; i++) {
-      const d = (this.rows[pa + i] as number) - (this.rows[pb + i] as number);
-      if (d !== 0) return d < 0 ? -1 : 1;
-    }
-    return la < lb ? -1 : la > lb ? 1 : 0;
+    return this.ids.compare(a, b);
   }
 
   // ---------------------------------------------------------------------------------------------
 
   private checkEmpty(s: number): void {
     if (s < 0 || s >= this.capacity) throw new RangeError(`slot ${s} outside [0, ${this.capacity})`);
-    if (this.lens[s] !== EMPTY) throw new Error(`slot ${s} already holds an id`);
+    if (!this.ids.isNull(s)) throw new Error(`slot ${s} already holds an id`);
   }
 
   private link(s: number, h: number): void {
@@ -216,33 +171,10 @@ export class IdTable {
     this.mask = size - 1;
     const { table, mask } = this;
     for (let s = 0; s < this.capacity; s++) {
-      if (this.lens[s] === EMPTY) continue;
+      if (this.ids.isNull(s)) continue;
       let i = (this.hashes[s] as number) & mask;
       while (table[i] !== 0) i = (i + 1) & mask;
       table[i] = s + 1;
     }
-  }
-
-  private equalsString(s: number, id: string): boolean {
-    const len = this.lens[s] as number;
-    if (len === LONG) return this.long[s] === id;
-    if (len !== id.length) return false;
-    const at = s * INLINE_BYTES;
-    for (let i = 0; i < len; i++) if (this.rows[at + i] !== id.charCodeAt(i)) return false;
-    return true;
-  }
-
-  private equalsBytes(s: number, b: Uint8Array, off: number, len: number): boolean {
-    const stored = this.lens[s] as number;
-    if (stored === LONG) {
-      const id = this.long[s] as string;
-      if (id.length !== len) return false;
-      for (let i = 0; i < len; i++) if (id.charCodeAt(i) !== b[off + i]) return false;
-      return true;
-    }
-    if (stored !== len) return false;
-    const at = s * INLINE_BYTES;
-    for (let i = 0; i < len; i++) if (this.rows[at + i] !== b[off + i]) return false;
-    return true;
   }
 }

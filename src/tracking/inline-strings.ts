@@ -51,6 +51,70 @@ export class InlineStrings {
     this.spilled.set(s, value);
   }
 
+  /** set() for a string given as bytes (one char a byte, latin1). */
+  setBytes(s: number, b: Uint8Array, off: number, len: number): void {
+    if (this.lens[s] === SPILLED) this.spilled.delete(s);
+    if (len <= this.stride) {
+      // A loop, not rows.set(b.subarray(...)): a subarray is an object per call, and these are short.
+      const at = s * this.stride;
+      for (let i = 0; i < len; i++) this.rows[at + i] = b[off + i] as number;
+      this.lens[s] = len;
+      return;
+    }
+    this.lens[s] = SPILLED;
+    this.spilled.set(s, Buffer.from(b.buffer, b.byteOffset + off, len).toString('latin1'));
+  }
+
+  isNull(s: number): boolean {
+    return this.lens[s] === NULL;
+  }
+
+  /** Whether slot s holds exactly `value` (null never equals). */
+  equals(s: number, value: string): boolean {
+    const n = this.lens[s] as number;
+    if (n === NULL) return false;
+    if (n === SPILLED) return this.spilled.get(s) === value;
+    if (n !== value.length) return false;
+    const at = s * this.stride;
+    for (let i = 0; i < n; i++) if (this.rows[at + i] !== value.charCodeAt(i)) return false;
+    return true;
+  }
+
+  /** equals() for a string given as bytes. */
+  equalsBytes(s: number, b: Uint8Array, off: number, len: number): boolean {
+    const n = this.lens[s] as number;
+    if (n === NULL) return false;
+    if (n === SPILLED) {
+      const v = this.spilled.get(s) as string;
+      if (v.length !== len) return false;
+      for (let i = 0; i < len; i++) if (v.charCodeAt(i) !== b[off + i]) return false;
+      return true;
+    }
+    if (n !== len) return false;
+    const at = s * this.stride;
+    for (let i = 0; i < len; i++) if (this.rows[at + i] !== b[off + i]) return false;
+    return true;
+  }
+
+  /** Order of two non-null slots' strings as strings compare (-1, 0, 1), without making strings when inline. */
+  compare(a: number, b: number): number {
+    const la = this.lens[a] as number;
+    const lb = this.lens[b] as number;
+    if (la < 0 || lb < 0) {
+      const x = this.get(a) as string;
+      const y = this.get(b) as string;
+      return x < y ? -1 : x > y ? 1 : 0;
+    }
+    const pa = a * this.stride;
+    const pb = b * this.stride;
+    const n = la < lb ? la : lb;
+    for (let i = 0; i < n; i++) {
+      const d = (this.rows[pa + i] as number) - (this.rows[pb + i] as number);
+      if (d !== 0) return d < 0 ? -1 : 1;
+    }
+    return la < lb ? -1 : la > lb ? 1 : 0;
+  }
+
   get(s: number): string | null {
     const n = this.lens[s] as number;
     if (n === NULL) return null;
