@@ -79,12 +79,7 @@ export class EventWriter {
   readonly dictionary: string[] = [];
   private sentDefs = 0;
 
-  /** Events waiting for take(). */
-  get pending(): boolean {
-    return this.n > 0;
-  }
-
-  /** Numbers buffered for the next take() (a measure of the batch's size). */
+  /** Numbers buffered for the next take() (a measure of the batch's size; 0: nothing waits). */
   get numbers(): number {
     return this.n;
   }

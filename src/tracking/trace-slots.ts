@@ -42,7 +42,7 @@ export interface StoreCounters {
   loaded: number;
 }
 
-/** Distinct strings interned at most (reasons may carry numbers; beyond this, strings are kept as they come). */
+/** Distinct strings interned at most (reloaded traces' repeated strings; beyond this, kept as they come). */
 const MAX_INTERNED = 16_384;
 const NONE_KEY = 'none';
 export const NIL = -1;

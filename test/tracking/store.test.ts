@@ -275,9 +275,9 @@ t.test('events: batches round-trip through the writer, the crossing and the read
   w.firstByte(view, 105.5);
   w.finished(rec);
   w.finished({ ...rec, requestId: 'ev2', slot: -1, workerUrl: '', nodeId: -1, status: 'failed', httpStatus: 503, errorCode: 'no_healthy_workers', errorMessage: 'none', decidedAt: 0, firstTokenAt: 0, queueTime: undefined, reason: '', scores: undefined });
-  t.ok(w.pending);
+  t.ok(w.numbers > 0);
   const batch = w.take()!;
-  t.notOk(w.pending);
+  t.equal(w.numbers, 0);
   t.ok(batch.nums instanceof Float64Array);
   t.same(batch.strs, ['because', null, 'none', null], 'only per-request strings other than ids travel as strings');
   t.equal(Buffer.from(batch.ids).toString('latin1'), 'ev1ev1ev1ev2', 'ids travel as bytes, one per event');
