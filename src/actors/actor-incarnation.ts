@@ -1,6 +1,7 @@
 /**
- * The actor runtime's host-side parts (actor.ts is the Actor): a crossing's batch of calls, one thread
- * incarnation with the batches it owes, how an incarnation is spawned, and small helpers.
+ * The actor runtime's host-side parts (actor.ts is the Actor, actor-mailbox.ts its mailbox): a crossing's
+ * batch of calls, one thread incarnation with the batches it owes, how an incarnation is spawned, and
+ * small helpers.
  */
 import { MessageChannel, type MessagePort, type Worker } from 'node:worker_threads';
 import { Piscina } from 'piscina';

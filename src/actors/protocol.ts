@@ -3,8 +3,8 @@
  *
  * Two layers:
  * 1. The runtime's own wire format (attach / batch / close tasks and answer batches), shared by
- *    src/actors/actor.ts (host side) and src/actors/actor-thread.ts (thread side). User code never builds
- *    these by hand.
+ *    src/actors/actor.ts with actor-mailbox.ts (host side) and src/actors/actor-thread.ts (thread side).
+ *    User code never builds these by hand.
  * 2. Typed actor protocols: every actor declares a discriminated union of messages (tag `t`) and a map from
  *    tag to reply type. `Actor<M, R>` then types `ask({ t: 'decide', ... })` as `Promise<R['decide']>`.
  *    The policy actor's protocol lives here; other actors declare theirs the same way.

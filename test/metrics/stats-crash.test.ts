@@ -31,7 +31,7 @@ function monotonicSeries(fams: Map<string, Family>): Map<string, number> {
 }
 
 function killThread(stats: StatsHost): Promise<number> {
-  const inc = (stats.actor as unknown as { inc: { worker: Worker } | null }).inc;
+  const inc = (stats.actor as unknown as { mailbox: { inc: { worker: Worker } | null } }).mailbox.inc;
   if (inc === null) throw new Error('no stats thread');
   return inc.worker.terminate();
 }
