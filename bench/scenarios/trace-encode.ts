@@ -14,6 +14,9 @@
  *                                   posts it (numbers and id bytes moved, strings cloned): serialise and
  *                                   deserialise on one thread, an upper bound of what one crossing costs
  *   trace.store.apply_ns            per request, the actor applying both events to a 100k-entry store
+ *   trace.events.push_merged_ns     the front end's cost when the request ends within the hand-over that
+ *   trace.store.apply_merged_ns     saw it decided (small answers: most requests): one FINISHED event
+ *                                   carries both (tracker.ts holds the decision back; its Map is not counted)
  *   trace.tracker.cpu_us            CPU time (user + system, every thread of the process) per request of a
  *                                   real RequestTracker (front-end side + actor thread), fed 32 requests per
  *                                   event-loop turn, minus the same loop without it: what tracking costs
@@ -157,6 +160,8 @@ const scenario: Scenario = {
     const push: number[] = [];
     const crossing: number[] = [];
     const apply: number[] = [];
+    const pushMerged: number[] = [];
+    const applyMerged: number[] = [];
     const inputs = views(N);
     for (let run = 0; run < ctx.runs; run++) {
       const p = logPackr();
@@ -181,6 +186,14 @@ const scenario: Scenario = {
         }, ms),
       );
       writer.take();
+      const mergedWriter = new EventWriter();
+      pushMerged.push(
+        nsPerOp((i) => {
+          mergedWriter.finished(inputs[i & (N - 1)]!.rec, true);
+          if ((i & 255) === 255) mergedWriter.take();
+          return 1;
+        }, ms),
+      );
       // One crossing of a 256-request batch, per request.
       for (let i = 0; i < 256; i++) {
         writer.decided(inputs[i]!.view, 'cache_aware');
@@ -198,41 +211,8 @@ const scenario: Scenario = {
           20,
         ) / 256,
       );
-      // The actor: apply batches (cloned, as received) to a store at its 100k cap (evicting).
-      const store = new TraceStore({ maxEntries: 100_000, ttlMs: 3_600_000 });
-      const reader = new EventReader(writer.dictionary);
-      const received: EventBatch[] = [];
-      for (let b = 0; b < 16; b++) {
-        for (let i = 0; i < 256; i++) {
-          const x = inputs[b * 256 + i]!;
-          writer.decided(x.view, 'cache_aware');
-          writer.finished(x.rec);
-        }
-        received.push(structuredClone(writer.take()!));
-      }
-      // Where each id starts in each batch's id bytes (every bench id begins with "bench-").
-      const idStarts = received.map((b) => {
-        const text = Buffer.from(b.ids).toString('latin1');
-        const at: number[] = [];
-        for (let k = text.indexOf('bench-'); k >= 0; k = text.indexOf('bench-', k + 1)) at.push(k);
-        return at;
-      });
-      let round = 0;
-      apply.push(
-        nsPerOp(
-          () => {
-            // fresh ids each round: the "bench-" prefix of every id (both events of a request) becomes the
-            // round number, so the store keeps evicting as under real traffic
-            const k = round & 15;
-            const b = received[k]!;
-            const tag = (round++).toString(36).padStart(6, '0').slice(-6);
-            for (const at of idStarts[k]!) for (let c = 0; c < 6; c++) b.ids[at + c] = tag.charCodeAt(c);
-            return reader.apply(b, store);
-          },
-          ms,
-          20,
-        ) / 256,
-      );
+      apply.push(applyNs(inputs, false, ms));
+      applyMerged.push(applyNs(inputs, true, ms));
     }
     const bytes = recordBytes(traces);
     const trackerCpu: number[] = [];
@@ -263,6 +243,8 @@ const scenario: Scenario = {
       fig('trace.events.push_ns', push, 'ns', 'lower', 'per request on the front end: decided + finished events appended to the turn batch (EventWriter)'),
       fig('trace.events.crossing_ns', crossing, 'ns', 'lower', 'per request: structured clone of a 256-request event batch as posted (numbers and id bytes moved)'),
       fig('trace.store.apply_ns', apply, 'ns', 'lower', 'per request in the actor: both events applied to a store capped at 100k (LRU evicting)'),
+      fig('trace.events.push_merged_ns', pushMerged, 'ns', 'lower', 'per request on the front end when it ends within its hand-over: one FINISHED event'),
+      fig('trace.store.apply_merged_ns', applyMerged, 'ns', 'lower', 'per request in the actor, the same: one FINISHED event applied to the full store'),
       fig('trace.tracker.cpu_us', trackerCpu, 'us', 'lower', `CPU per request, all threads, RequestTracker in memory (${requests} requests, 32 per turn)`),
       fig('trace.tracker.log_cpu_us', trackerLogCpu, 'us', 'lower', 'the same with --trace-log-dir (msgpack log, 100 ms flushes)'),
       ...(paced.length === 0
@@ -277,6 +259,48 @@ const PACED_RATE = 14_000;
 const TICKS_PER_SECOND = clockTicks();
 
 /** CPU ticks per thread of this process (Linux), or undefined where /proc is not there. */
+/**
+ * The actor's cost per request: batches (cloned, as received) applied to a store at its 100k cap
+ * (evicting). `merged`: one FINISHED event per request instead of DECIDED + OUTCOME.
+ */
+function applyNs(inputs: readonly { view: RequestProgressView; rec: CompletionRecord }[], merged: boolean, ms: number): number {
+  const writer = new EventWriter();
+  const store = new TraceStore({ maxEntries: 100_000, ttlMs: 3_600_000 });
+  const reader = new EventReader(writer.dictionary);
+  const received: EventBatch[] = [];
+  for (let b = 0; b < 16; b++) {
+    for (let i = 0; i < 256; i++) {
+      const x = inputs[b * 256 + i]!;
+      if (!merged) writer.decided(x.view, 'cache_aware');
+      writer.finished(x.rec, merged);
+    }
+    received.push(structuredClone(writer.take()!));
+  }
+  // Where each id starts in each batch's id bytes (every bench id begins with "bench-").
+  const idStarts = received.map((b) => {
+    const text = Buffer.from(b.ids).toString('latin1');
+    const at: number[] = [];
+    for (let k = text.indexOf('bench-'); k >= 0; k = text.indexOf('bench-', k + 1)) at.push(k);
+    return at;
+  });
+  let round = 0;
+  return (
+    nsPerOp(
+      () => {
+        // fresh ids each round: the "bench-" prefix of every id becomes the round number, so the store
+        // keeps evicting as under real traffic
+        const k = round & 15;
+        const b = received[k]!;
+        const tag = (round++).toString(36).padStart(6, '0').slice(-6);
+        for (const at of idStarts[k]!) for (let c = 0; c < 6; c++) b.ids[at + c] = tag.charCodeAt(c);
+        return reader.apply(b, store);
+      },
+      ms,
+      20,
+    ) / 256
+  );
+}
+
 function threadCpuTicks(): Map<string, number> | undefined {
   try {
     const out = new Map<string, number>();

@@ -28,7 +28,9 @@
  *              C:error_code S:error_message N:input_tokens N:output_tokens N:cached_tokens
  *              N:server_queue_ms N:attempts
  * A request that was decided ends with OUTCOME (what its DECIDED event carried is not sent twice);
- * FINISHED (everything) is for requests that never got a worker. score_count is -1 for no scores.
+ * FINISHED (everything) is for requests that never got a worker, and for those that ended before their
+ * DECIDED event was written (tracker.ts holds decisions until the hand-over). score_count is -1 for no
+ * scores.
  */
 import type { CompletionRecord } from '../proxy/completion.js';
 import type { RequestProgressView } from '../frontend/context.js';
@@ -110,11 +112,15 @@ export class EventWriter {
     this.num(ms(at - v.arrivedAt));
   }
 
-  finished(r: CompletionRecord): void {
+  /**
+   * The end of a request. `whole`: its DECIDED event was never written (the tracker held it back), so
+   * this one carries the decision too (FINISHED); otherwise a decided request sends only its OUTCOME.
+   */
+  finished(r: CompletionRecord, whole = false): void {
     const routed = r.slot >= 0 && r.workerUrl !== '';
     const ttft = r.firstTokenAt > 0 ? ms(r.firstTokenAt - r.arrivedAt) : Number.NaN;
     const serverQueue = r.queueTime === undefined ? Number.NaN : ms(r.queueTime * 1000);
-    if (routed && r.decidedAt > 0) {
+    if (routed && r.decidedAt > 0 && !whole) {
       this.reserve(16);
       this.num(EV_OUTCOME);
       this.id(r.requestId);

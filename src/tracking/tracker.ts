@@ -56,6 +56,8 @@ export interface RequestTrackerOptions extends TrackerConfig {
 const DEFAULT_HANDOVER_MS = 20;
 /** Numbers buffered (~30 per request) beyond which events cross at once, before the timer: ~1,000 requests. */
 const MAX_BATCH_NUMBERS = 32_768;
+/** Decisions held back (see `held`) beyond which events cross at once: they are written then. */
+const MAX_HELD = 1024;
 
 /** The hand-over interval for a log flushed every `flushMs`: the default, within a quarter of flushMs. */
 export function handoverFor(flushMs: number, requested?: number): number {
@@ -68,6 +70,14 @@ export class RequestTracker implements CompletionSink, RequestProgressHook {
   readonly config: TrackerConfig;
   private readonly policy: string;
   private readonly events = new EventWriter();
+  /**
+   * Decided requests whose DECIDED event is not written yet, by id. Most requests end within the
+   * hand-over that saw them decided (small JSON answers take milliseconds), and then one FINISHED event
+   * carries the decision with the outcome: one event, one id and one store update instead of two each,
+   * on both threads. Those still in flight at the hand-over (or whose first byte arrives) are written
+   * as DECIDED then, so what the tracker sees is the same, only sooner or later within the hand-over.
+   */
+  private readonly held = new Map<string, RequestProgressView>();
   private scheduled = false;
   private readonly handoverMs: number;
   private timer: NodeJS.Timeout | undefined;
@@ -108,24 +118,37 @@ export class RequestTracker implements CompletionSink, RequestProgressHook {
   // hot path
 
   decided(v: RequestProgressView): void {
-    this.events.decided(v, this.policy);
+    const held = this.held.get(v.requestId);
+    // Another request with the same id, still in flight: its decision goes first, as it came first.
+    if (held !== undefined && !sameRequest(held, v)) this.events.decided(held, this.policy);
+    // A retry of the same request replaces its held decision: the latest one is what the trace shows.
+    this.held.set(v.requestId, v);
     this.schedule();
   }
 
   firstByte(v: RequestProgressView, at: number): void {
+    const held = this.held.get(v.requestId);
+    if (held !== undefined) {
+      this.held.delete(v.requestId);
+      this.events.decided(held, this.policy); // the trace must exist before it can be streaming
+    }
     this.events.firstByte(v, at);
     this.schedule();
   }
 
   record(rec: CompletionRecord): void {
     this.finishedSeen++;
-    this.events.finished(rec);
+    const held = this.held.get(rec.requestId);
+    if (held !== undefined && sameRequest(held, rec)) {
+      this.held.delete(rec.requestId);
+      this.events.finished(rec, true);
+    } else this.events.finished(rec, false);
     this.schedule();
   }
 
   private schedule(): void {
     // A burst does not grow one crossing without bound (memory, and the actor's work per wake-up).
-    if (this.events.numbers >= MAX_BATCH_NUMBERS) {
+    if (this.events.numbers >= MAX_BATCH_NUMBERS || this.held.size >= MAX_HELD) {
       this.handOver();
       return;
     }
@@ -142,6 +165,10 @@ export class RequestTracker implements CompletionSink, RequestProgressHook {
       this.timer = undefined;
     }
     this.scheduled = false;
+    if (this.held.size > 0) {
+      for (const v of this.held.values()) this.events.decided(v, this.policy);
+      this.held.clear();
+    }
     const batch = this.events.take();
     // The numbers and id bytes of a large batch move to the thread (fresh exact-size buffers per batch):
     // cloning a typed array costs ~1 us per KB here; a small one is cloned (moving has a fixed cost).
@@ -229,4 +256,9 @@ export function checkTraceLogDir(dir: string): void {
   } catch (err) {
     throw new Error(`--trace-log-dir ${dir} is not a writable folder: ${(err as Error).message}`);
   }
+}
+
+/** The same request (not just the same id): arrival stamps match (both paths shift them alike). */
+function sameRequest(a: { readonly timestamp: number; readonly arrivedAt: number }, b: { readonly timestamp: number; readonly arrivedAt: number }): boolean {
+  return a.timestamp === b.timestamp && a.arrivedAt === b.arrivedAt;
 }

@@ -365,28 +365,118 @@ t.test('events wait at most a quarter of the log flush interval before crossing;
   t.equal(handoverFor(100, 0), 0);
 });
 
-t.test('a burst crosses to the tracker thread before the hand-over timer, in bounded batches', async (t) => {
+type TestWorker = NonNullable<Parameters<RequestTracker['decided']>[0]['worker']>;
+const testWorker = { url: 'http://w0:1', nodeId: 0, slot: 0 } as unknown as TestWorker;
+
+function decidedView(requestId: string, arrivedAt: number, attempts = 1, worker: TestWorker = testWorker): Parameters<RequestTracker['decided']>[0] {
+  return {
+    requestId, route: 'generate', features: { requestId, route: 'generate', text: 'x', inputTokens: 3, maxNewTokens: 4, stream: false, model: undefined },
+    timestamp: 1_700_000_000_000 + arrivedAt, arrivedAt, decidedAt: arrivedAt + 0.25, attempts, decision: { reason: `because ${requestId}`, scores: { load: arrivedAt } } as never, worker,
+  };
+}
+
+function completion(requestId: string, arrivedAt: number, attempts = 1, worker: TestWorker = testWorker): CompletionRecord {
+  return {
+    requestId, route: 'generate', stream: false, workerUrl: worker.url, slot: worker.slot, nodeId: worker.nodeId, policy: 'random', reason: `because ${requestId}`, scores: { load: arrivedAt },
+    status: 'completed', httpStatus: 200, errorCode: undefined, errorMessage: undefined, timestamp: 1_700_000_000_000 + arrivedAt, arrivedAt, decidedAt: arrivedAt + 0.25, sentAt: arrivedAt + 0.5,
+    firstTokenAt: 0, finishedAt: arrivedAt + 4, inputTokens: 3, outputTokens: 4, cachedTokens: 0, queueTime: undefined, itl: undefined, attempts,
+  };
+}
+
+function quietTracker(t: Test): RequestTracker {
+  // A 60 s hand-over: only the size bounds and the queries make events cross.
   const tracker = new RequestTracker({ policy: 'random', maxEntries: 10_000, ttlSeconds: 60, logDir: undefined, logMaxBytes: 1 << 20, logMaxFiles: 2, flushMs: 100, handoverMs: 60_000 });
   t.teardown(() => tracker.close());
+  return tracker;
+}
+
+t.test('a burst crosses to the tracker thread before the hand-over timer, in bounded batches', async (t) => {
+  const tracker = quietTracker(t);
   await tracker.ready();
-  const worker = { url: 'http://w0:1', nodeId: 0 } as unknown as NonNullable<Parameters<RequestTracker['decided']>[0]['worker']>;
-  for (let i = 0; i < 3000; i++) {
-    const requestId = `burst-${i}`;
-    tracker.decided({ requestId, route: 'generate', features: { requestId, route: 'generate', text: 'x', inputTokens: 3, maxNewTokens: 4, stream: false, model: undefined }, timestamp: 1, arrivedAt: 1, decidedAt: 1.1, attempts: 1, decision: undefined, worker });
-    const rec: CompletionRecord = {
-      requestId, route: 'generate', stream: false, workerUrl: 'http://w0:1', slot: 0, nodeId: 0, policy: 'random', reason: 'r', scores: undefined,
-      status: 'completed', httpStatus: 200, errorCode: undefined, errorMessage: undefined, timestamp: 1, arrivedAt: 1, decidedAt: 1.1, sentAt: 1.2,
-      firstTokenAt: 0, finishedAt: 5, inputTokens: 3, outputTokens: 4, cachedTokens: 0, queueTime: undefined, itl: undefined, attempts: 1,
-    };
-    tracker.record(rec);
+  for (let i = 0; i < 6000; i++) {
+    tracker.decided(decidedView(`burst-${i}`, i));
+    tracker.record(completion(`burst-${i}`, i));
   }
   await new Promise((resolve) => setImmediate(resolve));
   await new Promise((resolve) => setImmediate(resolve));
   const sent = tracker.actor.stats().callsSent;
-  t.ok(sent >= 2, `${sent} crossings already, with a 60 s hand-over timer (3,000 requests, ~1,000 per crossing)`);
-  t.ok(sent <= 4, 'each crossing carries many requests');
+  t.ok(sent >= 2, `${sent} crossings already, with a 60 s hand-over timer (6,000 requests, ~1,500 per crossing)`);
+  t.ok(sent <= 8, 'each crossing carries many requests');
   const stats = await tracker.stats();
-  t.equal(stats.total_requests, 3000, 'every request arrived');
+  t.equal(stats.total_requests, 6000, 'every request arrived');
+});
+
+t.test('decisions held back for the hand-over are bounded too: requests still in flight cross as pending', async (t) => {
+  const tracker = quietTracker(t);
+  await tracker.ready();
+  for (let i = 0; i < 3000; i++) tracker.decided(decidedView(`flight-${i}`, i));
+  await new Promise((resolve) => setImmediate(resolve));
+  await new Promise((resolve) => setImmediate(resolve));
+  t.ok(tracker.actor.stats().callsSent >= 2, 'held decisions crossed before the timer');
+  const stats = await tracker.stats();
+  t.equal(stats.total_requests, 3000);
+  t.match(stats.requests_per_status, { pending: 3000, completed: 0 });
+});
+
+t.test('a decision and its outcome in one hand-over make the same trace as when they cross apart', async (t) => {
+  const tracker = quietTracker(t);
+  await tracker.ready();
+  const other = { url: 'http://w1:2', nodeId: 1, slot: 1 } as unknown as TestWorker;
+  // Together: decided and finished before any hand-over (one FINISHED event).
+  tracker.decided(decidedView('together', 10));
+  tracker.record(completion('together', 10));
+  // Apart: a query between them hands the decision over first (DECIDED, then OUTCOME).
+  tracker.decided(decidedView('apart', 10));
+  t.equal(JSON.parse((await tracker.get('apart')) as string).status, 'pending', 'read-your-writes: a held decision is handed over before a query');
+  tracker.record(completion('apart', 10));
+  // A retry on another worker, both decisions held: the trace follows the request.
+  tracker.decided(decidedView('retried', 10));
+  tracker.decided(decidedView('retried', 10, 2, other));
+  tracker.record(completion('retried', 10, 2, other));
+  const together = JSON.parse((await tracker.get('together')) as string) as Json;
+  const apart = JSON.parse((await tracker.get('apart')) as string) as Json;
+  const retried = JSON.parse((await tracker.get('retried')) as string) as Json;
+  for (const k of Object.keys(apart)) if (k !== 'request_id' && k !== 'reason') t.same(together[k], apart[k], `field ${k}`);
+  t.equal(together['routing_policy'], 'random');
+  t.equal(together['reason'], 'because together');
+  t.same(together['scores'], { load: 10 });
+  t.equal(together['status'], 'completed');
+  t.equal(together['queue_ms'], 0.25);
+  t.equal(retried['worker_url'], 'http://w1:2');
+  t.equal(retried['node_id'], 1);
+  t.equal(retried['attempts'], 2);
+  const stats = await tracker.stats();
+  t.equal(stats.total_requests, 3);
+  t.match(stats.requests_per_status, { pending: 0, completed: 3 });
+});
+
+t.test('two requests with the same id in flight at once: each decision lands, the later request owns the trace', async (t) => {
+  const tracker = quietTracker(t);
+  await tracker.ready();
+  tracker.decided(decidedView('dup', 10));
+  tracker.decided(decidedView('dup', 20)); // another request, same id, while the first is in flight
+  tracker.record(completion('dup', 10));
+  const first = JSON.parse((await tracker.get('dup')) as string) as Json;
+  t.equal(first['status'], 'pending', 'the first ended; the second, still in flight, owns the id now');
+  t.equal(first['timestamp_ms'], 1_700_000_000_020);
+  tracker.record(completion('dup', 20));
+  const second = JSON.parse((await tracker.get('dup')) as string) as Json;
+  t.equal(second['status'], 'completed');
+  t.equal(second['timestamp_ms'], 1_700_000_000_020, "the later request's decision and outcome");
+  t.equal(second['reason'], 'because dup');
+});
+
+t.test('a stream: its held decision crosses before its first byte, so it shows as streaming', async (t) => {
+  const tracker = quietTracker(t);
+  await tracker.ready();
+  const v = decidedView('streamed', 10);
+  tracker.decided(v);
+  tracker.firstByte(v, 12);
+  const tr = JSON.parse((await tracker.get('streamed')) as string) as Json;
+  t.equal(tr['status'], 'streaming');
+  t.equal(tr['ttft_ms'], 2);
+  tracker.record({ ...completion('streamed', 10), firstTokenAt: 12 });
+  t.equal((JSON.parse((await tracker.get('streamed')) as string) as Json)['status'], 'completed');
 });
 
 /** A POST of `bytes` body bytes over a raw socket (a refused body may close the socket mid-write). */
