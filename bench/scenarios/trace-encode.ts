@@ -108,6 +108,8 @@ function views(n: number): { view: RequestProgressView; rec: CompletionRecord }[
       attempts: 1,
       decision: { slot: i & 7, generation: 1, url: t.worker_url as string, reason: t.reason as string, scores: t.scores as Record<string, number> },
       worker,
+      // As the router's request state (data-route.ts): the tracker may hold the decision until it ends.
+      traceHold: 0,
     };
     const rec: CompletionRecord = {
       requestId: t.request_id,
@@ -330,7 +332,7 @@ async function pacedThreadUs(tracker: RequestTracker, inputs: readonly { view: R
     const scores = { counter: i, available: 8, pick: i & 7 };
     const view = { ...x.view, requestId: `${x.view.requestId}-p${i}`, decision: { ...(x.view.decision as Decision), reason, scores } };
     tracker.decided(view);
-    tracker.record({ ...x.rec, requestId: view.requestId, policy: 'round_robin', reason, scores });
+    tracker.record({ ...x.rec, requestId: view.requestId, policy: 'round_robin', reason, scores, traceHold: view.traceHold });
     i++;
   };
   while (i < 100_000) {
@@ -382,6 +384,7 @@ async function feedCpuUs(tracker: RequestTracker | undefined, inputs: readonly {
       const rec = { ...x.rec, requestId: view.requestId };
       if (tracker !== undefined) {
         tracker.decided(view);
+        rec.traceHold = view.traceHold; // finish.ts copies the request state's mark into its record
         tracker.record(rec);
       } else sink += view.requestId.length + rec.inputTokens;
     }

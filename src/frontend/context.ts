@@ -113,6 +113,12 @@ export interface RequestProgressView {
   readonly attempts: number;
   readonly decision: Decision | undefined;
   readonly worker: WorkerEntry | undefined;
+  /**
+   * Present on the request's own state object (data-route.ts), whose completion record copies it: there
+   * the tracker may mark a decision it holds back until its hand-over (tracking/tracker.ts). Views made
+   * per event (front-end threads) have none, and their decisions are written at once.
+   */
+  traceHold?: number;
 }
 
 /** Called synchronously on the hot path: must only record (e.g. append to a per-turn batch), never block. */

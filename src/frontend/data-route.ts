@@ -196,6 +196,7 @@ function onBody(ctx: DataPlaneContext, ex: Exchange, route: RouteKind, path: str
     backoff: undefined,
     traceparent,
     authorization,
+    traceHold: 0,
   };
   decideAndSend(ctx, state, 0);
 }

@@ -60,6 +60,7 @@ export function finishRelayed(ctx: DataPlaneContext, st: InFlight, worker: Worke
     queueTime,
     itl: scanner?.gaps,
     attempts: st.attempts,
+    traceHold: st.traceHold,
   };
   finishRecord(ctx, rec);
   ctx.policy.observe({
@@ -107,6 +108,7 @@ export function finishWithoutWorker(ctx: DataPlaneContext, st: InFlight, status:
     queueTime: undefined,
     itl: undefined,
     attempts: st.attempts,
+    traceHold: st.traceHold,
   });
 }
 

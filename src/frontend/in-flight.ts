@@ -29,4 +29,6 @@ export interface InFlight {
   backoff: NodeJS.Timeout | undefined;
   traceparent: string;
   authorization: string;
+  /** The tracker's mark while it holds this request's decision (0: none; see RequestProgressView). */
+  traceHold: number;
 }

@@ -38,6 +38,8 @@ export interface CompletionRecord {
   /** Gaps between content chunks (ms), streams only. */
   itl: readonly number[] | undefined;
   attempts: number;
+  /** The tracker's hold mark of the request's decision, copied from its state (RequestProgressView.traceHold). */
+  traceHold?: number;
 }
 
 export interface CompletionSink {

@@ -59,6 +59,8 @@ const MAX_BATCH_NUMBERS = 32_768;
 /** Decisions held back (see `held`) beyond which events cross at once: they are written then. */
 const MAX_HELD = 1024;
 
+type HoldableView = RequestProgressView & { traceHold: number };
+
 /** The hand-over interval for a log flushed every `flushMs`: the default, within a quarter of flushMs. */
 export function handoverFor(flushMs: number, requested?: number): number {
   if (requested !== undefined) return requested;
@@ -71,13 +73,18 @@ export class RequestTracker implements CompletionSink, RequestProgressHook {
   private readonly policy: string;
   private readonly events = new EventWriter();
   /**
-   * Decided requests whose DECIDED event is not written yet, by id. Most requests end within the
-   * hand-over that saw them decided (small JSON answers take milliseconds), and then one FINISHED event
-   * carries the decision with the outcome: one event, one id and one store update instead of two each,
-   * on both threads. Those still in flight at the hand-over (or whose first byte arrives) are written
-   * as DECIDED then, so what the tracker sees is the same, only sooner or later within the hand-over.
+   * Decided requests whose DECIDED event is not written yet. Most requests end within the hand-over that
+   * saw them decided (small JSON answers take milliseconds), and then one FINISHED event carries the
+   * decision with the outcome: one event, one id and one store update instead of two each, on both
+   * threads. Those still in flight at the hand-over (or whose first byte arrives) are written as DECIDED
+   * then, so what the tracker sees is the same, only sooner or later within the hand-over.
+   *
+   * A held request is found by the mark on its state object (`traceHold`, copied into its completion
+   * record): holdBase + its index here; marks below holdBase are from earlier hand-overs. A Map by request
+   * id cost the front end ~1 us per request (profile: hashing fresh id strings, table growth, garbage).
    */
-  private readonly held = new Map<string, RequestProgressView>();
+  private held: (HoldableView | null)[] = [];
+  private holdBase = 1;
   private scheduled = false;
   private readonly handoverMs: number;
   private timer: NodeJS.Timeout | undefined;
@@ -118,19 +125,21 @@ export class RequestTracker implements CompletionSink, RequestProgressHook {
   // hot path
 
   decided(v: RequestProgressView): void {
-    const held = this.held.get(v.requestId);
-    // Another request with the same id, still in flight: its decision goes first, as it came first.
-    if (held !== undefined && !sameRequest(held, v)) this.events.decided(held, this.policy);
-    // A retry of the same request replaces its held decision: the latest one is what the trace shows.
-    this.held.set(v.requestId, v);
+    if (v.traceHold === undefined) this.events.decided(v, this.policy); // a view made for this event only
+    // Not held yet (a retry of a held request is written with its latest state, once).
+    else if (v.traceHold < this.holdBase) {
+      (v as HoldableView).traceHold = this.holdBase + this.held.length;
+      this.held.push(v as HoldableView);
+    }
     this.schedule();
   }
 
   firstByte(v: RequestProgressView, at: number): void {
-    const held = this.held.get(v.requestId);
-    if (held !== undefined) {
-      this.held.delete(v.requestId);
-      this.events.decided(held, this.policy); // the trace must exist before it can be streaming
+    const mark = v.traceHold;
+    if (mark !== undefined && mark >= this.holdBase) {
+      this.held[mark - this.holdBase] = null;
+      (v as HoldableView).traceHold = 0;
+      this.events.decided(v, this.policy); // the trace must exist before it can be streaming
     }
     this.events.firstByte(v, at);
     this.schedule();
@@ -138,9 +147,9 @@ export class RequestTracker implements CompletionSink, RequestProgressHook {
 
   record(rec: CompletionRecord): void {
     this.finishedSeen++;
-    const held = this.held.get(rec.requestId);
-    if (held !== undefined && sameRequest(held, rec)) {
-      this.held.delete(rec.requestId);
+    const mark = rec.traceHold;
+    if (mark !== undefined && mark >= this.holdBase) {
+      this.held[mark - this.holdBase] = null;
       this.events.finished(rec, true);
     } else this.events.finished(rec, false);
     this.schedule();
@@ -148,7 +157,7 @@ export class RequestTracker implements CompletionSink, RequestProgressHook {
 
   private schedule(): void {
     // A burst does not grow one crossing without bound (memory, and the actor's work per wake-up).
-    if (this.events.numbers >= MAX_BATCH_NUMBERS || this.held.size >= MAX_HELD) {
+    if (this.events.numbers >= MAX_BATCH_NUMBERS || this.held.length >= MAX_HELD) {
       this.handOver();
       return;
     }
@@ -165,9 +174,10 @@ export class RequestTracker implements CompletionSink, RequestProgressHook {
       this.timer = undefined;
     }
     this.scheduled = false;
-    if (this.held.size > 0) {
-      for (const v of this.held.values()) this.events.decided(v, this.policy);
-      this.held.clear();
+    if (this.held.length > 0) {
+      for (const v of this.held) if (v !== null) this.events.decided(v, this.policy);
+      this.holdBase += this.held.length;
+      this.held.length = 0;
     }
     const batch = this.events.take();
     // The numbers and id bytes of a large batch move to the thread (fresh exact-size buffers per batch):
@@ -256,9 +266,4 @@ export function checkTraceLogDir(dir: string): void {
   } catch (err) {
     throw new Error(`--trace-log-dir ${dir} is not a writable folder: ${(err as Error).message}`);
   }
-}
-
-/** The same request (not just the same id): arrival stamps match (both paths shift them alike). */
-function sameRequest(a: { readonly timestamp: number; readonly arrivedAt: number }, b: { readonly timestamp: number; readonly arrivedAt: number }): boolean {
-  return a.timestamp === b.timestamp && a.arrivedAt === b.arrivedAt;
 }

@@ -372,11 +372,15 @@ function decidedView(requestId: string, arrivedAt: number, attempts = 1, worker:
   return {
     requestId, route: 'generate', features: { requestId, route: 'generate', text: 'x', inputTokens: 3, maxNewTokens: 4, stream: false, model: undefined },
     timestamp: 1_700_000_000_000 + arrivedAt, arrivedAt, decidedAt: arrivedAt + 0.25, attempts, decision: { reason: `because ${requestId}`, scores: { load: arrivedAt } } as never, worker,
+    traceHold: 0, // as the router's request state: the tracker may hold its decision
   };
 }
 
-function completion(requestId: string, arrivedAt: number, attempts = 1, worker: TestWorker = testWorker): CompletionRecord {
+/** The record of the request whose state is `view` (finish.ts copies the state's hold mark). */
+function completion(view: Parameters<RequestTracker['decided']>[0], attempts = 1, worker: TestWorker = testWorker): CompletionRecord {
+  const { requestId, arrivedAt } = view;
   return {
+    traceHold: view.traceHold,
     requestId, route: 'generate', stream: false, workerUrl: worker.url, slot: worker.slot, nodeId: worker.nodeId, policy: 'random', reason: `because ${requestId}`, scores: { load: arrivedAt },
     status: 'completed', httpStatus: 200, errorCode: undefined, errorMessage: undefined, timestamp: 1_700_000_000_000 + arrivedAt, arrivedAt, decidedAt: arrivedAt + 0.25, sentAt: arrivedAt + 0.5,
     firstTokenAt: 0, finishedAt: arrivedAt + 4, inputTokens: 3, outputTokens: 4, cachedTokens: 0, queueTime: undefined, itl: undefined, attempts,
@@ -394,8 +398,9 @@ t.test('a burst crosses to the tracker thread before the hand-over timer, in bou
   const tracker = quietTracker(t);
   await tracker.ready();
   for (let i = 0; i < 6000; i++) {
-    tracker.decided(decidedView(`burst-${i}`, i));
-    tracker.record(completion(`burst-${i}`, i));
+    const v = decidedView(`burst-${i}`, i);
+    tracker.decided(v);
+    tracker.record(completion(v));
   }
   await new Promise((resolve) => setImmediate(resolve));
   await new Promise((resolve) => setImmediate(resolve));
@@ -423,47 +428,60 @@ t.test('a decision and its outcome in one hand-over make the same trace as when 
   await tracker.ready();
   const other = { url: 'http://w1:2', nodeId: 1, slot: 1 } as unknown as TestWorker;
   // Together: decided and finished before any hand-over (one FINISHED event).
-  tracker.decided(decidedView('together', 10));
-  tracker.record(completion('together', 10));
+  const together = decidedView('together', 10);
+  tracker.decided(together);
+  tracker.record(completion(together));
   // Apart: a query between them hands the decision over first (DECIDED, then OUTCOME).
-  tracker.decided(decidedView('apart', 10));
+  const apart = decidedView('apart', 10);
+  tracker.decided(apart);
   t.equal(JSON.parse((await tracker.get('apart')) as string).status, 'pending', 'read-your-writes: a held decision is handed over before a query');
-  tracker.record(completion('apart', 10));
-  // A retry on another worker, both decisions held: the trace follows the request.
-  tracker.decided(decidedView('retried', 10));
-  tracker.decided(decidedView('retried', 10, 2, other));
-  tracker.record(completion('retried', 10, 2, other));
-  const together = JSON.parse((await tracker.get('together')) as string) as Json;
-  const apart = JSON.parse((await tracker.get('apart')) as string) as Json;
-  const retried = JSON.parse((await tracker.get('retried')) as string) as Json;
-  for (const k of Object.keys(apart)) if (k !== 'request_id' && k !== 'reason') t.same(together[k], apart[k], `field ${k}`);
-  t.equal(together['routing_policy'], 'random');
-  t.equal(together['reason'], 'because together');
-  t.same(together['scores'], { load: 10 });
-  t.equal(together['status'], 'completed');
-  t.equal(together['queue_ms'], 0.25);
-  t.equal(retried['worker_url'], 'http://w1:2');
-  t.equal(retried['node_id'], 1);
-  t.equal(retried['attempts'], 2);
+  tracker.record(completion(apart));
+  // A retry on another worker, both decisions while held: the trace follows the request.
+  const retried = decidedView('retried', 10);
+  tracker.decided(retried);
+  Object.assign(retried, { attempts: 2, worker: other });
+  tracker.decided(retried);
+  tracker.record(completion(retried, 2, other));
+  // Views made per event (front-end threads) carry no mark: written at once, completed apart.
+  const { traceHold: _unused, ...perEvent } = decidedView('per-event', 10);
+  tracker.decided(perEvent);
+  const { traceHold: _unused2, ...perEventRec } = completion(decidedView('per-event', 10));
+  tracker.record(perEventRec);
+  const tTogether = JSON.parse((await tracker.get('together')) as string) as Json;
+  const tApart = JSON.parse((await tracker.get('apart')) as string) as Json;
+  const tRetried = JSON.parse((await tracker.get('retried')) as string) as Json;
+  const tPerEvent = JSON.parse((await tracker.get('per-event')) as string) as Json;
+  for (const k of Object.keys(tApart)) if (k !== 'request_id' && k !== 'reason') t.same(tTogether[k], tApart[k], `field ${k}`);
+  for (const k of Object.keys(tApart)) if (k !== 'request_id' && k !== 'reason') t.same(tPerEvent[k], tApart[k], `per-event field ${k}`);
+  t.equal(tTogether['routing_policy'], 'random');
+  t.equal(tTogether['reason'], 'because together');
+  t.same(tTogether['scores'], { load: 10 });
+  t.equal(tTogether['status'], 'completed');
+  t.equal(tTogether['queue_ms'], 0.25);
+  t.equal(tRetried['worker_url'], 'http://w1:2');
+  t.equal(tRetried['node_id'], 1);
+  t.equal(tRetried['attempts'], 2);
   const stats = await tracker.stats();
-  t.equal(stats.total_requests, 3);
-  t.match(stats.requests_per_status, { pending: 0, completed: 3 });
+  t.equal(stats.total_requests, 4);
+  t.match(stats.requests_per_status, { pending: 0, completed: 4 });
 });
 
 t.test('two requests with the same id in flight at once: each decision lands, the later request owns the trace', async (t) => {
   const tracker = quietTracker(t);
   await tracker.ready();
-  tracker.decided(decidedView('dup', 10));
-  tracker.decided(decidedView('dup', 20)); // another request, same id, while the first is in flight
-  tracker.record(completion('dup', 10));
-  const first = JSON.parse((await tracker.get('dup')) as string) as Json;
-  t.equal(first['status'], 'pending', 'the first ended; the second, still in flight, owns the id now');
-  t.equal(first['timestamp_ms'], 1_700_000_000_020);
-  tracker.record(completion('dup', 20));
-  const second = JSON.parse((await tracker.get('dup')) as string) as Json;
-  t.equal(second['status'], 'completed');
-  t.equal(second['timestamp_ms'], 1_700_000_000_020, "the later request's decision and outcome");
-  t.equal(second['reason'], 'because dup');
+  const first = decidedView('dup', 10);
+  const second = decidedView('dup', 20); // another request, same id, while the first is in flight
+  tracker.decided(first);
+  tracker.decided(second);
+  tracker.record(completion(first));
+  const t1 = JSON.parse((await tracker.get('dup')) as string) as Json;
+  t.equal(t1['status'], 'pending', 'the first ended; the second, still in flight, owns the id now');
+  t.equal(t1['timestamp_ms'], 1_700_000_000_020);
+  tracker.record(completion(second));
+  const t2 = JSON.parse((await tracker.get('dup')) as string) as Json;
+  t.equal(t2['status'], 'completed');
+  t.equal(t2['timestamp_ms'], 1_700_000_000_020, "the later request's decision and outcome");
+  t.equal(t2['reason'], 'because dup');
 });
 
 t.test('a stream: its held decision crosses before its first byte, so it shows as streaming', async (t) => {
@@ -475,7 +493,7 @@ t.test('a stream: its held decision crosses before its first byte, so it shows a
   const tr = JSON.parse((await tracker.get('streamed')) as string) as Json;
   t.equal(tr['status'], 'streaming');
   t.equal(tr['ttft_ms'], 2);
-  tracker.record({ ...completion('streamed', 10), firstTokenAt: 12 });
+  tracker.record({ ...completion(v), firstTokenAt: 12 });
   t.equal((JSON.parse((await tracker.get('streamed')) as string) as Json)['status'], 'completed');
 });
 
