@@ -89,7 +89,7 @@ export const WORKLOAD_SPECS = [
   { name: 'seed', type: 'integer', default: 1, help: 'seed of prompts, lengths and arrivals', group: G_WORK },
   { name: 'disable-stream', type: 'boolean', default: false, help: 'non-streaming requests (TTFT = E2E; no ITL/TPOT)', group: G_REQ },
   { name: 'disable-ignore-eos', type: 'boolean', default: false, help: 'let the server stop at EOS (default: ignore_eos, exact output lengths)', group: G_REQ },
-  { name: 'warmup-requests', type: 'integer', default: 1, min: 0, help: 'requests sent (and not recorded) before the run', group: G_WORK },
+  { name: 'warmup-requests', type: 'integer', default: 1, min: 0, help: 'requests sent together (and not recorded) before the run; as many as will be in flight also opens their connections and warms the generator before its clock starts (a lower send lag early in the run)', group: G_WORK },
   { name: 'slo', type: 'string', help: 'SLOs for goodput: ttft=MS,tpot=MS,e2e=MS (any subset)', group: G_WORK, metavar: 'K=MS,...' },
   { name: 'extra-request-body', type: 'string', help: 'JSON object merged into every request body', group: G_REQ, metavar: 'JSON' },
   { name: 'request-timeout-secs', type: 'number', default: 3600, min: 0.001, help: 'per-request timeout (headers, and gaps between chunks)', group: G_REQ },
