@@ -10,6 +10,7 @@ import { startTestRouter } from '../helpers/router.js';
 import { get, post, send, postAndAbort, waitFor, type RawResponse } from '../helpers/client.js';
 import type { StartedRouter } from '../../src/router.js';
 import { RequestTracker, handoverFor } from '../../src/tracking/tracker.js';
+import { EV_FINISHED, EventReader, type EventBatch, type EventWriter } from '../../src/tracking/events.js';
 import type { CompletionRecord } from '../../src/proxy/completion.js';
 
 type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
@@ -429,8 +430,14 @@ t.test('a decision and its outcome in one hand-over make the same trace as when 
   const other = { url: 'http://w1:2', nodeId: 1, slot: 1 } as unknown as TestWorker;
   // Together: decided and finished before any hand-over (one FINISHED event).
   const together = decidedView('together', 10);
+  const writer = (tracker as unknown as { events: EventWriter }).events;
   tracker.decided(together);
+  t.equal(writer.numbers, 0, 'the decision is held, nothing written yet');
   tracker.record(completion(together));
+  const batch = writer.take();
+  t.equal(batch?.nums[0], EV_FINISHED, 'one FINISHED event carries decision and outcome');
+  t.equal(new EventReader([...writer.dictionary]).apply(batch as EventBatch, { decided: () => t.fail('no DECIDED'), firstByte: () => t.fail('no FIRST_BYTE'), finished: () => {} } as never), 1, 'and nothing else');
+  (tracker as unknown as { actor: { tell(m: unknown): void } }).actor.tell({ t: 'events', e: batch });
   // Apart: a query between them hands the decision over first (DECIDED, then OUTCOME).
   const apart = decidedView('apart', 10);
   tracker.decided(apart);
