@@ -14,6 +14,8 @@
  * Figures, for each workload W and variant V (baseline B):
  *   <prefix>.W.<ratio>rps_ratio, <ratio>p99_ratio, <ratio>cpu_ratio   V / B, median of the rounds
  *   <prefix>.W.<name>_rps, <name>_p99_ms, <name>_cpu_us             the medians behind them, every router
+ *   <prefix>.W.<name>_front_cpu_us, <name>_threads_cpu_us            cpu_us split: the main thread (front
+ *                                                                    end) and every other thread (Linux)
  *
  * Environment: SWITCHYARD_BENCH_WRK_THREADS (1), SWITCHYARD_BENCH_WRK_CONNECTIONS (64),
  * SWITCHYARD_BENCH_ROUNDS (MIN_ROUNDS).
@@ -88,8 +90,20 @@ export function clockTicks(): number {
 
 /** User + system CPU seconds of a process, all threads included; NaN where /proc is not there. */
 export function cpuSeconds(pid: number, ticks: number): number {
+  return statCpuSeconds(`/proc/${pid}/stat`, ticks);
+}
+
+/**
+ * User + system CPU seconds of a process's main thread alone (its task id is the pid): for a router, the
+ * front end; the rest of cpuSeconds() is its actor threads and V8's helpers. NaN without /proc.
+ */
+export function mainThreadCpuSeconds(pid: number, ticks: number): number {
+  return statCpuSeconds(`/proc/${pid}/task/${pid}/stat`, ticks);
+}
+
+function statCpuSeconds(path: string, ticks: number): number {
   try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const stat = readFileSync(path, 'utf8');
     // Fields after the parenthesised command name: state is field 3, utime 14, stime 15.
     const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
     return (Number(rest[11]) + Number(rest[12])) / ticks;
@@ -153,6 +167,8 @@ interface Measured {
   readonly wrk: WrkResult;
   /** Router CPU microseconds per request during the run. */
   readonly cpuUs: number;
+  /** The part of cpuUs spent on the main thread (the front end). */
+  readonly frontCpuUs: number;
 }
 
 /** Order of the routers in round `round` (1-based): rotated by one each round. */
@@ -204,14 +220,16 @@ export async function compareRouterVariants(ctx: BenchContext, cmp: VariantCompa
         for (const r of roundOrder(routers, round)) {
           const stop = cmp.scrape ? scraper(r.metricsUrl) : undefined;
           const cpu0 = cpuSeconds(r.proc.pid, ticks);
+          const front0 = mainThreadCpuSeconds(r.proc.pid, ticks);
           const res = await load(r, ctx.durationSec);
           const cpuUs = ((cpuSeconds(r.proc.pid, ticks) - cpu0) * 1e6) / res.requests;
+          const frontCpuUs = ((mainThreadCpuSeconds(r.proc.pid, ticks) - front0) * 1e6) / res.requests;
           const scrapes = stop === undefined ? undefined : await stop();
           const problem = runProblem(res);
           if (problem !== undefined) throw new Error(`${w.name} round ${round} ${cmp.what} ${r.variant.name}: ${problem}`);
-          runs.get(r.variant.name)?.push({ wrk: res, cpuUs });
+          runs.get(r.variant.name)?.push({ wrk: res, cpuUs, frontCpuUs });
           ctx.log(
-            `${w.name} round ${round}/${rounds} ${cmp.what} ${r.variant.name}: ${res.requestsPerSec.toFixed(0)} req/s, p50 ${res.latency.p50Ms.toFixed(2)} ms, p99 ${res.latency.p99Ms.toFixed(2)} ms, ${cpuUs.toFixed(1)} us CPU/request` +
+            `${w.name} round ${round}/${rounds} ${cmp.what} ${r.variant.name}: ${res.requestsPerSec.toFixed(0)} req/s, p50 ${res.latency.p50Ms.toFixed(2)} ms, p99 ${res.latency.p99Ms.toFixed(2)} ms, ${cpuUs.toFixed(1)} us CPU/request (front end ${frontCpuUs.toFixed(1)})` +
               (scrapes === undefined ? '' : ` (${scrapes} scrapes)`),
           );
         }
@@ -232,6 +250,8 @@ export function variantFigures(cmp: Pick<VariantComparison, 'figurePrefix' | 'va
   const rps = (name: string): number[] => of(name).map((r) => r.wrk.requestsPerSec);
   const p99 = (name: string): number[] => of(name).map((r) => r.wrk.latency.p99Ms);
   const cpu = (name: string): number[] => of(name).map((r) => r.cpuUs);
+  const front = (name: string): number[] => of(name).map((r) => r.frontCpuUs);
+  const others = (name: string): number[] => of(name).map((r) => r.cpuUs - r.frontCpuUs);
   const ratio = (a: number[], b: number[]): number[] => a.map((v, i) => v / (b[i] as number));
   const fig = (name: string, values: number[], unit: string, better: Figure['better'], note: string): Figure => {
     const { median, spread } = summarize(values);
@@ -248,6 +268,16 @@ export function variantFigures(cmp: Pick<VariantComparison, 'figurePrefix' | 'va
     );
   });
   for (const v of cmp.variants) out.push(fig(`${v.name}_cpu_us`, cpu(v.name), 'us', 'lower', `router CPU per request, ${v.note}`));
+  // Split by thread: what a feature costs the front end itself, and what its own threads take beside it
+  // (on a small machine the two compete for the same cores; on a larger one only the first slows requests).
+  if (of(base).every((r) => Number.isFinite(r.frontCpuUs))) {
+    for (const v of cmp.variants) {
+      out.push(
+        fig(`${v.name}_front_cpu_us`, front(v.name), 'us', 'lower', `front-end (main) thread CPU per request, ${v.note}`),
+        fig(`${v.name}_threads_cpu_us`, others(v.name), 'us', 'lower', `CPU per request of every other router thread (actors, V8 helpers), ${v.note}`),
+      );
+    }
+  }
   for (const v of cmp.variants) out.push(fig(`${v.name}_rps`, rps(v.name), 'req/s', 'higher', v.note));
   for (const v of cmp.variants) out.push(fig(`${v.name}_p99_ms`, p99(v.name), 'ms', 'lower', v.note));
   return out;

@@ -44,5 +44,16 @@ t.test('on/off comparisons: rotated interleaved rounds, medians of per-round rat
   t.equal(by.get('x.e2e.stream.p99_ratio'), 1);
   t.equal(by.get('x.e2e.stream.cpu_ratio'), 1.03);
   t.equal(by.get('x.e2e.stream.on_rps'), 990);
-  t.same([...by.keys()], ['x.e2e.stream.rps_ratio', 'x.e2e.stream.p99_ratio', 'x.e2e.stream.cpu_ratio', 'x.e2e.stream.off_cpu_us', 'x.e2e.stream.on_cpu_us', 'x.e2e.stream.off_rps', 'x.e2e.stream.on_rps', 'x.e2e.stream.off_p99_ms', 'x.e2e.stream.on_p99_ms']);
+  t.same([...by.keys()], ['x.e2e.stream.rps_ratio', 'x.e2e.stream.p99_ratio', 'x.e2e.stream.cpu_ratio', 'x.e2e.stream.off_cpu_us', 'x.e2e.stream.on_cpu_us', 'x.e2e.stream.off_rps', 'x.e2e.stream.on_rps', 'x.e2e.stream.off_p99_ms', 'x.e2e.stream.on_p99_ms'], 'no thread split without per-thread CPU');
+  // With the main thread's CPU measured (Linux), cpu_us is split into the front end and the other threads.
+  const split = (cpuUs: number, frontCpuUs: number) => ({ wrk: { requestsPerSec: 1000, latency: { p99Ms: 10 } }, cpuUs, frontCpuUs }) as never;
+  const splitRuns = new Map([
+    ['off', [split(100, 90), split(102, 92), split(98, 89)]],
+    ['on', [split(110, 94), split(109, 95), split(111, 93)]],
+  ]);
+  const byThread = new Map(variantFigures({ figurePrefix: 'x.e2e', variants: [{ name: 'off', args: () => [], note: 'off' }, { name: 'on', args: () => [], note: 'on' }], baseline: 'off', ratios: [{ variant: 'on', prefix: '', label: 'on / off' }] }, 'json', splitRuns, 'note').map((f) => [f.name, f.value]));
+  t.equal(byThread.get('x.e2e.json.off_front_cpu_us'), 90);
+  t.equal(byThread.get('x.e2e.json.on_front_cpu_us'), 94);
+  t.equal(byThread.get('x.e2e.json.off_threads_cpu_us'), 10, 'median of 10, 10, 9');
+  t.equal(byThread.get('x.e2e.json.on_threads_cpu_us'), 16, 'median of 16, 14, 18');
 });
