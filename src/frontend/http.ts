@@ -211,10 +211,25 @@ export function parseJsonObject(body: Buffer): Record<string, unknown> | Switchy
   return parsed as Record<string, unknown>;
 }
 
-export function listen(app: TemplatedApp, host: string, port: number): Promise<{ socket: ListenSocket; port: number }> {
+/**
+ * How a listener shares its port. uSockets sets SO_REUSEPORT by default, so a second process started on
+ * the same port (an old router not stopped, a second copy by mistake) binds too and the kernel splits the
+ * connections between them, silently. 'exclusive' (the default) refuses that: the bind fails when anything
+ * listens there. 'shared' is only for the front-end threads of one router, which spread connections over
+ * one port on purpose (and check first that no one else holds it: frontend/threads/start.ts).
+ */
+export type PortSharing = 'exclusive' | 'shared';
+
+/** The 4-argument listen uWS accepts (its typings list options only without a host). */
+type ListenWithOptions = (host: string, port: number, options: number, cb: (socket: ListenSocket | false) => void) => TemplatedApp;
+const LISTEN_DEFAULT = 0;
+const LISTEN_EXCLUSIVE_PORT = 1;
+
+export function listen(app: TemplatedApp, host: string, port: number, sharing: PortSharing = 'exclusive'): Promise<{ socket: ListenSocket; port: number }> {
   return new Promise((resolve, reject) => {
-    app.listen(host, port, (socket) => {
-      if (socket === false) reject(new Error(`cannot listen on ${host}:${port}`));
+    const options = sharing === 'exclusive' ? LISTEN_EXCLUSIVE_PORT : LISTEN_DEFAULT;
+    (app.listen as unknown as ListenWithOptions).call(app, host, port, options, (socket) => {
+      if (socket === false) reject(new Error(`cannot listen on ${host}:${port}: the port is in use (another router or server on it?) or the address is not on this machine`));
       else resolve({ socket, port: uWS.us_socket_local_port(socket) });
     });
   });

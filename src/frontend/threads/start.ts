@@ -148,10 +148,12 @@ export async function startFrontendThreads(s: FrontendThreadsSetup): Promise<Run
   let last: unknown;
   for (let attempt = 0; attempt < SHARED_PORT_ATTEMPTS && socket === undefined; attempt++) {
     try {
-      const port = opts.port !== 0 ? opts.port : await freePort(publicApp, opts.host);
+      // The threads share the port (SO_REUSEPORT): first make sure no other process holds it, which would
+      // otherwise join in and take a share of the connections (http.ts, PortSharing).
+      const port = await freePort(publicApp, opts.host, opts.port);
       hub = makeHub(port);
       await hub.start();
-      socket = (await listen(publicApp, opts.host, port)).socket;
+      socket = (await listen(publicApp, opts.host, port, 'shared')).socket;
     } catch (err) {
       last = err;
       await hub?.shutdown(0);
@@ -186,9 +188,9 @@ export async function startFrontendThreads(s: FrontendThreadsSetup): Promise<Run
   };
 }
 
-/** A port free right now on `host` (bound on 0 and closed at once). */
-async function freePort(app: TemplatedApp, host: string): Promise<number> {
-  const probe = await listen(app, host, 0);
+/** `port` (0: any port) if nothing listens on it on `host` right now: bound exclusively and closed at once. */
+async function freePort(app: TemplatedApp, host: string, port: number): Promise<number> {
+  const probe = await listen(app, host, port, 'exclusive');
   closeListenSocket(probe.socket);
   return probe.port;
 }

@@ -164,7 +164,7 @@ port.on('message', (m: ToThread) => {
   }
 });
 
-listen(app, init.host, init.port).then(
+listen(app, init.host, init.port, 'shared').then(
   (r) => {
     socket = r.socket;
     post({ t: 'ready', port: r.port });
