@@ -81,3 +81,14 @@ export function toSwitchyardError(err: unknown): SwitchyardError {
 export function errorBody(code: ErrorCode, message: string, details?: Record<string, unknown>): string {
   return JSON.stringify(new SwitchyardError(code, message, details === undefined ? undefined : { details }).toJSON());
 }
+
+/**
+ * A router or simulator could not start for a reason its operator must fix (a port in use, a folder that
+ * is not writable). Not an HTTP error: the CLI prints its message on one line, without a stack, and exits 1.
+ */
+export class StartupError extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'StartupError';
+  }
+}

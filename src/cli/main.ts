@@ -3,6 +3,7 @@
  * does not pay for the router's imports.
  */
 import { HelpRequested, OptionsError } from '../config/options.js';
+import { StartupError } from '../errors.js';
 
 interface CommandModule {
   run(argv: string[]): Promise<number | void>;
@@ -56,6 +57,11 @@ export async function runCli(argv: string[]): Promise<void> {
     if (err instanceof OptionsError) {
       process.stderr.write(`switchyard ${name}: ${err.message}\n`);
       process.exitCode = 2;
+      return;
+    }
+    if (err instanceof StartupError) {
+      process.stderr.write(`switchyard ${name}: ${err.message}\n`);
+      process.exitCode = 1;
       return;
     }
     throw err;

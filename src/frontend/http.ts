@@ -6,7 +6,7 @@
  * has no limit); wrap writes made outside the handler in res.cork; writeStatus before writeHeader.
  */
 import uWS from 'uWebSockets.js';
-import { SwitchyardError, type ErrorCode } from '../errors.js';
+import { StartupError, SwitchyardError, type ErrorCode } from '../errors.js';
 
 export type HttpResponse = uWS.HttpResponse;
 export type HttpRequest = uWS.HttpRequest;
@@ -229,7 +229,7 @@ export function listen(app: TemplatedApp, host: string, port: number, sharing: P
   return new Promise((resolve, reject) => {
     const options = sharing === 'exclusive' ? LISTEN_EXCLUSIVE_PORT : LISTEN_DEFAULT;
     (app.listen as unknown as ListenWithOptions).call(app, host, port, options, (socket) => {
-      if (socket === false) reject(new Error(`cannot listen on ${host}:${port}: the port is in use (another router or server on it?) or the address is not on this machine`));
+      if (socket === false) reject(new StartupError(`cannot listen on ${host}:${port}: the port is in use (another router or server on it?) or the address is not on this machine`));
       else resolve({ socket, port: uWS.us_socket_local_port(socket) });
     });
   });

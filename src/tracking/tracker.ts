@@ -22,6 +22,7 @@ import { EventWriter } from './events.js';
 import type { TrackerInit, TrackerMessage, TrackerReplies } from './protocol.js';
 import type { FinishedTraces, TraceLogStats, TraceQuery, TraceStats, TrackerConfig } from './types.js';
 import { transferable } from '../util/typed-copy.js';
+import { StartupError } from '../errors.js';
 
 /**
  * Where the traces API looks for what this replica does not hold: the shared traces in Redis
@@ -264,6 +265,6 @@ export function checkTraceLogDir(dir: string): void {
     mkdirSync(dir, { recursive: true });
     accessSync(dir, fsConstants.W_OK | fsConstants.R_OK);
   } catch (err) {
-    throw new Error(`--trace-log-dir ${dir} is not a writable folder: ${(err as Error).message}`);
+    throw new StartupError(`--trace-log-dir ${dir} is not a writable folder: ${(err as Error).message}`);
   }
 }

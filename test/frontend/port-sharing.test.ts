@@ -6,6 +6,8 @@
  */
 import t from 'tap';
 import net from 'node:net';
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { startFixtureBackend } from '../helpers/fixture-backend.js';
 import { startTestRouter } from '../helpers/router.js';
 import { post } from '../helpers/client.js';
@@ -33,6 +35,21 @@ t.test('a second router on a port in use fails to start; single and threaded fro
     t.equal(again.port, first.port, 'the port is taken again after the first router closed');
     await again.close(0);
   }
+});
+
+t.test('the CLI says so in one line and exits 1 (no stack trace)', async (t) => {
+  const backend = await startFixtureBackend(0, 'a');
+  t.teardown(() => backend.close());
+  const port = String(await freeTcpPort());
+  const first = await startTestRouter(['--worker-urls', backend.url, '--port', port]);
+  t.teardown(() => first.close(0));
+  const bin = fileURLToPath(new URL('../../../bin/switchyard.js', import.meta.url));
+  const proc = spawn(process.execPath, [bin, 'serve', '--host', '127.0.0.1', '--port', port, '--worker-urls', backend.url, '--prometheus-port', '0', '--log-level', 'error'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let stderr = '';
+  proc.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  const code = await new Promise<number | null>((resolve) => proc.on('exit', resolve));
+  t.equal(code, 1);
+  t.equal(stderr, `switchyard serve: cannot listen on 127.0.0.1:${port}: the port is in use (another router or server on it?) or the address is not on this machine\n`);
 });
 
 /** A port nothing listens on right now (bound on 0 by a plain socket, never connected, closed). */
