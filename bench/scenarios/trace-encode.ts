@@ -16,7 +16,7 @@
  *   trace.store.apply_ns            per request, the actor applying both events to a 100k-entry store
  *   trace.events.push_merged_ns     the front end's cost when the request ends within the hand-over that
  *   trace.store.apply_merged_ns     saw it decided (small answers: most requests): one FINISHED event
- *                                   carries both (tracker.ts holds the decision back; its Map is not counted)
+ *                                   carries both (tracker.ts holds the decision back; marking it is not counted)
  *   trace.tracker.cpu_us            CPU time (user + system, every thread of the process) per request of a
  *                                   real RequestTracker (front-end side + actor thread), fed 32 requests per
  *                                   event-loop turn, minus the same loop without it: what tracking costs
@@ -260,7 +260,6 @@ const scenario: Scenario = {
 const PACED_RATE = 14_000;
 const TICKS_PER_SECOND = clockTicks();
 
-/** CPU ticks per thread of this process (Linux), or undefined where /proc is not there. */
 /**
  * The actor's cost per request: batches (cloned, as received) applied to a store at its 100k cap
  * (evicting). `merged`: one FINISHED event per request instead of DECIDED + OUTCOME.
@@ -303,6 +302,7 @@ function applyNs(inputs: readonly { view: RequestProgressView; rec: CompletionRe
   );
 }
 
+/** CPU ticks per thread of this process (Linux), or undefined where /proc is not there. */
 function threadCpuTicks(): Map<string, number> | undefined {
   try {
     const out = new Map<string, number>();
