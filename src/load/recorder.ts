@@ -47,6 +47,9 @@ export const CSV_COLUMNS = [
   'gpu_id_source',
 ] as const;
 
+/** Bytes of CSV rows written to requests.csv together (~300 rows). */
+const CSV_CHUNK_BYTES = 65_536;
+
 /** Pooled ITL gaps kept exactly up to this many (32 MiB as Float32), then a uniform reservoir sample. */
 export const ITL_EXACT_CAP = 8 * 1024 * 1024;
 
@@ -155,7 +158,14 @@ export class Recorder {
   deferred = 0;
 
   private readonly out: WriteStream;
-  private pending = '';
+  /**
+   * Rows encoded as they are made, into a buffer outside the JS heap. Joining them into one string
+   * instead kept ~300 rows (a tree of ~20k small strings) alive across young-generation collections
+   * until each 64 KB write: copying them made those collections, the generator's largest cause of
+   * late sends, ~2x longer (--trace-gc-nvp: new_space_survived 0.15 -> 0.9 MB as the string grew).
+   */
+  private pending = Buffer.allocUnsafe(CSV_CHUNK_BYTES);
+  private pendingBytes = 0;
   private readonly csvPath: string;
 
   constructor(
@@ -180,7 +190,7 @@ export class Recorder {
     this.gpu = new Int16Array(n).fill(-1);
     this.gpuSource = new Uint8Array(n);
     this.out = createWriteStream(csvPath);
-    this.pending = CSV_COLUMNS.join(',') + '\n';
+    this.append(CSV_COLUMNS.join(',') + '\n');
   }
 
   /** Bytes held by the per-request arrays (for the memory figure). */
@@ -328,14 +338,28 @@ export class Recorder {
       ',' +
       GPU_SOURCES[src] +
       '\n';
-    this.pending += row;
-    if (this.pending.length >= 65536) this.flush();
+    this.append(row);
+  }
+
+  /** Encodes one row into the pending chunk; a full chunk goes to the file stream. */
+  private append(row: string): void {
+    // UTF-8 takes at most 3 bytes per UTF-16 unit.
+    if (this.pendingBytes + row.length * 3 > this.pending.length) {
+      this.flush();
+      if (row.length * 3 > this.pending.length) {
+        this.out.write(row);
+        return;
+      }
+    }
+    this.pendingBytes += this.pending.write(row, this.pendingBytes);
   }
 
   private flush(): void {
-    if (this.pending.length === 0) return;
-    this.out.write(this.pending);
-    this.pending = '';
+    if (this.pendingBytes === 0) return;
+    // The stream keeps the chunk until it is written: the next rows go to a fresh one.
+    this.out.write(this.pending.subarray(0, this.pendingBytes));
+    this.pending = Buffer.allocUnsafe(CSV_CHUNK_BYTES);
+    this.pendingBytes = 0;
   }
 
   /** Ends the streamed CSV (before settling deferred GPU ids). */
