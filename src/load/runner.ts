@@ -67,9 +67,15 @@ export class LoadError extends Error {
   }
 }
 
+/**
+ * A request ready to go: its body bytes (outside the JS heap) and the two numbers its record needs. Not
+ * its spec: ~256 prompts held here until their send survived young-generation collections and made each
+ * ~2x longer (--trace-gc-nvp, random 1024-token prompts: new_space_survived ~0.55 MB).
+ */
 interface Prepared {
   index: number;
-  spec: RequestSpec;
+  promptTokens: number;
+  group: number;
   body: Buffer;
 }
 
@@ -263,7 +269,8 @@ class Pending {
   scheduled = 0;
   ready = 0;
   sent = 0;
-  spec: RequestSpec | undefined;
+  promptTokens = 0;
+  group = -1;
   ex: Exchange | undefined;
 }
 
@@ -331,7 +338,7 @@ class Scheduler {
 
   private prepareOne(): void {
     const spec = this.iter.next();
-    const p: Prepared = { index: this.preparedUpTo++, spec, body: Buffer.from(JSON.stringify(buildPayload(spec, this.settings))) };
+    const p: Prepared = { index: this.preparedUpTo++, promptTokens: spec.promptTokens, group: spec.group, body: Buffer.from(JSON.stringify(buildPayload(spec, this.settings))) };
     this.ready[(this.readyHead + this.readyCount) % LOOKAHEAD] = p;
     this.readyCount++;
   }
@@ -426,7 +433,6 @@ class Scheduler {
   private recordOne(): void {
     const p = this.deferred[this.deferredHead] as Pending;
     this.deferred[this.deferredHead++] = undefined as unknown as Pending;
-    const spec = p.spec as RequestSpec;
     this.recorder.add({
       index: p.index,
       requestId: `${this.runId}-${p.index}`,
@@ -435,11 +441,10 @@ class Scheduler {
       sentMs: p.sent,
       clockOffset: this.t0,
       outcome: (p.ex as Exchange).outcome(),
-      specPromptTokens: spec.promptTokens,
-      group: spec.group,
+      specPromptTokens: p.promptTokens,
+      group: p.group,
     });
     p.ex = undefined;
-    p.spec = undefined;
     this.pool.push(p);
   }
 
@@ -468,7 +473,8 @@ class Scheduler {
     p.index = this.nextIndex++;
     p.scheduled = this.nextScheduled;
     p.ready = readyAt;
-    p.spec = prepared.spec;
+    p.promptTokens = prepared.promptTokens;
+    p.group = prepared.group;
     this.nextScheduled = this.nextIndex < this.n ? this.arrivals.next() : Number.POSITIVE_INFINITY;
     this.inFlight++;
     p.sent = this.now();
