@@ -113,6 +113,7 @@ export class Scheduler {
   run(): Promise<void> {
     return new Promise<void>((resolve) => {
       this.resolveDone = resolve;
+      if (this.completed >= this.n) return this.finishRun(); // stopped before it started
       // Everything that can be built before the clock starts is built now.
       while (this.readyCount < LOOKAHEAD && this.preparedUpTo < this.n) this.prepareOne();
       this.diag?.start();

@@ -66,6 +66,9 @@ export interface RunMeta {
   stream: boolean;
   ignore_eos: boolean;
   warmup_requests: number;
+  /** --warmup-seconds and the one-token requests it sent (paced, not recorded). */
+  warmup_seconds: number;
+  warmup_paced_requests: number;
   model: string;
   run_id: string;
   started_at: string;

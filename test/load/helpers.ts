@@ -56,7 +56,7 @@ export function column(rows: Record<string, string>[], name: string, onlyOk = tr
 
 export function loadOpts(url: string, output: string, w: Partial<WorkloadOptions>, extra: Partial<LoadOptions> = {}): LoadOptions {
   return {
-    ...defaultWorkload({ dataset: 'random', randomInputLen: 48, randomOutputLen: 12, randomRangeRatio: 0.5, numPrompts: 20, requestRate: 400, warmupRequests: 1, ...w }),
+    ...defaultWorkload({ dataset: 'random', randomInputLen: 48, randomOutputLen: 12, randomRangeRatio: 0.5, numPrompts: 20, requestRate: 400, warmupRequests: 1, warmupSeconds: 0, ...w }),
     url,
     output,
     target: 'auto',

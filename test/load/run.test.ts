@@ -2,7 +2,7 @@ import t, { type Test } from 'tap';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { startSimFleetInThread } from '../../src/sim/fleet.js';
-import { runLoad, LoadError } from '../../src/load/runner.js';
+import { runLoad, LoadError, pacedWarmupCount } from '../../src/load/runner.js';
 import { startTestRouter } from '../helpers/router.js';
 import { column, loadOpts, npPercentile, readCsv, startFakeTarget, tempDir } from './helpers.js';
 
@@ -173,6 +173,31 @@ t.test('GPU fallbacks: port order, router traces, policy estimate (marked estima
   t.ok(readCsv(join(d5, 'requests.csv')).every((x) => x['gpu_id'] === '' && x['gpu_id_source'] === 'unknown'), 'nothing tells: unknown');
   const s5 = JSON.parse(readFileSync(join(d5, 'summary.json'), 'utf8')) as Summary;
   t.same(s5['gpu_id_sources'], { unknown: 3 });
+});
+
+t.test('--warmup-seconds: one-token requests at the run rate before the run, not recorded; the GPU estimate counts them', async (t) => {
+  t.equal(pacedWarmupCount({ requestRate: 2000, warmupSeconds: 0.25 }), 500);
+  t.equal(pacedWarmupCount({ requestRate: 1e6, warmupSeconds: 1 }), 2000, 'capped');
+  t.equal(pacedWarmupCount({ requestRate: 1, warmupSeconds: 0.25 }), 1, 'at least one');
+  t.equal(pacedWarmupCount({ requestRate: 2000, warmupSeconds: 0 }), 0, '0: off');
+  t.equal(pacedWarmupCount({ requestRate: Infinity, warmupSeconds: 1 }), 0, 'nothing to pace at rate inf');
+
+  const f = await startFakeTarget({ listWorkers: { urls: ['http://127.0.0.1:30001', 'http://127.0.0.1:30002', 'http://127.0.0.1:30003'] } });
+  t.teardown(() => f.close());
+  const dir = tempDir();
+  const r = await runLoad(loadOpts(f.url, dir, { numPrompts: 6, requestRate: 200, warmupRequests: 1, warmupSeconds: 0.05 }, { gpuFallbackPolicy: 'round_robin' }), { log: () => undefined });
+  t.equal(r.summary['warmup_paced_requests'], 10, '200 req/s x 0.05 s');
+  t.equal(r.summary['warmup_seconds'], 0.05);
+  const ids = f.received.map((x) => x.requestId);
+  t.same(ids.slice(0, 1), ['test-warmup-0'], 'the concurrent warm-up first');
+  t.same(ids.slice(1, 11).sort(), Array.from({ length: 10 }, (_, k) => `test-warm-${k}`).sort(), 'then the paced one');
+  t.same(ids.slice(11), Array.from({ length: 6 }, (_, i) => `test-${i}`), 'then the run');
+  const maxTokens = (k: number): unknown => (f.received[k]!.body['sampling_params'] as Record<string, unknown>)['max_new_tokens'];
+  t.ok(f.received.slice(1, 11).every((_, k) => maxTokens(k + 1) === 1), 'paced warm-up requests ask for one token');
+  t.ok(f.received.slice(11).every((_, k) => (maxTokens(k + 11) as number) >= 6), 'the run asks for its own lengths');
+  const rows = readCsv(join(dir, 'requests.csv'));
+  t.equal(rows.length, 6, 'only the run is recorded');
+  t.ok(rows.every((x) => x['gpu_id'] === String((11 + Number(x['index'])) % 3) && x['gpu_id_source'] === 'estimated'), 'round_robin estimate after 11 warm-up requests');
 });
 
 t.test('--max-concurrency bounds requests in flight; the wait is client-side queueing, not send lag', async (t) => {
