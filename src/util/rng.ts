@@ -1,14 +1,19 @@
 /** Seeded pseudo-random numbers (mulberry32) and the distributions the sim and load generator use. */
 export class Rng {
+  /**
+   * Kept as a signed 32-bit integer (`| 0`), the same bits as mulberry32's unsigned state: a uint32 of
+   * 2^31 or more is not a small integer to V8, and storing one allocated a heap number on half the draws
+   * (the load generator's prompt text: ~6 KB of garbage per 512-token prompt).
+   */
   private state: number;
 
   constructor(seed: number) {
-    this.state = seed >>> 0 || 0x6d2b79f5;
+    this.state = (seed >>> 0 || 0x6d2b79f5) | 0;
   }
 
   /** Uniform in [0, 1). */
   next(): number {
-    let t = (this.state = (this.state + 0x6d2b79f5) >>> 0);
+    let t = (this.state = (this.state + 0x6d2b79f5) | 0);
     t = Math.imul(t ^ (t >>> 15), t | 1);
     t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;

@@ -159,3 +159,24 @@ t.test('--slo parsing', async (t) => {
   t.throws(() => parseSlo('ttft=abc'), OptionsError);
   t.throws(() => parseSlo('latency=5'), /unknown key/);
 });
+
+t.test('Rng: the published mulberry32 sequence (unsigned state), draw for draw', async (t) => {
+  // The reference keeps its state unsigned; Rng keeps the same bits signed (no heap number per draw).
+  const reference = (seed: number): (() => number) => {
+    let a = seed >>> 0 || 0x6d2b79f5;
+    return () => {
+      let x = (a = (a + 0x6d2b79f5) >>> 0);
+      x = Math.imul(x ^ (x >>> 15), x | 1);
+      x ^= x + Math.imul(x ^ (x >>> 7), x | 61);
+      return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
+    };
+  };
+  for (const seed of [0, 1, 42, 0x7fffffff, 0x80000000, 0xfffffff0]) {
+    const want = reference(seed);
+    const rng = new Rng(seed);
+    let mismatches = 0;
+    for (let i = 0; i < 100_000; i++) if (rng.next() !== want()) mismatches++;
+    t.equal(mismatches, 0, `seed ${seed}`);
+  }
+  t.equal(new Rng(1).next(), 0.6270739405881613, 'mulberry32(1) first draw');
+});
