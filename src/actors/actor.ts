@@ -151,6 +151,17 @@ export class Actor<M extends ActorMessage, R extends ReplyMap<M>, I = unknown> {
     this.mailbox.tell(msg, transfer);
   }
 
+  /**
+   * Terminate the current thread as a crash would: what it owed fails (tells are dropped) and the actor
+   * starts a new one after its back-off. For supervision drills and tests. False when no thread runs.
+   */
+  async killThread(): Promise<boolean> {
+    const worker = this.mailbox.inc?.worker ?? null;
+    if (worker === null) return false;
+    await worker.terminate();
+    return true;
+  }
+
   /** Stop accepting calls, drain the accepted ones, run the thread's close hook, destroy the thread. */
   close(): Promise<void> {
     if (this.closePromise === null) this.closePromise = this.doClose();

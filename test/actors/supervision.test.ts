@@ -46,6 +46,24 @@ for (const transport of ['port', 'task'] as const) {
   }
 }
 
+for (const transport of ['port', 'task'] as const) {
+  t.test(`${transport}: killThread() is a crash on demand: what was owed fails, a new thread takes over`, async (t) => {
+    const actor = echoActor({ transport, concurrentTasksPerWorker: 4 });
+    await actor.whenAvailable();
+    const firstThread = actor.threadId;
+    const pending = actor.ask({ t: 'slow', ms: 60_000, v: 1 });
+    await sleep(20);
+    t.equal(await actor.killThread(), true);
+    await t.rejects(pending, ActorCrashedError);
+    await actor.whenAvailable();
+    t.equal(actor.restarts, 1);
+    t.not(actor.threadId, firstThread, 'a fresh thread');
+    t.equal(await actor.ask({ t: 'add', a: 2, b: 2 }), 4);
+    await actor.close();
+    t.equal(await actor.killThread(), false, 'nothing to kill once closed');
+  });
+}
+
 t.test('calls made while restarting wait for the new thread', async (t) => {
   const actor = echoActor();
   t.teardown(() => actor.close());

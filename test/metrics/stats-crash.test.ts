@@ -4,7 +4,6 @@
  * every counter and histogram series is >= what it was before, and the totals equal the requests sent.
  */
 import t from 'tap';
-import type { Worker } from 'node:worker_threads';
 import { startTestRouter } from '../helpers/router.js';
 import { startFixtureBackend } from '../helpers/fixture-backend.js';
 import { get, post, waitFor } from '../helpers/client.js';
@@ -30,10 +29,8 @@ function monotonicSeries(fams: Map<string, Family>): Map<string, number> {
   return out;
 }
 
-function killThread(stats: StatsHost): Promise<number> {
-  const inc = (stats.actor as unknown as { mailbox: { inc: { worker: Worker } | null } }).mailbox.inc;
-  if (inc === null) throw new Error('no stats thread');
-  return inc.worker.terminate();
+async function killThread(stats: StatsHost): Promise<void> {
+  if (!(await stats.actor.killThread())) throw new Error('no stats thread');
 }
 
 t.test('counters survive a stats-actor crash under load and add up to the requests sent', async (t) => {

@@ -1,5 +1,4 @@
 import t from 'tap';
-import type { Worker } from 'node:worker_threads';
 import { StatsHost, threadExecArgv } from '../../src/metrics/stats-host.js';
 import type { CompletionRecord } from '../../src/proxy/completion.js';
 import { parsePrometheusText, valueOf } from './prom-parser.js';
@@ -111,8 +110,7 @@ t.test('a crashed stats thread is restarted from the latest checkpoint plus the 
   const before = (await h.snapshot(MEMBERS)).windows.cumulative;
   t.equal(h.replayHeld.batches, 1, 'the batch sent after the checkpoint is kept');
   const restarts = h.actor.restarts;
-  const inc = (h.actor as unknown as { mailbox: { inc: { worker: Worker } } }).mailbox.inc;
-  await inc.worker.terminate();
+  t.ok(await h.actor.killThread(), 'the stats thread killed');
   const deadline = Date.now() + 60_000;
   while ((h.actor.restarts === restarts || !h.actor.available) && Date.now() < deadline) await sleep(10);
   t.equal(h.actor.restarts, restarts + 1);
@@ -133,7 +131,7 @@ t.test('a crash before the first checkpoint loses nothing either', async (t) => 
   for (let i = 0; i < 7; i++) h.record(rec());
   await h.snapshot(MEMBERS); // flushed and applied
   const restarts = h.actor.restarts;
-  await (h.actor as unknown as { mailbox: { inc: { worker: Worker } } }).mailbox.inc.worker.terminate();
+  await h.actor.killThread();
   h.record(rec()); // sent while the thread is down: queued, then skipped or applied exactly once
   const deadline = Date.now() + 60_000;
   while ((h.actor.restarts === restarts || !h.actor.available) && Date.now() < deadline) await sleep(10);
@@ -161,7 +159,7 @@ t.test('the replay is bounded: an early checkpoint past the threshold, the oldes
   t.equal(h.replayHeld.complete, true);
   // The thread is down: no checkpoint can be taken, so the maximum drops the oldest batches.
   const restarts = h.actor.restarts;
-  await (h.actor as unknown as { mailbox: { inc: { worker: Worker } } }).mailbox.inc.worker.terminate();
+  await h.actor.killThread();
   for (let i = 0; i < 5; i++) {
     h.record(rec());
     await new Promise((r) => setImmediate(r));
