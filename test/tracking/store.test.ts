@@ -130,6 +130,41 @@ t.test('LRU: over max entries the least recently updated trace goes first', asyn
   t.notOk(s.get('c'), 'c evicted next even though it was just read');
 });
 
+t.test('growing from a small start keeps every trace whole: ids, reasons, scores, links, counts', async (t) => {
+  // The default makes room for 128k traces at once; a small start exercises the doubling path
+  // (columns copied, id table rehashed) that stores past that size take.
+  const c = clock();
+  const s = new TraceStore({ maxEntries: 1500, ttlMs: 60_000, now: c.now, initialSlots: 3 });
+  const id = (i: number): string => `grow-${i}-${'x'.repeat(i % 60)}`; // some ids longer than the inline 48 bytes
+  for (let i = 0; i < 2000; i++) {
+    s.decided(decided(id(i), { timestampMs: 1000 + i, nodeId: i % 4, reason: `reason ${i}`, scores: { load: i, pick: i % 4 } }));
+    if (i % 3 === 0) s.finished(finished(id(i), { nodeId: i % 4, reason: `reason ${i}`, scores: { load: i, pick: i % 4 }, outputTokens: i }));
+    c.advance(1);
+  }
+  t.equal(s.size, 1500, 'bounded by maxEntries once grown to it');
+  t.equal(s.counters.evictedLru, 500);
+  let held = 0;
+  let completed = 0;
+  for (let i = 0; i < 2000; i++) {
+    const tr = s.get(id(i));
+    if (tr === undefined) continue;
+    held++;
+    if (tr.status === 'completed') completed++;
+    if (tr.request_id !== id(i) || tr.reason !== `reason ${i}` || tr.scores?.['load'] !== i || tr.node_id !== i % 4) {
+      t.fail(`trace ${i} damaged: ${JSON.stringify(tr)}`);
+      break;
+    }
+    if (i % 3 === 0 && tr.output_tokens !== i) t.fail(`trace ${i} lost its outcome`);
+  }
+  t.equal(held, 1500, 'every held trace found by its id');
+  t.same(s.perStatus(), { pending: 1500 - completed, streaming: 0, completed, failed: 0, aborted: 0 });
+  t.same(s.perNode(), { '0': 375, '1': 375, '2': 375, '3': 375 });
+  t.same(s.list({ limit: 2 }).map((x) => x.request_id), [id(1999), id(1998)], 'newest first by arrival');
+  s.decided(decided('one-more'));
+  t.notOk(s.get(id(500)), 'the least recently updated goes next: the recency links survived the growth');
+  t.ok(s.get(id(501)));
+});
+
 t.test('TTL: traces expire a ttl after their last update', async (t) => {
   const c = clock();
   const s = new TraceStore({ maxEntries: 100, ttlMs: 1000, now: c.now });
