@@ -4,7 +4,7 @@
  * tracker actor (tracker-actor.ts, one piscina thread that owns the trace store and the trace log).
  *
  * Cost on the hot path: each event appends its numbers to a Float64Array and its few per-request strings to
- * a list (events.ts); the first event after a hand-over starts a short timer (handoverMs, 20 ms) at whose
+ * a list (events.ts); the first event after a hand-over starts a short timer (handoverMs, 50 ms) at whose
  * end the whole batch goes to the actor as ONE message: at most one crossing per few milliseconds (never
  * more than one per event-loop turn), whatever the number of requests or tokens. No object per event, no
  * closure per request.
@@ -42,10 +42,11 @@ export interface SharedTraceSource {
 
 export interface RequestTrackerOptions extends TrackerConfig {
   /**
-   * Events of this many milliseconds travel together (default 20, at most a quarter of flushMs). Each
+   * Events of this many milliseconds travel together (default 50, at most half of flushMs). Each
    * crossing costs a postMessage, an answer, and a wake-up of the actor's thread whose caches went cold
-   * meanwhile, whatever it carries: on the e2e bench (~14k req/s) the tracker thread spent ~2 us less per
-   * request with 50 ms batches than with 5 ms ones. Queries are not delayed by it (they hand over first),
+   * meanwhile, whatever it carries: ~150-200 us of the tracker thread's CPU per crossing here, measured
+   * at 500 req/s; at 14k req/s the thread spent 1.4-2.0 us per request with 50 ms batches against
+   * 2.1-2.9 us with 20 ms ones (docs/tracing.md). Queries are not delayed by it (they hand over first),
    * and the trace log's flush interval is shortened by it, so kill -9 still loses at most flushMs.
    * 0: one crossing per event-loop turn.
    */
@@ -54,7 +55,7 @@ export interface RequestTrackerOptions extends TrackerConfig {
   readonly actor?: ActorTuning | undefined;
 }
 
-const DEFAULT_HANDOVER_MS = 20;
+const DEFAULT_HANDOVER_MS = 50;
 /** Numbers buffered (~30 per request) beyond which events cross at once, before the timer: ~1,000 requests. */
 const MAX_BATCH_NUMBERS = 32_768;
 /** Decisions held back (see `held`) beyond which events cross at once: they are written then. */
@@ -62,10 +63,13 @@ const MAX_HELD = 1024;
 
 type HoldableView = RequestProgressView & { traceHold: number };
 
-/** The hand-over interval for a log flushed every `flushMs`: the default, within a quarter of flushMs. */
+/**
+ * The hand-over interval for a log flushed every `flushMs`: the default, within half of flushMs (the log
+ * then flushes every flushMs minus it: with the default 100 ms, both every 50 ms).
+ */
 export function handoverFor(flushMs: number, requested?: number): number {
   if (requested !== undefined) return requested;
-  return Math.max(0, Math.min(DEFAULT_HANDOVER_MS, Math.floor(flushMs / 4)));
+  return Math.max(0, Math.min(DEFAULT_HANDOVER_MS, Math.floor(flushMs / 2)));
 }
 
 export class RequestTracker implements CompletionSink, RequestProgressHook {

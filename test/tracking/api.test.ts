@@ -358,10 +358,11 @@ t.test('LRU and TTL bounds through the router', async (t) => {
   t.equal(after['expired_ttl'], 3);
 });
 
-t.test('events wait at most a quarter of the log flush interval before crossing; an explicit interval wins', async (t) => {
-  t.equal(handoverFor(100), 20, 'the default flush (100 ms): 20 ms batches, the log flushes every 80 ms');
-  t.equal(handoverFor(40), 10, 'a short flush interval shortens the batches');
-  t.equal(handoverFor(3), 0, 'a very short one crosses every event-loop turn');
+t.test('events wait at most half of the log flush interval before crossing; an explicit interval wins', async (t) => {
+  t.equal(handoverFor(100), 50, 'the default flush (100 ms): 50 ms batches, the log flushes every 50 ms');
+  t.equal(handoverFor(1000), 50, 'a longer flush interval does not lengthen the batches');
+  t.equal(handoverFor(40), 20, 'a short flush interval shortens the batches');
+  t.equal(handoverFor(1), 0, 'a very short one crosses every event-loop turn');
   t.equal(handoverFor(100, 5), 5);
   t.equal(handoverFor(100, 0), 0);
 });
