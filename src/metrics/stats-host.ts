@@ -1,10 +1,12 @@
 /**
  * The stats actor's host, on the front end: a CompletionSink that packs each finished request into
  * numbers (stats-protocol.ts layout) and sends them in batches: at most one message per event-loop turn,
- * and by default at most one per 10 ms (a crossing costs ~50 us of CPU across both threads, measured;
- * under a light, steady load most turns finish one request, so per-turn batching alone would pay that
- * per request). Snapshots, Prometheus histogram text and checkpoints flush first and are asked of the
- * actor; percentiles are never computed on the front end.
+ * and by default at most one per 50 ms. A crossing has a fixed cost whatever it carries (a postMessage,
+ * an answer, a wake-up of a thread whose caches went cold): under a light, steady load most turns finish
+ * one request, so per-turn batching alone would pay it per request; at ~13k req/s the stats thread spent
+ * 2.0-2.2 us per request with 10 ms batches and 0.7-1.0 us with 50 ms ones (docs/observability.md).
+ * Snapshots, Prometheus histogram text and checkpoints flush first and are asked of the actor, so the
+ * interval never makes an answer stale; percentiles are never computed on the front end.
  *
  * Supervision: the actor runtime restarts a crashed thread; this host re-initialises it with every worker
  * it has announced, the latest cumulative checkpoint (taken every checkpointIntervalMs with
@@ -31,7 +33,7 @@ export interface StatsHostOptions {
   readonly checkpointIntervalMs?: number;
   /** Longest wait for a snapshot or a render (default 5 s). */
   readonly askTimeoutMs?: number;
-  /** Records are held up to this long to share a crossing (default 10 ms; 0 = one crossing per event-loop turn). */
+  /** Records are held up to this long to share a crossing (default 50 ms; 0 = one crossing per event-loop turn). */
   readonly flushIntervalMs?: number;
   /** Kept numbers (8 bytes each) since the last checkpoint that trigger an early checkpoint (default 1M: 8 MB). */
   readonly replayCheckpointNumbers?: number;
@@ -81,7 +83,7 @@ export class StatsHost implements CompletionSink {
     const since = Date.now();
     const useWasm = options.useWasm ?? true;
     this.askTimeoutMs = options.askTimeoutMs ?? 5000;
-    this.flushIntervalMs = options.flushIntervalMs ?? 10;
+    this.flushIntervalMs = options.flushIntervalMs ?? 50;
     this.logger = options.logger;
     this.replayCheckpointNumbers = options.replayCheckpointNumbers ?? 1_048_576;
     this.replayMaxNumbers = Math.max(options.replayMaxNumbers ?? 8_388_608, this.replayCheckpointNumbers);
