@@ -23,7 +23,7 @@ export class TraceStore extends TraceSlots implements EventTarget {
     if (s < 0) {
       s = this.allocate(e.requestId, PENDING, e.nodeId ?? -1);
       this.timestamp[s] = e.timestampMs;
-      this.routes[s] = e.route;
+      this.routes.set(s, e.route);
       this.stream[s] = e.stream ? 1 : 0;
       this.input[s] = e.inputTokens;
       this.output[s] = -1;
@@ -32,18 +32,17 @@ export class TraceStore extends TraceSlots implements EventTarget {
       this.e2e[s] = Number.NaN;
       this.serverQueue[s] = Number.NaN;
       this.http[s] = 0;
-      this.errorCodes[s] = null;
-      this.errorMessages[s] = null;
+      this.errorCodes.set(s, null);
+      this.errorMessages.set(s, null);
       this.counters.recorded++;
     } else {
       // A retry on another worker: the trace follows the request.
       this.setNode(s, e.nodeId ?? -1);
       this.touch(s);
     }
-    // Worker URLs, policies, routes and error codes come from the events' dictionary: one shared string
-    // each already. Reasons and scores differ per request: they are copied into columns.
-    this.urls[s] = e.workerUrl;
-    this.policies[s] = e.policy;
+    // Reasons and scores differ per request: they are copied into columns (bytes, codes and numbers).
+    this.urls.set(s, e.workerUrl);
+    this.policies.set(s, e.policy);
     this.reasons.set(s, e.reason);
     this.scores.set(s, e.scores);
     this.queue[s] = e.queueMs;
@@ -72,7 +71,7 @@ export class TraceStore extends TraceSlots implements EventTarget {
       s = this.allocate(e.requestId, status, e.nodeId ?? -1);
       this.counters.recorded++;
       this.timestamp[s] = full ? e.timestampMs : Math.round((this.now() - e.e2eMs) * 1000) / 1000;
-      this.policies[s] = full ? e.policy : this.defaultPolicy;
+      this.policies.set(s, full ? e.policy : this.defaultPolicy);
       this.reasons.set(s, e.reason);
       this.scores.set(s, e.scores);
       this.queue[s] = e.queueMs ?? Number.NaN;
@@ -80,15 +79,15 @@ export class TraceStore extends TraceSlots implements EventTarget {
       this.setNode(s, e.nodeId ?? -1);
       this.setStatus(s, status);
       if (full) {
-        this.policies[s] = e.policy;
+        this.policies.set(s, e.policy);
         this.reasons.set(s, e.reason);
         this.scores.set(s, e.scores);
         this.queue[s] = e.queueMs ?? Number.NaN;
       }
       this.touch(s);
     }
-    this.urls[s] = e.workerUrl;
-    this.routes[s] = e.route;
+    this.urls.set(s, e.workerUrl);
+    this.routes.set(s, e.route);
     this.stream[s] = e.stream ? 1 : 0;
     this.ttft[s] = e.ttftMs ?? Number.NaN;
     this.e2e[s] = e.e2eMs;
@@ -97,8 +96,8 @@ export class TraceStore extends TraceSlots implements EventTarget {
     this.output[s] = e.outputTokens;
     this.cached[s] = e.cachedTokens;
     this.http[s] = e.httpStatus ?? 0;
-    this.errorCodes[s] = e.errorCode;
-    this.errorMessages[s] = e.errorMessage;
+    this.errorCodes.set(s, e.errorCode);
+    this.errorMessages.set(s, e.errorMessage);
     this.attempts[s] = e.attempts;
     if (this.onFinal !== undefined) this.onFinal(this.view(s));
   }
@@ -113,9 +112,9 @@ export class TraceStore extends TraceSlots implements EventTarget {
     const s = this.allocate(t.request_id, status, t.node_id ?? -1);
     this.updated[s] = updatedMs;
     this.timestamp[s] = t.timestamp_ms;
-    this.urls[s] = this.intern(t.worker_url);
-    this.policies[s] = this.intern(t.routing_policy) as string;
-    this.routes[s] = this.intern(t.route) as string;
+    this.urls.set(s, t.worker_url);
+    this.policies.set(s, t.routing_policy);
+    this.routes.set(s, t.route);
     this.stream[s] = t.stream ? 1 : 0;
     this.reasons.set(s, t.reason);
     this.scores.set(s, t.scores);
@@ -127,8 +126,8 @@ export class TraceStore extends TraceSlots implements EventTarget {
     this.output[s] = t.output_tokens ?? -1;
     this.cached[s] = t.cached_tokens ?? -1;
     this.http[s] = t.http_status ?? 0;
-    this.errorCodes[s] = this.intern(t.error_code);
-    this.errorMessages[s] = t.error_message;
+    this.errorCodes.set(s, t.error_code);
+    this.errorMessages.set(s, t.error_message);
     this.attempts[s] = t.attempts;
     this.counters.loaded++;
     return true;

@@ -3,8 +3,9 @@
  * events to them and answers queries).
  *
  * Each trace lives in a slot: its numbers in typed arrays (one per field), its repeated strings (worker
- * URL, policy, route, error code) as shared strings in plain arrays, its request id as bytes in the id
- * table, its reason as bytes (inline-strings.ts) and its scores as codes and numbers (score-columns.ts).
+ * URL, policy, route, error code) as codes of one shared string table (code-columns.ts), its request id
+ * as bytes in the id table, its reason as bytes (inline-strings.ts), its scores as codes and numbers
+ * (score-columns.ts) and an error message, when it has one, in a sparse map.
  * So a trace costs no object of its own: 100k traces add nothing for the garbage collector to mark, and
  * evicting them leaves no garbage in the old generation; the bench figures trace.store.100k_heap_mb and
  * trace.tracker.paced_thread_us keep count. Trace objects are made on demand, for answers and the log.
@@ -17,11 +18,10 @@
  * Reads do not count as use (a dashboard polling the list must not pin traces).
  *
  * Counts per status and per node are kept incrementally, so /v1/traces/stats never scans the store.
- * Repeated strings reloaded from the log arrive as fresh copies; they are interned so 100k traces share
- * one copy each (events' repeated strings come from the events' dictionary, one copy each already).
  */
 import type { RequestIdRef } from './events.js';
 import { IdTable } from './id-table.js';
+import { CodeColumn, SparseStrings, StringTable } from './code-columns.js';
 import { InlineStrings } from './inline-strings.js';
 import { ScoreColumns } from './score-columns.js';
 import { TRACE_STATUSES, type Trace, type TraceStatus } from './types.js';
@@ -44,8 +44,6 @@ export interface StoreCounters {
   loaded: number;
 }
 
-/** Distinct strings interned at most (reloaded traces' repeated strings; beyond this, kept as they come). */
-const MAX_INTERNED = 16_384;
 const NONE_KEY = 'none';
 export const NIL = -1;
 /**
@@ -80,7 +78,6 @@ export class TraceSlots {
   protected readonly defaultPolicy: string;
   private readonly initialSlots: number;
   protected readonly ids = new IdTable();
-  protected readonly interned = new Map<string, string>();
   protected readonly statusCounts = new Float64Array(TRACE_STATUSES.length);
   /** Held traces per node id (-1: never routed). */
   protected readonly nodeCounts = new Map<number, number>();
@@ -113,14 +110,15 @@ export class TraceSlots {
   protected attempts: Int32Array = new Int32Array(0);
   protected status: Uint8Array = new Uint8Array(0);
   protected stream: Uint8Array = new Uint8Array(0);
-  // string / object columns
-  protected readonly urls: (string | null)[] = [];
-  protected readonly policies: string[] = [];
-  protected readonly routes: string[] = [];
+  // string columns
+  private readonly strings = new StringTable();
+  protected readonly urls = new CodeColumn(this.strings);
+  protected readonly policies = new CodeColumn(this.strings);
+  protected readonly routes = new CodeColumn(this.strings);
+  protected readonly errorCodes = new CodeColumn(this.strings);
   /** Per-request text: bytes in a column (no string object per trace). */
   protected readonly reasons = new InlineStrings(REASON_BYTES);
-  protected readonly errorCodes: (string | null)[] = [];
-  protected readonly errorMessages: (string | null)[] = [];
+  protected readonly errorMessages = new SparseStrings();
   protected readonly scores = new ScoreColumns();
 
   constructor(options: TraceStoreOptions) {
@@ -195,11 +193,11 @@ export class TraceSlots {
     return {
       request_id: this.ids.idOf(s),
       node_id: node < 0 ? null : node,
-      worker_url: this.urls[s] ?? null,
-      routing_policy: this.policies[s] as string,
+      worker_url: this.urls.get(s),
+      routing_policy: this.policies.get(s) ?? '',
       status: TRACE_STATUSES[this.status[s] as number] as TraceStatus,
       timestamp_ms: this.timestamp[s] as number,
-      route: this.routes[s] as string,
+      route: this.routes.get(s) ?? 'other',
       stream: this.stream[s] === 1,
       reason: this.reasons.get(s),
       scores: this.scores.get(s),
@@ -211,8 +209,8 @@ export class TraceSlots {
       output_tokens: output < 0 ? null : output,
       cached_tokens: cached < 0 ? null : cached,
       http_status: http === 0 ? null : http,
-      error_code: this.errorCodes[s] ?? null,
-      error_message: this.errorMessages[s] ?? null,
+      error_code: this.errorCodes.get(s),
+      error_message: this.errorMessages.get(s),
       attempts: this.attempts[s] as number,
     };
   }
@@ -248,7 +246,7 @@ export class TraceSlots {
     // Release what the slot references so the garbage collector can take it.
     this.reasons.set(s, null);
     this.scores.set(s, null);
-    this.errorMessages[s] = null;
+    this.errorMessages.set(s, null);
     this.free.push(s);
   }
 
@@ -297,6 +295,10 @@ export class TraceSlots {
     this.status = growByte(this.status, next);
     this.stream = growByte(this.stream, next);
     this.ids.grow(next);
+    this.urls.grow(next);
+    this.policies.grow(next);
+    this.routes.grow(next);
+    this.errorCodes.grow(next);
     this.reasons.grow(next);
     this.scores.grow(next);
     this.capacity = next;
@@ -324,13 +326,6 @@ export class TraceSlots {
     else this.nodeCounts.set(node, n);
   }
 
-  protected intern(s: string | null): string | null {
-    if (s === null) return null;
-    const hit = this.interned.get(s);
-    if (hit !== undefined) return hit;
-    if (this.interned.size < MAX_INTERNED) this.interned.set(s, s);
-    return s;
-  }
 }
 
 
