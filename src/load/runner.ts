@@ -13,6 +13,7 @@ import { GpuMapper, SRC_ESTIMATED, SRC_TRACES, SRC_UNKNOWN, estimateGpu } from '
 import type { LoadOptions } from './options.js';
 import { buildPayload, requestPath, type PayloadSettings } from './protocol.js';
 import { Recorder } from './recorder.js';
+import { useParallelScavenge } from './gc-threads.js';
 import { LagDiagnostics } from './lag-diagnostics.js';
 import { Scheduler } from './scheduler.js';
 import { ProgressBar, formatSummary } from './report.js';
@@ -77,6 +78,7 @@ export async function runLoad(opts: LoadOptions, hooks: LoadHooks = {}): Promise
   mkdirSync(dir, { recursive: true });
   const runId = opts.runId ?? randomBytes(4).toString('hex');
   const inFlightLimit = Math.max(1, Math.min(opts.maxConcurrency ?? opts.maxConnections, opts.maxConnections));
+  const parallelScavenge = useParallelScavenge(opts.parallelScavenge);
   const diag = opts.lagDiagnostics === true ? new LagDiagnostics() : undefined;
   const client = new LoadClient({
     ...(diag === undefined ? {} : { responseClock: diag.responseClock }),
@@ -150,6 +152,7 @@ export async function runLoad(opts: LoadOptions, hooks: LoadHooks = {}): Promise
       warmup_requests: opts.warmupRequests,
       warmup_seconds: opts.warmupSeconds,
       warmup_paced_requests: paced,
+      parallel_scavenge: parallelScavenge,
       model,
       run_id: runId,
       started_at: startedAt,

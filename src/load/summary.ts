@@ -69,6 +69,8 @@ export interface RunMeta {
   /** --warmup-seconds and the one-token requests it sent (paced, not recorded). */
   warmup_seconds: number;
   warmup_paced_requests: number;
+  /** --parallel-scavenge as in force for this process (the first run of a process sets it). */
+  parallel_scavenge: boolean;
   model: string;
   run_id: string;
   started_at: string;

@@ -188,6 +188,7 @@ t.test('--warmup-seconds: one-token requests at the run rate before the run, not
   const r = await runLoad(loadOpts(f.url, dir, { numPrompts: 6, requestRate: 200, warmupRequests: 1, warmupSeconds: 0.05 }, { gpuFallbackPolicy: 'round_robin' }), { log: () => undefined });
   t.equal(r.summary['warmup_paced_requests'], 10, '200 req/s x 0.05 s');
   t.equal(r.summary['warmup_seconds'], 0.05);
+  t.equal(r.summary['parallel_scavenge'], false, 'young-generation collections on the sending thread by default');
   const ids = f.received.map((x) => x.requestId);
   t.same(ids.slice(0, 1), ['test-warmup-0'], 'the concurrent warm-up first');
   t.same(ids.slice(1, 11).sort(), Array.from({ length: 10 }, (_, k) => `test-warm-${k}`).sort(), 'then the paced one');
