@@ -35,7 +35,7 @@ export interface WorkloadOptions extends DatasetOptions {
   disableIgnoreEos: boolean;
   warmupRequests: number;
   warmupSeconds: number;
-  /** V8 young-generation collections on helper threads (gc-threads.ts); default false: on the sending thread. */
+  /** V8 young-generation collections on helper threads (helper-threads.ts); default false: on the sending thread. */
   parallelScavenge: boolean;
   slo: Slo | undefined;
   extraRequestBody: Record<string, unknown> | undefined;
@@ -60,6 +60,12 @@ export interface LoadOptions extends WorkloadOptions {
   progress: 'auto' | 'on' | 'off';
   /** Attribute late sends to causes (GC, descheduling, the generator's work, ...): summary.json's send_lag_causes. */
   lagDiagnostics?: boolean;
+  /**
+   * Nice value for this process's other threads while it runs (helper-threads.ts); 0 or absent: left
+   * alone. Only for a process whose other threads are all helpers (the load command; not compare or
+   * sweep, whose simulated fleets may run in worker threads).
+   */
+  helperNice?: number;
 }
 
 const G_WORK = 'Workload (SGLang bench_serving names)';
@@ -94,7 +100,7 @@ export const WORKLOAD_SPECS = [
   { name: 'disable-ignore-eos', type: 'boolean', default: false, help: 'let the server stop at EOS (default: ignore_eos, exact output lengths)', group: G_REQ },
   { name: 'warmup-requests', type: 'integer', default: 1, min: 0, help: 'requests sent together (and not recorded) before the run; as many as will be in flight also opens their connections and warms the generator before its clock starts (a lower send lag early in the run)', group: G_WORK },
   { name: 'warmup-seconds', type: 'number', default: 0.25, min: 0, max: 60, help: 'then this long of one-token requests at --request-rate through the run\'s own send path, not recorded: the generator\'s code is compiled when its clock starts (at 2,000 req/s, p99 send lag ~2 -> ~1 ms); at most 2,000 requests; 0: off; none at --request-rate inf', group: G_WORK },
-  { name: 'parallel-scavenge', type: 'boolean', default: false, help: "let V8 collect the generator's young generation on helper threads too; default: on the sending thread alone, which on a small machine shared with the server keeps helpers from taking its core (2 cores, 2,000 req/s: send-lag p99 ~1.8 -> ~1.0 ms)", group: G_WORK },
+  { name: 'parallel-scavenge', type: 'boolean', default: false, help: "let V8 collect the generator's young generation on helper threads too; default: on the sending thread alone, which on a small machine shared with the server keeps helpers from taking its core (2 cores, 2,000 req/s: send-lag p99 ~1.8 -> ~1.0 ms)", group: 'Generator' },
   { name: 'slo', type: 'string', help: 'SLOs for goodput: ttft=MS,tpot=MS,e2e=MS (any subset)', group: G_WORK, metavar: 'K=MS,...' },
   { name: 'extra-request-body', type: 'string', help: 'JSON object merged into every request body', group: G_REQ, metavar: 'JSON' },
   { name: 'request-timeout-secs', type: 'number', default: 3600, min: 0.001, help: 'per-request timeout (headers, and gaps between chunks)', group: G_REQ },
@@ -112,6 +118,7 @@ export const LOAD_ONLY_SPECS = [
   { name: 'run-id', type: 'string', help: 'prefix of every x-request-id (default: random)', group: 'Output' },
   { name: 'quiet', type: 'boolean', default: false, help: 'no result table on stdout', group: 'Output' },
   { name: 'progress', type: 'string', default: 'auto', choices: ['auto', 'on', 'off'], help: 'progress bar on stderr (auto: only on a TTY)', group: 'Output' },
+  { name: 'helper-nice', type: 'integer', default: 10, min: 0, max: 19, help: "nice value for the generator's helper threads (V8's collector and compiler threads, libuv's pool) so that the sending thread wins its core when both are runnable; 0: leave them be (Linux; lowering priority needs no privilege)", group: 'Generator' },
   { name: 'lag-diagnostics', type: 'boolean', default: false, help: "attribute sends later than 0.5 ms to causes (GC, descheduled by the OS, the generator's own work, other JS, timer): send_lag_causes in summary.json", group: 'Output' },
 ] as const satisfies readonly OptionSpec[];
 

@@ -13,7 +13,7 @@ import { GpuMapper, SRC_ESTIMATED, SRC_TRACES, SRC_UNKNOWN, estimateGpu } from '
 import type { LoadOptions } from './options.js';
 import { buildPayload, requestPath, type PayloadSettings } from './protocol.js';
 import { Recorder } from './recorder.js';
-import { useParallelScavenge } from './gc-threads.js';
+import { lowerHelperThreads, useParallelScavenge } from './helper-threads.js';
 import { LagDiagnostics } from './lag-diagnostics.js';
 import { Scheduler } from './scheduler.js';
 import { ProgressBar, formatSummary } from './report.js';
@@ -79,6 +79,8 @@ export async function runLoad(opts: LoadOptions, hooks: LoadHooks = {}): Promise
   const runId = opts.runId ?? randomBytes(4).toString('hex');
   const inFlightLimit = Math.max(1, Math.min(opts.maxConcurrency ?? opts.maxConnections, opts.maxConnections));
   const parallelScavenge = useParallelScavenge(opts.parallelScavenge);
+  const helperNice = opts.helperNice ?? 0;
+  if (helperNice > 0) lowerHelperThreads(helperNice);
   const diag = opts.lagDiagnostics === true ? new LagDiagnostics() : undefined;
   const client = new LoadClient({
     ...(diag === undefined ? {} : { responseClock: diag.responseClock }),
@@ -117,6 +119,8 @@ export async function runLoad(opts: LoadOptions, hooks: LoadHooks = {}): Promise
     if (hooks.signal?.aborted === true) onAbort(); // during the warm-up
     const bar = progressOn ? new ProgressBar(process.stderr, n, () => ({ done: recorder.finished, failed: recorder.failed, inFlight: scheduler.inFlight }), hooks.label ?? 'load') : undefined;
     bar?.start();
+    // Again just before the clock: the warm-ups may have started more helpers (libuv's pool, compilers).
+    const niced = helperNice > 0 ? lowerHelperThreads(helperNice) : 0;
     try {
       await scheduler.run();
     } finally {
@@ -153,6 +157,8 @@ export async function runLoad(opts: LoadOptions, hooks: LoadHooks = {}): Promise
       warmup_seconds: opts.warmupSeconds,
       warmup_paced_requests: paced,
       parallel_scavenge: parallelScavenge,
+      helper_nice: helperNice,
+      helper_threads_niced: niced,
       model,
       run_id: runId,
       started_at: startedAt,

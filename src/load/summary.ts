@@ -71,6 +71,9 @@ export interface RunMeta {
   warmup_paced_requests: number;
   /** --parallel-scavenge as in force for this process (the first run of a process sets it). */
   parallel_scavenge: boolean;
+  /** --helper-nice (0: off) and how many of this process's other threads took it when the clock started. */
+  helper_nice: number;
+  helper_threads_niced: number;
   model: string;
   run_id: string;
   started_at: string;

@@ -35,6 +35,14 @@ t.test('switchyard load end to end: exit 0, result table, requests.csv and summa
   const s = JSON.parse(readFileSync(join(dir, 'summary.json'), 'utf8')) as Record<string, unknown>;
   t.equal(s['completed'], 12);
   t.equal(s['goodput_requests'], 12);
+  t.equal(s['parallel_scavenge'], false, 'young-generation collections on the sending thread');
+  t.equal(s['helper_nice'], 10, "the generator's helper threads at nice 10 by default");
+  if (process.platform === 'linux') t.ok((s['helper_threads_niced'] as number) > 0, 'V8 and libuv helpers were found and lowered');
+  const off = tempDir();
+  const r2 = await runCli(['load', '--url', fleet.urls[0]!, '--num-prompts', '2', '--request-rate', '300', '--random-input-len', '40', '--random-output-len', '8', '--helper-nice', '0', '--parallel-scavenge', '--quiet', '--output', off]);
+  t.equal(r2.code, 0, r2.stderr);
+  const s2 = JSON.parse(readFileSync(join(off, 'summary.json'), 'utf8')) as Record<string, unknown>;
+  t.same([s2['parallel_scavenge'], s2['helper_nice'], s2['helper_threads_niced']], [true, 0, 0], 'both can be turned off');
 });
 
 t.test('CLI errors: exit 2 with one line for bad flags and unknown policies; exit 1 for an unreachable target', async (t) => {

@@ -1,7 +1,9 @@
 import t from 'tap';
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { useParallelScavenge } from '../../src/load/gc-threads.js';
+import { readFileSync, readdirSync } from 'node:fs';
+import { Worker } from 'node:worker_threads';
+import { lowerHelperThreads, useParallelScavenge } from '../../src/load/helper-threads.js';
 
 t.test('the first setting of a process wins (a V8 flag is process-wide)', async (t) => {
   t.equal(useParallelScavenge(true), true);
@@ -10,7 +12,7 @@ t.test('the first setting of a process wins (a V8 flag is process-wide)', async 
 
 t.test('without --parallel-scavenge, V8 scavenges on the main thread alone', async (t) => {
   // --trace-gc-nvp prints each scavenge's phases; background.scavenge.parallel is the helper threads' share.
-  const mod = fileURLToPath(new URL('../../src/load/gc-threads.js', import.meta.url));
+  const mod = fileURLToPath(new URL('../../src/load/helper-threads.js', import.meta.url));
   const script = `const { useParallelScavenge } = await import(${JSON.stringify(mod)});
 useParallelScavenge(process.argv[1] === 'parallel');
 console.log('-- set --');
@@ -31,4 +33,24 @@ for (let i = 0; i < 3e5; i++) { keep.push({ i, s: 'x' + i }); if (keep.length > 
   // The check can fail: with helpers allowed, some scavenges give them work (on 2 cores as on more).
   const parallel = helpers('parallel');
   t.ok(parallel.some((x) => x > 0), `helpers scavenge when allowed: ${parallel.join(' ')}`);
+});
+
+/** A thread's nice value (Linux /proc: field 19 of stat). */
+function niceOf(tid: string): number {
+  const stat = readFileSync(`/proc/self/task/${tid}/stat`, 'utf8');
+  return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[16]);
+}
+
+t.test('helper threads get the nice value; the main thread keeps its own', { skip: process.platform !== 'linux' && 'Linux /proc' }, async (t) => {
+  // A worker thread makes sure there is another thread whatever V8 has started by now.
+  const w = new Worker('setInterval(() => {}, 1000)', { eval: true });
+  t.teardown(() => w.terminate());
+  await new Promise((r) => w.once('online', r));
+  const mainBefore = niceOf(String(process.pid));
+  const others = readdirSync('/proc/self/task').filter((x) => x !== String(process.pid));
+  t.ok(others.length > 0);
+  const changed = lowerHelperThreads(Math.max(mainBefore + 1, 5));
+  t.ok(changed >= others.length, 'every other thread');
+  t.ok(others.every((x) => niceOf(x) === Math.max(mainBefore + 1, 5)), 'at the nice value asked');
+  t.equal(niceOf(String(process.pid)), mainBefore, 'not the main thread');
 });
