@@ -28,6 +28,7 @@ export function parseLoadOptions(argv: readonly string[], env?: NodeJS.ProcessEn
     quiet: raw['quiet'] as boolean,
     progress: raw['progress'] as LoadOptions['progress'],
     lagDiagnostics: raw['lagDiagnostics'] as boolean,
+    helperNice: raw['helperNice'] as number,
   };
 }
 
