@@ -10,19 +10,21 @@
  */
 const NULL = -1;
 const SPILLED = -2;
-/** Distinct strings coded at most; past it, values are kept per slot in a map (never with real fleets). */
+/** Distinct strings coded at most by default; past it, values are kept per slot in a map (never with real fleets). */
 const MAX_CODES = 16_384;
 
-/** The strings of a set of code columns: one code per distinct string, never reused. */
+/** The strings of a set of code columns (or score keys): one code per distinct string, never reused. */
 export class StringTable {
   private readonly codes = new Map<string, number>();
   private readonly strings: string[] = [];
+
+  constructor(private readonly maxCodes = MAX_CODES) {}
 
   /** The code of `s`, making one when new; -1 when the table is full. */
   codeOf(s: string): number {
     const c = this.codes.get(s);
     if (c !== undefined) return c;
-    if (this.strings.length >= MAX_CODES) return -1;
+    if (this.strings.length >= this.maxCodes) return -1;
     const code = this.strings.length;
     this.strings.push(s);
     this.codes.set(s, code);

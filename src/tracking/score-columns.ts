@@ -5,6 +5,8 @@
  * here they are none. Scores with more keys, or past MAX_KEYS distinct key names, are kept as objects
  * beside the columns (rare: every built-in policy gives at most 5 keys from a fixed set).
  */
+import { StringTable } from './code-columns.js';
+
 export const INLINE_SCORES = 6;
 const MAX_KEYS = 1024;
 const NULL = -1;
@@ -15,8 +17,7 @@ export class ScoreColumns {
   private values: Float64Array = new Float64Array(0);
   private counts: Int8Array = new Int8Array(0);
   private readonly spilled = new Map<number, Record<string, number>>();
-  private readonly keyCodes = new Map<string, number>();
-  private readonly keyNames: string[] = [];
+  private readonly keyNames = new StringTable(MAX_KEYS);
 
   /** Room for slots [0, capacity); existing slots keep their scores. New slots hold null. */
   grow(capacity: number): void {
@@ -41,7 +42,7 @@ export class ScoreColumns {
     const at = s * INLINE_SCORES;
     let n = 0;
     for (const k in scores) {
-      const code = n < INLINE_SCORES ? this.keyCode(k) : -1;
+      const code = n < INLINE_SCORES ? this.keyNames.codeOf(k) : -1;
       if (code < 0) {
         this.counts[s] = SPILLED;
         this.spilled.set(s, { ...scores });
@@ -61,22 +62,12 @@ export class ScoreColumns {
     if (n === SPILLED) return { ...(this.spilled.get(s) as Record<string, number>) };
     const out: Record<string, number> = {};
     const at = s * INLINE_SCORES;
-    for (let i = 0; i < n; i++) out[this.keyNames[this.keys[at + i] as number] as string] = this.values[at + i] as number;
+    for (let i = 0; i < n; i++) out[this.keyNames.stringOf(this.keys[at + i] as number)] = this.values[at + i] as number;
     return out;
   }
 
   /** Scores kept as objects (more keys than fit, or key names past the table's bound). */
   get spilledCount(): number {
     return this.spilled.size;
-  }
-
-  private keyCode(k: string): number {
-    const c = this.keyCodes.get(k);
-    if (c !== undefined) return c;
-    if (this.keyNames.length >= MAX_KEYS) return -1;
-    const code = this.keyNames.length;
-    this.keyNames.push(k);
-    this.keyCodes.set(k, code);
-    return code;
   }
 }
