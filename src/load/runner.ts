@@ -80,7 +80,6 @@ export async function runLoad(opts: LoadOptions, hooks: LoadHooks = {}): Promise
   const inFlightLimit = Math.max(1, Math.min(opts.maxConcurrency ?? opts.maxConnections, opts.maxConnections));
   const parallelScavenge = useParallelScavenge(opts.parallelScavenge);
   const helperNice = opts.helperNice ?? 0;
-  if (helperNice > 0) lowerHelperThreads(helperNice);
   const diag = opts.lagDiagnostics === true ? new LagDiagnostics() : undefined;
   const client = new LoadClient({
     ...(diag === undefined ? {} : { responseClock: diag.responseClock }),
@@ -119,7 +118,7 @@ export async function runLoad(opts: LoadOptions, hooks: LoadHooks = {}): Promise
     if (hooks.signal?.aborted === true) onAbort(); // during the warm-up
     const bar = progressOn ? new ProgressBar(process.stderr, n, () => ({ done: recorder.finished, failed: recorder.failed, inFlight: scheduler.inFlight }), hooks.label ?? 'load') : undefined;
     bar?.start();
-    // Again just before the clock: the warm-ups may have started more helpers (libuv's pool, compilers).
+    // Just before the clock, when the warm-ups have started every helper (libuv's pool, compilers).
     const niced = helperNice > 0 ? lowerHelperThreads(helperNice) : 0;
     try {
       await scheduler.run();
